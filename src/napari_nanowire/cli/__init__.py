@@ -1,0 +1,1 @@
+"""The ``napari-nanowire`` command line: a thin layer over :mod:`napari_nanowire.core`."""

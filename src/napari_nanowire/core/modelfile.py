@@ -1,0 +1,134 @@
+"""The one model file: every tensor and setting needed to use a trained model again.
+
+Format: a safetensors file. Tensors are stored flat under a prefix per part
+(``encoder.``, ``projector.``, ``classifier.``, ``segmenter.``); everything else (architecture,
+input normalisation, image size, pixel size, training settings, class names, history, metrics)
+is JSON in the file's metadata under the key ``napari_nanowire``. Loading parses JSON and raw
+tensors only, so a model file cannot execute code. Pickle-based files (``torch.save``) are
+refused with an explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from .errors import NanowireError
+
+FORMAT = "napari-nanowire-model"
+FORMAT_VERSION = 1
+META_KEY = "napari_nanowire"
+SUFFIX = ".nwmodel"
+
+
+class ModelFileError(NanowireError):
+    """A model file that cannot be used, with a message naming the file and what to do."""
+
+
+@dataclass
+class ModelFile:
+    """The contents of a model file: flat tensors and JSON-able metadata."""
+
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def part(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The state dict stored under ``prefix.`` (empty if that part is absent)."""
+        head = prefix + "."
+        return {k[len(head) :]: v for k, v in self.tensors.items() if k.startswith(head)}
+
+    def has_part(self, prefix: str) -> bool:
+        """True if any tensor is stored under ``prefix.``."""
+        return any(k.startswith(prefix + ".") for k in self.tensors)
+
+    def set_part(self, prefix: str, module: nn.Module) -> None:
+        """Store ``module``'s state dict under ``prefix.``, replacing what was there."""
+        head = prefix + "."
+        self.tensors = {k: v for k, v in self.tensors.items() if not k.startswith(head)}
+        for key, value in module.state_dict().items():
+            self.tensors[head + key] = value.detach().to("cpu").contiguous().clone()
+
+    def load_part(self, prefix: str, module: nn.Module, path: str | os.PathLike = "") -> None:
+        """Load the ``prefix.`` part into ``module``; a mismatch names the file and the part."""
+        state = self.part(prefix)
+        if not state:
+            raise ModelFileError(f"Model file {path} has no {prefix!r} part.")
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            arch = self.meta.get("encoder", "?")
+            raise ModelFileError(
+                f"Model file {path}: its {prefix!r} weights do not fit this architecture "
+                f"(the file says encoder {arch!r}). Was it made by another version or for "
+                f"another model? Details: {str(err).splitlines()[0]}"
+            ) from None
+
+
+def save_model(model: ModelFile, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically: a crash mid-write leaves the old file intact."""
+    path = Path(path)
+    meta = dict(model.meta, format=FORMAT, format_version=FORMAT_VERSION)
+    data = st_save(model.tensors, metadata={META_KEY: json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: str | os.PathLike) -> ModelFile:
+    """Read a model file without executing anything from it.
+
+    Raises ModelFileError for a missing, empty, truncated, corrupt, pickle-based or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"Model file {path} does not exist.")
+    data = path.read_bytes()
+    if not data:
+        raise ModelFileError(f"Model file {path} is empty; train or copy the model again.")
+    if data[:2] in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+        raise ModelFileError(
+            f"Model file {path} is a pickle (torch.save) file. Pickle files can run arbitrary "
+            "code when loaded, so napari-nanowire refuses them. Use a model file written by "
+            "napari-nanowire (safetensors format)."
+        )
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(
+            f"Model file {path} is truncated or corrupt ({err}); use another copy or train again."
+        ) from None
+    raw_meta = header.get("__metadata__", {}).get(META_KEY)
+    if raw_meta is None:
+        raise ModelFileError(
+            f"{path} is a safetensors file but not a napari-nanowire model (no {META_KEY!r} "
+            "metadata)."
+        )
+    meta = json.loads(raw_meta)
+    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"Model file {path} has format {meta.get('format')!r} version "
+            f"{meta.get('format_version')!r}; this napari-nanowire reads {FORMAT!r} up to "
+            f"version {FORMAT_VERSION}. Update napari-nanowire."
+        )
+    return ModelFile(tensors=tensors, meta=meta)
