@@ -1,0 +1,24 @@
+"""``napari-nanowire demo``: run the whole workflow headless on synthetic data."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` sub-command."""
+    p = sub.add_parser("demo", help="run the workflow headless on built-in synthetic data")
+    p.add_argument("--out", default="demo_output", help="folder for data, models and report")
+    p.add_argument("--n-per-class", type=int, default=6, help="synthetic images per class")
+    p.add_argument("--size", type=int, default=256, help="image size in px")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and print where the report is."""
+    from napari_nanowire.core.demo import DemoConfig, run_demo
+
+    config = DemoConfig(n_per_class=args.n_per_class, size=args.size, seed=args.seed)
+    run_demo(args.out, config)
+    return 0

@@ -1,0 +1,38 @@
+"""``napari-nanowire gui``: open napari with the plugin docked and sample data loaded."""
+
+from __future__ import annotations
+
+import argparse
+
+PLUGIN = "napari-nanowire"
+DOCK_WIDGETS = ("Pixel size",)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``gui`` sub-command."""
+    p = sub.add_parser("gui", help="open napari with the plugin and sample data")
+    p.add_argument("images", nargs="*", help="images to open instead of the sample data")
+    p.set_defaults(func=run)
+
+
+def open_viewer(images: list[str] | None = None):
+    """A napari viewer with the plugin's widgets docked and data loaded (sample if none)."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-nanowire")
+    if images:
+        viewer.open(images, plugin=PLUGIN, stack=len(images) > 1)
+    else:
+        viewer.open_sample(PLUGIN, "synthetic")
+    for name in DOCK_WIDGETS:
+        viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return viewer
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the viewer and run napari's event loop until the window closes."""
+    import napari
+
+    open_viewer(args.images)
+    napari.run()
+    return 0

@@ -1,0 +1,64 @@
+"""Figures for reports: image montages with titles and a scale bar."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def nice_scale_bar_nm(field_nm: float) -> float:
+    """A round bar length (1, 2 or 5 x 10^k nm) near a fifth of the field of view."""
+    target = field_nm / 5
+    exponent = math.floor(math.log10(target))
+    for step in (5, 2, 1):
+        if step * 10**exponent <= target:
+            return step * 10**exponent
+    return 10**exponent
+
+
+def save_montage(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    path: str | Path,
+    pixel_size_nm: float | None = None,
+    ncols: int = 4,
+    overlays: Sequence[np.ndarray | None] | None = None,
+) -> Path:
+    """Save a grid of grayscale images as a PNG, each titled, with a scale bar in nm.
+
+    ``overlays`` (optional, one per image) are label images drawn in colour over the image.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, title) in enumerate(zip(images, titles, strict=True)):
+        ax = axes.flat[i]
+        lo, hi = np.percentile(image, [0.5, 99.5])
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        overlay = overlays[i] if overlays is not None else None
+        if overlay is not None and np.any(overlay):
+            ax.imshow(np.ma.masked_equal(overlay, 0), cmap="autumn", alpha=0.45, vmin=0)
+        ax.set_title(title, fontsize=9)
+        if pixel_size_nm:
+            height, width = image.shape[-2:]
+            bar_nm = nice_scale_bar_nm(width * pixel_size_nm)
+            bar_px = bar_nm / pixel_size_nm
+            x0, y0 = width * 0.05, height * 0.93
+            ax.plot([x0, x0 + bar_px], [y0, y0], color="white", linewidth=3)
+            ax.text(x0, y0 - height * 0.03, f"{bar_nm:g} nm", color="white", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
