@@ -1,13 +1,169 @@
-"""Reading and writing TEM images with their pixel size in nm/px."""
+"""Reading and writing TEM images with their pixel size in nm/px.
+
+Readers keep the raw intensities (dtype unchanged, never normalised) and convert the file's
+calibration to nm/px: TIFF through tifffile, PNG/JPEG/BMP through imageio, and the electron
+microscopy formats (Gatan DM3/DM4, FEI TIA EMI/SER, EMD, MRC) through rosettasciio. Every
+problem with an input becomes a :class:`ReadError` that names the file, the problem and what
+to do about it.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
+import re
 import tempfile
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
+
+from .errors import NanowireError
+
+
+class ReadError(NanowireError):
+    """A file or folder that cannot be read as an image; the message says why and what to do."""
+
+
+@dataclass
+class ImageData:
+    """An image or stack as read from disk, with its calibration.
+
+    ``data`` is (Y, X) for one image and (N, Y, X) for a stack, in the file's own dtype; it is
+    a numpy array (a memory map for very large TIFFs) or a dask array (very large EM files).
+    ``pixel_size_nm`` is None when the file carries no usable calibration.
+    """
+
+    data: Any
+    pixel_size_nm: float | None
+    source: Path
+    names: list[str]
+    metadata: dict = field(default_factory=dict)
+
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+EM_FORMATS = {  # suffix -> (rosettasciio module, format name)
+    ".dm3": ("rsciio.digitalmicrograph", "Gatan DigitalMicrograph"),
+    ".dm4": ("rsciio.digitalmicrograph", "Gatan DigitalMicrograph"),
+    ".emi": ("rsciio.tia", "FEI TIA"),
+    ".ser": ("rsciio.tia", "FEI TIA"),
+    ".emd": ("rsciio.emd", "EMD"),
+    ".mrc": ("rsciio.mrc", "MRC"),
+    ".mrcs": ("rsciio.mrc", "MRC"),
+    ".ali": ("rsciio.mrc", "MRC"),
+}
+SUPPORTED_SUFFIXES: tuple[str, ...] = TIFF_SUFFIXES + PICTURE_SUFFIXES + tuple(EM_FORMATS)
+
+LAZY_BYTES = 1 << 30
+"""Files larger than this are memory-mapped (TIFF) or read lazily with dask (EM formats)."""
+
+MAX_PIXEL_SIZE_NM = 10_000.0
+"""Calibrations coarser than 10 µm/px are print or screen resolutions (72-300 dpi is 85-350 µm
+per pixel), not electron-microscope pixel sizes, and are ignored."""
+
+_NM_PER_UNIT = {
+    "nm": Fraction(1),
+    "nanometer": Fraction(1),
+    "nanometre": Fraction(1),
+    "μm": Fraction(1000),
+    "um": Fraction(1000),
+    "micron": Fraction(1000),
+    "microns": Fraction(1000),
+    "micrometer": Fraction(1000),
+    "micrometre": Fraction(1000),
+    "å": Fraction(1, 10),
+    "a": Fraction(1, 10),
+    "angstrom": Fraction(1, 10),
+    "pm": Fraction(1, 1000),
+    "mm": Fraction(10**6),
+    "cm": Fraction(10**7),
+    "m": Fraction(10**9),
+    "inch": Fraction(254 * 10**5),
+    "in": Fraction(254 * 10**5),
+}
+_UNCALIBRATED_UNITS = {"", "px", "pixel", "pixels", "none", "<undefined>", "t.b.d."}
+_TIFF_RESOLUTION_UNITS = {2: "inch", 3: "cm", 4: "mm", 5: "µm"}
+_LUMINANCE = np.array([0.2125, 0.7154, 0.0721])  # ITU-R BT.709, as in skimage.color.rgb2gray
+
+
+def pixel_size_from_units(value: float, unit: str) -> float:
+    """Convert a pixel size given in ``unit`` ('nm', 'µm', 'um', 'Å', 'A', 'pm', 'm', ...) to nm.
+
+    The conversion is exact up to one final rounding, so 12.5 Å gives exactly 1.25 nm.
+    """
+    factor = _NM_PER_UNIT.get(_unit_key(unit))
+    if factor is None:
+        raise NanowireError(
+            f"Unknown length unit {unit!r} for a pixel size; use one of nm, µm, Å, pm, mm, cm, "
+            "m or inch."
+        )
+    return float(Fraction(_positive_number(value, "A pixel size")) * factor)
+
+
+def read_image(path: str | os.PathLike, pixel_size_nm: float | None = None) -> ImageData:
+    """Read one image file, a multi-page file as a stack, or a folder of images as a stack.
+
+    A folder gives every readable image in it (hidden files and sub-folders skipped), in
+    natural order (img2 before img10), as one stack; see :func:`read_images` for the rules.
+    ``pixel_size_nm`` overrides the file's calibration (e.g. when the file has none).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(f"Cannot read {path}: it does not exist. Check the path and its spelling.")
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise ReadError(_no_images_message(path))
+        return _override_pixel_size(_stack([_read_file(f) for f in files], path), pixel_size_nm)
+    return _override_pixel_size(_read_file(path), pixel_size_nm)
+
+
+def read_images(
+    paths: Sequence[str | os.PathLike], pixel_size_nm: float | None = None
+) -> ImageData:
+    """Read several files (or folders) as one stack, in the order given.
+
+    All images must have the same size in pixels; images of different sizes are refused
+    rather than padded or resized, because padding adds fake pixels to every measurement and
+    resizing changes the pixel size. All must share one pixel size too (or none at all),
+    unless ``pixel_size_nm`` is given, which then applies to every image.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ReadError("No files given to read; pass at least one image file or folder.")
+    if len(paths) == 1:
+        return read_image(paths[0], pixel_size_nm)
+    source = Path(os.path.commonpath([p.absolute() for p in paths]))
+    images = [read_image(p) for p in paths]
+    return _override_pixel_size(_stack(images, source, pixel_size_nm is not None), pixel_size_nm)
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files a folder read gives, in natural order.
+
+    Only files with a supported suffix count; hidden files and sub-folders are skipped, and a
+    TIA ``.ser`` file is skipped when the ``.emi`` it belongs to is there (reading the ``.emi``
+    already gives its data).
+    """
+    files = [
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_SUFFIXES
+    ]
+    emi_stems = {p.stem for p in files if p.suffix.lower() == ".emi"}
+    files = [
+        p
+        for p in files
+        if not (p.suffix.lower() == ".ser" and p.stem.rpartition("_")[0] in emi_stems)
+    ]
+    return sorted(files, key=_natural_key)
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None) -> Path:
@@ -31,3 +187,414 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float |
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# --- one file ---------------------------------------------------------------------------------
+
+_Decoded = tuple[Any, float | None, dict]  # data, pixel size in nm, metadata
+
+
+def _read_file(path: Path) -> ImageData:
+    """Read one file with the reader for its suffix, check it is an image, and name its slices."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ReadError(
+            f"Cannot read {path}: files ending in {path.suffix or '(no suffix)'!r} are not "
+            f"supported. Supported: {', '.join(SUPPORTED_SUFFIXES)}. Convert it to TIFF first "
+            "(e.g. in Fiji)."
+        )
+    size = path.stat().st_size
+    if size == 0:
+        raise ReadError(f"Cannot read {path}: the file is empty (0 bytes). Copy it again.")
+    decode, format_name = _decoder(suffix)
+    try:
+        data, pixel_size_nm, metadata = decode(path, size > LAZY_BYTES)
+    except ReadError:
+        raise
+    except MemoryError as exc:
+        raise ReadError(
+            f"Cannot read {path}: it does not fit in memory ({size / 2**30:.1f} GiB). Split it "
+            "into smaller files."
+        ) from exc
+    except Exception as exc:
+        raise ReadError(
+            f"Cannot read {path} as {format_name}: the file looks truncated or corrupt "
+            f"({type(exc).__name__}: {exc}). Copy or export it again from the microscope "
+            "software."
+        ) from exc
+    data = _checked_image(data, path)
+    metadata = {"format": format_name, **metadata}
+    names = [path.stem] if data.ndim == 2 else [f"{path.stem}[{i}]" for i in range(len(data))]
+    return ImageData(data, pixel_size_nm, path, names, metadata)
+
+
+def _decoder(suffix: str) -> tuple[Callable[[Path, bool], _Decoded], str]:
+    """The decoding function for a suffix and the format name used in messages."""
+    if suffix in TIFF_SUFFIXES:
+        return _decode_tiff, "TIFF"
+    if suffix in PICTURE_SUFFIXES:
+        return _decode_picture, suffix.lstrip(".").upper()
+    module, format_name = EM_FORMATS[suffix]
+    return lambda path, lazy: _decode_em(path, lazy, module), format_name
+
+
+def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
+    """A TIFF's first series, with samples (RGB) made gray, and its pixel size.
+
+    Large files are memory-mapped when they are stored uncompressed, so they are not loaded.
+    """
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes = series.axes
+        data = _memmap_tiff(path) if lazy else None
+        if data is None:
+            data = series.asarray()
+        pixel_size_nm, metadata = _tiff_calibration(tif)
+    if "S" in axes:
+        data, metadata["color"] = _to_gray(np.moveaxis(data, axes.index("S"), -1))
+    metadata["axes"] = axes.replace("S", "")
+    return data, pixel_size_nm, metadata
+
+
+def _memmap_tiff(path: Path) -> np.ndarray | None:
+    """A memory map of the TIFF's image data, or None when it is compressed or fragmented."""
+    try:
+        return tifffile.memmap(path, mode="r")
+    except ValueError:
+        return None
+
+
+def _tiff_calibration(tif: tifffile.TiffFile) -> tuple[float | None, dict]:
+    """Pixel size from ImageJ's unit (ImageJ files) or the TIFF ResolutionUnit tag.
+
+    The resolution is a ratio of 32-bit integers, so the pixel size written as its inverse
+    comes back within a few units in the last place; the shortest decimal within that error
+    is taken, which returns every pixel size of up to 12 significant digits exactly.
+    """
+    page = tif.pages.first
+    x_tag, y_tag = page.tags.get("XResolution"), page.tags.get("YResolution")
+    if x_tag is None:
+        return None, {}
+    imagej_unit = (tif.imagej_metadata or {}).get("unit")
+    unit = (
+        _decode_imagej_unit(imagej_unit)
+        if imagej_unit
+        else _TIFF_RESOLUTION_UNITS.get(int(page.resolutionunit))
+    )
+    if unit is None:
+        return None, {}
+    sizes = [_inverse_resolution(tag.value) for tag in (x_tag, y_tag or x_tag)]
+    return _calibration(sizes[0], sizes[1], unit)
+
+
+def _inverse_resolution(rational: tuple[int, int]) -> float:
+    """Pixel size (in the file's unit) from a pixels-per-unit rational, as a short decimal."""
+    numerator, denominator = rational
+    if numerator == 0:
+        return 0.0
+    value = denominator / numerator
+    for digits in range(1, 16):
+        candidate = float(f"{value:.{digits}g}")
+        if abs(candidate - value) <= 1e-14 * value:
+            return candidate
+    return value
+
+
+def _decode_imagej_unit(unit: str) -> str:
+    """ImageJ writes non-ASCII units escaped (``\\u00B5m``); undo that."""
+    return (
+        unit.encode("ascii", "backslashreplace").decode("unicode_escape") if "\\u" in unit else unit
+    )
+
+
+def _decode_picture(path: Path, lazy: bool) -> _Decoded:
+    """A PNG/JPEG/BMP as gray; these formats carry no microscope calibration."""
+    import imageio.v3 as iio
+
+    data = iio.imread(path)
+    metadata: dict = {}
+    if data.ndim == 3:
+        data, metadata["color"] = _to_gray(data)
+    return data, None, metadata
+
+
+def _to_gray(data: np.ndarray) -> tuple[np.ndarray, str]:
+    """Channels-last gray+alpha, RGB or RGBA data as one gray channel, and what was done.
+
+    Alpha is dropped. Equal R, G and B (a gray image saved as colour) give that channel
+    unchanged; real colour is converted to luminance in the input's dtype.
+    """
+    channels = data.shape[-1]
+    if channels not in (1, 2, 3, 4):
+        raise ReadError(f"has {channels} colour channels; only gray, RGB and RGBA are supported.")
+    if channels < 3:
+        return data[..., 0], "gray"
+    rgb = np.asarray(data[..., :3])
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0], "gray content stored as RGB; one channel kept"
+    luminance = rgb @ _LUMINANCE
+    if np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        luminance = np.clip(np.rint(luminance), info.min, info.max)
+    return (
+        luminance.astype(data.dtype),
+        "colour image converted to luminance (0.2125 R + 0.7154 G + 0.0721 B)",
+    )
+
+
+def _decode_em(path: Path, lazy: bool, module_name: str) -> _Decoded:
+    """The 2D image signal(s) of an EM file, as one image or stack, with the pixel size.
+
+    Files can hold several signals (an image and a spectrum, or several detectors): the image
+    signals with the size and calibration of the first one are kept (stacked if several), the
+    rest are listed in the metadata under ``skipped_signals``.
+    """
+    signals = importlib.import_module(module_name).file_reader(str(path), lazy=lazy)
+    kept: list[tuple[dict, Any]] = []
+    skipped = []
+    for signal in signals:
+        data = _signal_image(signal)
+        title, shape = _signal_title(signal), tuple(signal["data"].shape)
+        if data is None:
+            skipped.append(f"{title}: shape {shape}, not a 2D image")
+        elif kept and not _stackable(kept[0], (signal, data)):
+            skipped.append(
+                f"{title}: shape {shape}, not stackable with {_signal_title(kept[0][0])}"
+            )
+        else:
+            kept.append((signal, data))
+    if not kept:
+        found = "; ".join(skipped) or "no signals at all"
+        raise ReadError(
+            f"Cannot read {path}: it holds no 2D image (found {found}), e.g. a spectrum or a "
+            "line profile. Open it in a spectroscopy tool such as HyperSpy instead."
+        )
+    first = kept[0][0]
+    pixel_size_nm, metadata = _signal_calibration(first)
+    title = first.get("metadata", {}).get("General", {}).get("title")
+    if title:
+        metadata["title"] = title
+    instrument = first.get("metadata", {}).get("Acquisition_instrument")
+    if instrument:
+        metadata["acquisition_instrument"] = instrument
+    if skipped:
+        metadata["skipped_signals"] = skipped
+    if len(kept) == 1:
+        return kept[0][1], pixel_size_nm, metadata
+    return _concatenate([d if d.ndim == 3 else d[None] for _, d in kept]), pixel_size_nm, metadata
+
+
+def _signal_image(signal: dict) -> Any | None:
+    """A rosettasciio signal's data with its two signal axes last, or None if it is not 2D."""
+    positions = [position for position, _ in _signal_axes(signal)]
+    if len(positions) != 2:
+        return None
+    return np.moveaxis(signal["data"], positions, [-2, -1])
+
+
+def _signal_axes(signal: dict) -> list[tuple[int, dict]]:
+    """A signal's signal (not navigation) axes with their array positions, in array order."""
+    axes = signal["axes"]
+    flagged = [
+        (int(a.get("index_in_array", i)), a)
+        for i, a in enumerate(axes)
+        if not a.get("navigate", i < len(axes) - 2)
+    ]
+    return sorted(flagged, key=lambda item: item[0])
+
+
+def _signal_calibration(signal: dict) -> tuple[float | None, dict]:
+    """Pixel size in nm from a signal's (y, x) axes' scale and units."""
+    (_, y), (_, x) = _signal_axes(signal)
+    return _calibration(
+        (float(x.get("scale", 1.0)), x.get("units")), (float(y.get("scale", 1.0)), y.get("units"))
+    )
+
+
+def _stackable(first: tuple[dict, Any], other: tuple[dict, Any]) -> bool:
+    """Whether a further image signal can join the first one in a stack."""
+    (first_signal, first_data), (other_signal, other_data) = first, other
+    return (
+        max(first_data.ndim, other_data.ndim) <= 3
+        and first_data.shape[-2:] == other_data.shape[-2:]
+        and _signal_calibration(first_signal)[0] == _signal_calibration(other_signal)[0]
+    )
+
+
+def _signal_title(signal: dict) -> str:
+    return signal.get("metadata", {}).get("General", {}).get("title") or "untitled signal"
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+def _unit_key(unit: str | None) -> str:
+    """A unit spelled one way: NFKC folds the micro sign into μ and the angstrom sign into Å."""
+    return unicodedata.normalize("NFKC", unit or "").strip().lower()
+
+
+def _calibration(
+    x: tuple[float, str | None], y: tuple[float, str | None]
+) -> tuple[float | None, dict]:
+    """Pixel size in nm from the (value, unit) of x and y, or None with a note saying why.
+
+    None without a note for uncalibrated files; None with a ``pixel_size_note`` for reciprocal
+    units (diffraction), unknown units, non-square pixels and print resolutions.
+    """
+    value, unit = x
+    key = _unit_key(unit)
+    if key in _UNCALIBRATED_UNITS or not (math.isfinite(value) and value > 0):
+        return None, {}
+    original = {"original_pixel_size": value, "original_unit": unit}
+    if "1/" in key.replace(" ", "") or "^-1" in key:
+        note = f"calibrated in {unit}: a diffraction pattern or FFT has no real-space pixel size"
+        return None, {**original, "pixel_size_note": note}
+    try:
+        size_x, size_y = (pixel_size_from_units(v, u) for v, u in (x, y))
+    except NanowireError:
+        return None, {**original, "pixel_size_note": f"unknown length unit {unit!r}"}
+    if not math.isclose(size_x, size_y, rel_tol=1e-6):
+        note = f"pixels are not square ({size_x:g} nm wide, {size_y:g} nm high)"
+        return None, {**original, "pixel_size_note": note}
+    if size_x > MAX_PIXEL_SIZE_NM:
+        note = f"{size_x:g} nm/px is a print or screen resolution, not a microscope calibration"
+        return None, {**original, "pixel_size_note": note}
+    return size_x, original
+
+
+# --- checks and stacks ------------------------------------------------------------------------
+
+
+def _checked_image(data: Any, path: Path) -> Any:
+    """The data as (Y, X) or (N, Y, X) after dropping length-1 leading axes, or a ReadError."""
+    if np.issubdtype(data.dtype, np.complexfloating):
+        raise ReadError(
+            f"Cannot read {path}: it holds complex values ({data.dtype}), e.g. an FFT or an "
+            "exit wave, not a micrograph. Export the real-space image (or its amplitude) instead."
+        )
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise ReadError(f"Cannot read {path}: its values are not numbers (dtype {data.dtype}).")
+    if data.ndim > 2:
+        data = data[tuple(0 if n == 1 else slice(None) for n in data.shape[:-2])]
+    if data.size == 0:
+        raise ReadError(f"Cannot read {path}: it holds no pixels (shape {data.shape}).")
+    if data.ndim < 2 or min(data.shape[-2:]) < 2:
+        raise ReadError(
+            f"Cannot read {path}: it holds 1D data of shape {data.shape} (a spectrum or a line "
+            "profile), not an image. Open a 2D image instead."
+        )
+    if data.ndim > 3:
+        raise ReadError(
+            f"Cannot read {path}: it holds {data.ndim}D data of shape {data.shape} (e.g. a "
+            "4D-STEM scan or a time series of z-stacks); napari-nanowire reads 2D images and "
+            "(N, Y, X) stacks. Save the images you need as a 2D image or a 3D stack (e.g. Fiji: "
+            "Image > Hyperstacks > Reduce Dimensionality) and open that."
+        )
+    if isinstance(data, np.ndarray) and not isinstance(data, np.memmap):
+        _check_finite(data, path)
+    return data
+
+
+def _check_finite(data: np.ndarray, path: Path) -> None:
+    """Refuse NaN and infinite values, which poison every statistic computed later."""
+    if not np.issubdtype(data.dtype, np.floating):
+        return
+    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise ReadError(
+            f"Cannot read {path}: {bad} of its {data.size} pixels are NaN or infinite. Replace "
+            "them (e.g. Fiji: Process > Noise > Remove NaNs) and save the image again."
+        )
+
+
+def _stack(images: list[ImageData], source: Path, pixel_size_given: bool = False) -> ImageData:
+    """Several read images as one (N, Y, X) stack; refuses mixed sizes and pixel sizes."""
+    if len(images) == 1:
+        return images[0]
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for image in images:
+        sizes.setdefault(tuple(image.data.shape[-2:]), []).append(image.source.name)
+    if len(sizes) > 1:
+        listing = "; ".join(
+            f"{y}x{x} px ({len(names)} files, e.g. {', '.join(names[:3])})"
+            for (y, x), names in sizes.items()
+        )
+        raise ReadError(
+            f"Cannot stack the images in {source}: they have different sizes: {listing}. A "
+            "stack needs one size (padding would add fake pixels, resizing would change the "
+            "pixel size): open the files one by one, or put each size in its own folder."
+        )
+    pixel_sizes = [image.pixel_size_nm for image in images]
+    if not pixel_size_given and not _same_pixel_size(pixel_sizes):
+        listing = ", ".join(
+            f"{image.source.name}: {_describe_pixel_size(image.pixel_size_nm)}" for image in images
+        )
+        raise ReadError(
+            f"Cannot stack the images in {source}: their pixel sizes differ ({listing}), so "
+            "one scale would make measurements wrong. Open the files one by one, or give the "
+            "pixel size explicitly if they really share one."
+        )
+    data = _concatenate(
+        [image.data if image.data.ndim == 3 else image.data[None] for image in images]
+    )
+    metadata = {
+        "files": [str(image.source) for image in images],
+        "per_file": [image.metadata for image in images],
+    }
+    names = [name for image in images for name in image.names]
+    return ImageData(data, pixel_sizes[0], source, names, metadata)
+
+
+def _same_pixel_size(sizes: list[float | None]) -> bool:
+    first = sizes[0]
+    if first is None:
+        return all(size is None for size in sizes)
+    return all(size is not None and math.isclose(size, first, rel_tol=1e-6) for size in sizes)
+
+
+def _describe_pixel_size(size: float | None) -> str:
+    return "none" if size is None else f"{size:g} nm/px"
+
+
+def _concatenate(arrays: list[Any]) -> Any:
+    """Join arrays along the first axis, lazily if any of them is a dask array."""
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np.concatenate(arrays)
+    import dask.array as da
+
+    return da.concatenate([da.asarray(a) for a in arrays])
+
+
+def _override_pixel_size(image: ImageData, pixel_size_nm: float | None) -> ImageData:
+    """The image with an explicit pixel size in place of the file's, which stays in metadata."""
+    if pixel_size_nm is None:
+        return image
+    metadata = {**image.metadata, "file_pixel_size_nm": image.pixel_size_nm}
+    size = _positive_number(pixel_size_nm, "pixel_size_nm (nm per pixel)")
+    return ImageData(image.data, size, image.source, image.names, metadata)
+
+
+def _positive_number(value: Any, what: str) -> float:
+    """The value as a float if it is a finite positive number, else a NanowireError naming it."""
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float | np.number) and math.isfinite(value) and value > 0
+    ):
+        raise NanowireError(f"{what} must be a positive number, got {value!r}.")
+    return float(value)
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key putting img2 before img10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name.lower())]
+
+
+def _no_images_message(folder: Path) -> str:
+    """Why a folder gave no images: empty, or only files of other types."""
+    others = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    if not others:
+        return f"Cannot read {folder}: the folder is empty. Choose a folder that holds images."
+    return (
+        f"Cannot read {folder}: it holds no images with a supported suffix (it holds "
+        f"{', '.join(others[:5])}{', ...' if len(others) > 5 else ''}). Supported: "
+        f"{', '.join(SUPPORTED_SUFFIXES)}."
+    )

@@ -1,0 +1,72 @@
+"""napari reader contribution: TEM image files, folders of images and lists of files.
+
+The reading itself is :mod:`napari_nanowire.core.io`. A file that cannot be read raises its
+:class:`~napari_nanowire.core.io.ReadError`; napari catches reader exceptions and shows the
+message to the user (in the reader dialog when a file is dropped or opened from the menu).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from napari_nanowire.core.io import (
+    SUPPORTED_SUFFIXES,
+    ImageData,
+    image_files,
+    read_image,
+    read_images,
+)
+
+PathOrPaths = str | os.PathLike | list[str | os.PathLike]
+
+
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None:
+    """The reader function for ``path`` (a file, folder or list of files), or None.
+
+    None tells napari to try other readers: for files with other suffixes and for folders
+    holding other things (e.g. a zarr store). An empty folder is taken, so the user is told
+    it is empty.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if paths and all(_handles(Path(p)) for p in paths):
+        return read_layers
+    return None
+
+
+def read_layers(path: PathOrPaths) -> list[tuple]:
+    """Read ``path`` into one napari image layer scaled to nm when the pixel size is known."""
+    image = read_image(path) if isinstance(path, str | os.PathLike) else read_images(path)
+    return [(image.data, layer_kwargs(image), "image")]
+
+
+def layer_kwargs(image: ImageData) -> dict:
+    """Name, scale, units and metadata of the image layer for ``image``.
+
+    Without a pixel size the scale stays 1 and ``metadata["pixel_size_nm"]`` is None, so the
+    pixel-size widget can ask the user for one.
+    """
+    source = image.source
+    stack_axes = image.data.ndim - 2
+    pixel_size = image.pixel_size_nm or 1.0
+    kwargs: dict = {
+        "name": source.stem if source.is_file() else source.name,
+        "scale": (1.0,) * stack_axes + (pixel_size, pixel_size),
+        "metadata": {
+            "pixel_size_nm": image.pixel_size_nm,
+            "source": str(source),
+            "names": list(image.names),
+            "file_metadata": image.metadata,
+        },
+    }
+    if image.pixel_size_nm is not None:
+        kwargs["units"] = ("pixel",) * stack_axes + ("nm", "nm")
+    return kwargs
+
+
+def _handles(path: Path) -> bool:
+    """Whether this reader claims ``path``: a supported suffix, or a folder of such files."""
+    if path.is_dir():
+        return not any(path.iterdir()) or bool(image_files(path))
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
