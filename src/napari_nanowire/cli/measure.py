@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "OUT/summary.csv (one row per image and class)."
         ),
     )
-    p.add_argument("masks", nargs="+", help="mask files or folders (a stack gives one mask per plane)")
+    p.add_argument(
+        "masks", nargs="+", help="mask files or folders (a stack gives one mask per plane)"
+    )
     p.add_argument(
         "--pixel-size",
         type=float,

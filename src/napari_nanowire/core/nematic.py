@@ -1,0 +1,35 @@
+"""Orientational (nematic) order of the wires in an image, from their skeleton."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+# Blur of the one-pixel skeleton before taking gradients: enough to smooth the pixel staircase
+# of oblique lines (measured: straight bars at 0-100 deg give S = 0.97-0.98 and directions
+# within 1.2 deg), small enough that the blurred ends of a wire weigh little.
+SKELETON_BLUR_PX = 1.5
+
+
+def nematic_order(skeleton: np.ndarray, blur_px: float = SKELETON_BLUR_PX) -> tuple[float, float]:
+    """(S, director in degrees) of the local wire directions along a skeleton image.
+
+    S = |<exp(2i theta)>| with theta the local direction of the wires, weighted by length: 1
+    when every wire runs the same way, near 0 when they run every way (a mesh, or dispersed
+    wires). It is computed from the orientation tensor of the blurred skeleton, whose gradients
+    are perpendicular to the wires and of equal strength per unit length, so a long wire
+    weighs more than a short one and a curved wire counts each of its parts in its own
+    direction. A mesh that forms one connected domain is thus still seen as disordered, which
+    the orientations of whole domains cannot do. The director is the mean wire direction in
+    [0, 180) from +x towards +y (rows grow downwards). NaN, NaN without any skeleton pixel.
+    """
+    if not np.any(skeleton):
+        return math.nan, math.nan
+    blurred = ndimage.gaussian_filter(np.asarray(skeleton, dtype=np.float64), blur_px)
+    gy, gx = np.gradient(blurred)
+    energy = float(np.sum(gx * gx + gy * gy))
+    # A wire runs at 90 deg to the gradients: exp(2i(phi + 90 deg)) = -exp(2i phi).
+    z = -complex(np.sum(gx * gx - gy * gy), np.sum(2.0 * gx * gy)) / energy
+    return float(abs(z)), float(np.rad2deg(np.angle(z)) / 2.0 % 180.0)
