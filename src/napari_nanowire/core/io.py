@@ -10,12 +10,14 @@ to do about it.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -121,7 +123,8 @@ def read_image(path: str | os.PathLike, pixel_size_nm: float | None = None) -> I
         files = image_files(path)
         if not files:
             raise ReadError(_no_images_message(path))
-        return _override_pixel_size(_stack([_read_file(f) for f in files], path), pixel_size_nm)
+        images = [_read_file(f) for f in files]
+        return _override_pixel_size(_stack(images, path, pixel_size_nm is not None), pixel_size_nm)
     return _override_pixel_size(_read_file(path), pixel_size_nm)
 
 
@@ -206,15 +209,29 @@ def _read_file(path: Path) -> ImageData:
     size = path.stat().st_size
     if size == 0:
         raise ReadError(f"Cannot read {path}: the file is empty (0 bytes). Copy it again.")
-    decode, format_name = _decoder(suffix)
+    data, pixel_size_nm, metadata = _decoder(suffix)(path, size > LAZY_BYTES)
+    data = _checked_image(data, path)
+    names = [path.stem] if data.ndim == 2 else [f"{path.stem}[{i}]" for i in range(len(data))]
+    return ImageData(data, pixel_size_nm, path, names, metadata)
+
+
+def _decoder(suffix: str) -> Callable[[Path, bool], _Decoded]:
+    """The function decoding files with this suffix, given the path and whether to be lazy."""
+    if suffix in TIFF_SUFFIXES:
+        return _decode_tiff
+    if suffix in PICTURE_SUFFIXES:
+        return _decode_picture
+    return _decode_em
+
+
+@contextmanager
+def _library_errors(path: Path, format_name: str) -> Iterator[None]:
+    """Turn whatever a format library raises on a bad file into a ReadError naming the file."""
     try:
-        data, pixel_size_nm, metadata = decode(path, size > LAZY_BYTES)
-    except ReadError:
-        raise
+        yield
     except MemoryError as exc:
         raise ReadError(
-            f"Cannot read {path}: it does not fit in memory ({size / 2**30:.1f} GiB). Split it "
-            "into smaller files."
+            f"Cannot read {path}: it does not fit in memory. Split it into smaller files."
         ) from exc
     except Exception as exc:
         raise ReadError(
@@ -222,20 +239,6 @@ def _read_file(path: Path) -> ImageData:
             f"({type(exc).__name__}: {exc}). Copy or export it again from the microscope "
             "software."
         ) from exc
-    data = _checked_image(data, path)
-    metadata = {"format": format_name, **metadata}
-    names = [path.stem] if data.ndim == 2 else [f"{path.stem}[{i}]" for i in range(len(data))]
-    return ImageData(data, pixel_size_nm, path, names, metadata)
-
-
-def _decoder(suffix: str) -> tuple[Callable[[Path, bool], _Decoded], str]:
-    """The decoding function for a suffix and the format name used in messages."""
-    if suffix in TIFF_SUFFIXES:
-        return _decode_tiff, "TIFF"
-    if suffix in PICTURE_SUFFIXES:
-        return _decode_picture, suffix.lstrip(".").upper()
-    module, format_name = EM_FORMATS[suffix]
-    return lambda path, lazy: _decode_em(path, lazy, module), format_name
 
 
 def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
@@ -243,17 +246,40 @@ def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
 
     Large files are memory-mapped when they are stored uncompressed, so they are not loaded.
     """
-    with tifffile.TiffFile(path) as tif:
+    with _library_errors(path, "TIFF"), _tifffile_errors(), tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes
         data = _memmap_tiff(path) if lazy else None
         if data is None:
             data = series.asarray()
-        pixel_size_nm, metadata = _tiff_calibration(tif)
+        page = tif.pages.first
+        resolution = [page.tags[n].value for n in ("XResolution", "YResolution") if n in page.tags]
+        imagej_unit = (tif.imagej_metadata or {}).get("unit")
+        resolution_unit = int(page.resolutionunit)
+    pixel_size_nm, metadata = _tiff_calibration(resolution, imagej_unit, resolution_unit)
     if "S" in axes:
-        data, metadata["color"] = _to_gray(np.moveaxis(data, axes.index("S"), -1))
-    metadata["axes"] = axes.replace("S", "")
-    return data, pixel_size_nm, metadata
+        data, metadata["color"] = _to_gray(np.moveaxis(data, axes.index("S"), -1), path)
+    return data, pixel_size_nm, {"format": "TIFF", "axes": axes.replace("S", ""), **metadata}
+
+
+@contextmanager
+def _tifffile_errors() -> Iterator[None]:
+    """Raise the first error tifffile logs instead of raising it.
+
+    tifffile logs some damage and reads on: a multi-page file cut mid-way comes back with
+    fewer pages. Refusing it is better than silently losing images.
+    """
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if records:
+        raise ValueError(records[0].getMessage())
 
 
 def _memmap_tiff(path: Path) -> np.ndarray | None:
@@ -264,27 +290,24 @@ def _memmap_tiff(path: Path) -> np.ndarray | None:
         return None
 
 
-def _tiff_calibration(tif: tifffile.TiffFile) -> tuple[float | None, dict]:
-    """Pixel size from ImageJ's unit (ImageJ files) or the TIFF ResolutionUnit tag.
+def _tiff_calibration(
+    resolution: list[tuple[int, int]], imagej_unit: str | None, resolution_unit: int
+) -> tuple[float | None, dict]:
+    """Pixel size from the X/YResolution rationals and ImageJ's unit or the ResolutionUnit tag.
 
     The resolution is a ratio of 32-bit integers, so the pixel size written as its inverse
     comes back within a few units in the last place; the shortest decimal within that error
     is taken, which returns every pixel size of up to 12 significant digits exactly.
     """
-    page = tif.pages.first
-    x_tag, y_tag = page.tags.get("XResolution"), page.tags.get("YResolution")
-    if x_tag is None:
-        return None, {}
-    imagej_unit = (tif.imagej_metadata or {}).get("unit")
     unit = (
         _decode_imagej_unit(imagej_unit)
         if imagej_unit
-        else _TIFF_RESOLUTION_UNITS.get(int(page.resolutionunit))
+        else _TIFF_RESOLUTION_UNITS.get(resolution_unit)
     )
-    if unit is None:
+    if not resolution or unit is None:
         return None, {}
-    sizes = [_inverse_resolution(tag.value) for tag in (x_tag, y_tag or x_tag)]
-    return _calibration(sizes[0], sizes[1], unit)
+    x, y = (_inverse_resolution(r) for r in (resolution[0], resolution[-1]))
+    return _calibration((x, unit), (y, unit))
 
 
 def _inverse_resolution(rational: tuple[int, int]) -> float:
@@ -311,14 +334,16 @@ def _decode_picture(path: Path, lazy: bool) -> _Decoded:
     """A PNG/JPEG/BMP as gray; these formats carry no microscope calibration."""
     import imageio.v3 as iio
 
-    data = iio.imread(path)
-    metadata: dict = {}
+    format_name = path.suffix.lstrip(".").upper()
+    with _library_errors(path, format_name):
+        data = iio.imread(path)
+    metadata: dict = {"format": format_name}
     if data.ndim == 3:
-        data, metadata["color"] = _to_gray(data)
+        data, metadata["color"] = _to_gray(data, path)
     return data, None, metadata
 
 
-def _to_gray(data: np.ndarray) -> tuple[np.ndarray, str]:
+def _to_gray(data: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
     """Channels-last gray+alpha, RGB or RGBA data as one gray channel, and what was done.
 
     Alpha is dropped. Equal R, G and B (a gray image saved as colour) give that channel
@@ -326,7 +351,10 @@ def _to_gray(data: np.ndarray) -> tuple[np.ndarray, str]:
     """
     channels = data.shape[-1]
     if channels not in (1, 2, 3, 4):
-        raise ReadError(f"has {channels} colour channels; only gray, RGB and RGBA are supported.")
+        raise ReadError(
+            f"Cannot read {path}: it has {channels} colour channels; only gray, RGB and RGBA "
+            "images are supported. Save one channel as a gray image."
+        )
     if channels < 3:
         return data[..., 0], "gray"
     rgb = np.asarray(data[..., :3])
@@ -342,14 +370,16 @@ def _to_gray(data: np.ndarray) -> tuple[np.ndarray, str]:
     )
 
 
-def _decode_em(path: Path, lazy: bool, module_name: str) -> _Decoded:
+def _decode_em(path: Path, lazy: bool) -> _Decoded:
     """The 2D image signal(s) of an EM file, as one image or stack, with the pixel size.
 
     Files can hold several signals (an image and a spectrum, or several detectors): the image
     signals with the size and calibration of the first one are kept (stacked if several), the
     rest are listed in the metadata under ``skipped_signals``.
     """
-    signals = importlib.import_module(module_name).file_reader(str(path), lazy=lazy)
+    module_name, format_name = EM_FORMATS[path.suffix.lower()]
+    with _library_errors(path, format_name):
+        signals = importlib.import_module(module_name).file_reader(str(path), lazy=lazy)
     kept: list[tuple[dict, Any]] = []
     skipped = []
     for signal in signals:
@@ -370,7 +400,8 @@ def _decode_em(path: Path, lazy: bool, module_name: str) -> _Decoded:
             "line profile. Open it in a spectroscopy tool such as HyperSpy instead."
         )
     first = kept[0][0]
-    pixel_size_nm, metadata = _signal_calibration(first)
+    pixel_size_nm, calibration = _signal_calibration(first)
+    metadata = {"format": format_name, **calibration}
     title = first.get("metadata", {}).get("General", {}).get("title")
     if title:
         metadata["title"] = title
@@ -385,27 +416,43 @@ def _decode_em(path: Path, lazy: bool, module_name: str) -> _Decoded:
 
 
 def _signal_image(signal: dict) -> Any | None:
-    """A rosettasciio signal's data with its two signal axes last, or None if it is not 2D."""
-    positions = [position for position, _ in _signal_axes(signal)]
-    if len(positions) != 2:
+    """A rosettasciio signal's data with its two image axes last, or None if it is not 2D."""
+    axes = _image_axes(signal)
+    if axes is None:
         return None
-    return np.moveaxis(signal["data"], positions, [-2, -1])
+    return np.moveaxis(signal["data"], [position for position, _ in axes], [-2, -1])
 
 
-def _signal_axes(signal: dict) -> list[tuple[int, dict]]:
-    """A signal's signal (not navigation) axes with their array positions, in array order."""
-    axes = signal["axes"]
-    flagged = [
-        (int(a.get("index_in_array", i)), a)
-        for i, a in enumerate(axes)
-        if not a.get("navigate", i < len(axes) - 2)
+def _image_axes(signal: dict) -> list[tuple[int, dict]] | None:
+    """The (y, x) image axes of a signal with their array positions, or None if it has none.
+
+    The two signal (not navigation) axes when the reader marks exactly two; readers that mark
+    every axis as a signal axis (Berkeley EMD) give an image stack when the last two axes are
+    lengths (or uncalibrated), and a spectrum image, whose last axis is an energy, gives None.
+    """
+    axes = sorted(
+        ((int(a.get("index_in_array", i)), a) for i, a in enumerate(signal["axes"])),
+        key=lambda item: item[0],
+    )
+    signal_axes = [
+        (p, a) for i, (p, a) in enumerate(axes) if not a.get("navigate", i < len(axes) - 2)
     ]
-    return sorted(flagged, key=lambda item: item[0])
+    if len(signal_axes) == 2:
+        return signal_axes
+    if len(signal_axes) > 2 and all(_is_spatial(a.get("units")) for _, a in axes[-2:]):
+        return axes[-2:]
+    return None
+
+
+def _is_spatial(unit: str | None) -> bool:
+    """Whether a unit is a length, a reciprocal length, or missing."""
+    key = _unit_key(unit).replace(" ", "").removeprefix("1/").removesuffix("^-1")
+    return key in _UNCALIBRATED_UNITS or key in _NM_PER_UNIT
 
 
 def _signal_calibration(signal: dict) -> tuple[float | None, dict]:
-    """Pixel size in nm from a signal's (y, x) axes' scale and units."""
-    (_, y), (_, x) = _signal_axes(signal)
+    """Pixel size in nm from a signal's (y, x) image axes' scale and units."""
+    (_, y), (_, x) = _image_axes(signal)
     return _calibration(
         (float(x.get("scale", 1.0)), x.get("units")), (float(y.get("scale", 1.0)), y.get("units"))
     )
