@@ -1,0 +1,75 @@
+"""Reading a napari image layer as a stack of 2D slices, the way every widget sees it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from napari_nanowire.core.errors import NanowireError
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Layer
+
+
+def slice_count(layer: Layer) -> int:
+    """Number of 2D images in a (Y, X) or (N, Y, X) layer."""
+    return 1 if layer.ndim == 2 else int(layer.data.shape[0])
+
+
+def slice_names(layer: Layer) -> list[str]:
+    """A name per slice: the file names the reader recorded, else ``<layer> #<index>``."""
+    names = layer.metadata.get("names")
+    count = slice_count(layer)
+    if names is not None and len(names) == count:
+        return [str(n) for n in names]
+    return [f"{layer.name} #{i}" for i in range(count)]
+
+
+def current_slice(viewer: napari.Viewer, layer: Layer) -> int:
+    """Index of the slice of ``layer`` shown in the viewer now (0 for a 2D layer)."""
+    if layer.ndim == 2:
+        return 0
+    index = int(round(layer.world_to_data(viewer.dims.point)[0]))
+    return min(max(index, 0), slice_count(layer) - 1)
+
+
+def go_to_slice(viewer: napari.Viewer, layer: Layer, index: int) -> None:
+    """Show slice ``index`` of ``layer`` in the viewer."""
+    if layer.ndim == 2:
+        return
+    point = list(viewer.dims.point)
+    point[-layer.ndim] = layer.data_to_world([index, 0, 0])[0]
+    viewer.dims.point = point
+
+
+def image_stack(layer: Layer) -> np.ndarray:
+    """The layer's pixels as a float32 (N, Y, X) array, refusing colour and volume data."""
+    if getattr(layer, "rgb", False) or layer.ndim not in (2, 3) or layer.multiscale:
+        raise NanowireError(
+            f"Layer '{layer.name}' is not a 2D image or a stack of 2D images; open the images "
+            "with the napari-nanowire reader, which turns gray RGB files into gray images."
+        )
+    data = np.asarray(layer.data, dtype=np.float32)
+    return data[None] if data.ndim == 2 else data
+
+
+def slice_image(layer: Layer, index: int) -> np.ndarray:
+    """One 2D slice of the layer as float32."""
+    data = layer.data if layer.ndim == 2 else layer.data[index]
+    return np.asarray(data, dtype=np.float32)
+
+
+def layer_picker(viewer: napari.Viewer, kind: type, label: str, nullable: bool = False):
+    """A magicgui drop-down of the viewer's layers of type ``kind``, the newest first.
+
+    Call its ``reset_choices()`` when layers change (napari does so for docked widgets that
+    forward ``reset_choices``).
+    """
+    from magicgui.widgets import ComboBox
+
+    def choices(_widget) -> list[tuple[str, Layer]]:
+        return [(layer.name, layer) for layer in reversed(viewer.layers) if isinstance(layer, kind)]
+
+    return ComboBox(label=label, choices=choices, nullable=nullable)

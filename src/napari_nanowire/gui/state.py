@@ -1,0 +1,180 @@
+"""What the dock widgets of one viewer share: classes, labels, models, the project, the job.
+
+Each widget is built by napari on its own, so they meet here: :func:`state_for` gives every
+widget of a viewer the same :class:`WorkflowState`. Signals tell the others when something
+changed. Per-slice class labels live on the image layer (``metadata["class_labels"]``, one entry
+per slice, None = unlabelled), so they travel with the layer; when a project is open, every
+change is saved to it at once and mask edits a moment after the last stroke.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from psygnal import Signal
+from superqt.utils import qdebounced
+
+from napari_nanowire.core.project import DEFAULT_MASK_CLASSES, Project, default_color
+from napari_nanowire.core.synthetic import CLASSES
+
+from .layers import slice_count, slice_names
+from .notify import report_error
+from .workers import JobRunner
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Layer
+
+LABELS_KEY = "class_labels"
+MASK_SAVE_DELAY_MS = 1500
+"""Masks are saved this long after the last paint stroke (the whole stack is written)."""
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def unwrap_viewer(viewer: napari.Viewer) -> napari.Viewer:
+    """The viewer behind the proxy napari hands to plugin widgets.
+
+    The proxy wraps every object it returns anew, so layers fetched through it fail identity
+    checks and could not key per-viewer state; the widgets use public API only.
+    """
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def state_for(viewer: napari.Viewer) -> WorkflowState:
+    """The one state shared by all napari-nanowire widgets of ``viewer``."""
+    viewer = unwrap_viewer(viewer)
+    state = _STATES.get(viewer)
+    if state is None:
+        state = _STATES[viewer] = WorkflowState(viewer)
+    return state
+
+
+def slice_labels(layer: Layer) -> list[str | None]:
+    """The class label of every slice of ``layer`` (None = unlabelled)."""
+    stored = layer.metadata.get(LABELS_KEY)
+    count = slice_count(layer)
+    if stored is None or len(stored) != count:
+        return [None] * count
+    return [str(x) if x else None for x in stored]
+
+
+class WorkflowState:
+    """Classes, labels, model files, the open project and the one running job."""
+
+    classes_changed = Signal()
+    labels_changed = Signal(object)
+    models_changed = Signal()
+    project_changed = Signal()
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        self._viewer = weakref.ref(viewer)
+        self.classes: list[str] = list(CLASSES)
+        self.colors: list[str] = [default_color(i) for i in range(len(CLASSES))]
+        self.mask_classes: list[str] = list(DEFAULT_MASK_CLASSES)
+        self.models: dict[str, Path] = {}
+        self.project: Project | None = None
+        self.image_layer: Image | None = None
+        self.mask_layer: Labels | None = None
+        self.runner = JobRunner()
+        self._save_masks_later = qdebounced(self.save_masks, timeout=MASK_SAVE_DELAY_MS)
+
+    def color_of(self, name: str) -> str:
+        """The display colour of class ``name`` (gray for a class no longer in the list)."""
+        return self.colors[self.classes.index(name)] if name in self.classes else "#888888"
+
+    def set_label(self, layer: Image, index: int, name: str | None) -> None:
+        """Give slice ``index`` of ``layer`` class ``name`` (None clears it), saving at once."""
+        labels = slice_labels(layer)
+        labels[index] = name
+        self.set_labels(layer, labels)
+
+    def set_labels(self, layer: Image, labels: list[str | None]) -> None:
+        """Replace every slice label of ``layer``, saving to the project if it is the project's."""
+        layer.metadata[LABELS_KEY] = list(labels)
+        if self.project is not None and layer is self.image_layer:
+            self.project.set_slice_labels(labels)
+        self.labels_changed.emit(layer)
+
+    def set_classes(self, classes: list[str], colors: list[str]) -> None:
+        """Replace the class list; labels of classes no longer present are cleared."""
+        if self.project is not None:
+            self.project.set_classes(classes, colors)
+        self.classes, self.colors = list(classes), list(colors)
+        viewer = self._viewer()
+        for layer in viewer.layers if viewer is not None else ():
+            if LABELS_KEY in layer.metadata:
+                kept = [c if c in classes else None for c in slice_labels(layer)]
+                self.set_labels(layer, kept)
+        self.classes_changed.emit()
+
+    def set_mask_classes(self, names: list[str]) -> None:
+        """Replace the mask classes (background first), saving them to the project."""
+        self.mask_classes = list(names)
+        if self.project is not None:
+            self.project.mask_classes = list(names)
+            self.project.save()
+
+    def set_model(self, kind: str, path: Path) -> None:
+        """Record a trained model file (encoder, classifier, segmenter)."""
+        self.models[kind] = Path(path)
+        if self.project is not None:
+            self.project.set_model(kind, path)
+        self.models_changed.emit()
+
+    def model_out(self, kind: str, workdir: Path) -> Path:
+        """Where a new ``kind`` model is written: the project's models folder, else ``workdir``."""
+        if self.project is not None:
+            return self.project.model_path(kind)
+        return Path(workdir) / f"{kind}.nwmodel"
+
+    def attach(self, project: Project, image: Image, masks: Labels | None) -> None:
+        """Make ``project`` the open project, kept in step with ``image`` and ``masks``."""
+        self.detach_masks()
+        self.project, self.image_layer = project, image
+        self.classes, self.colors = list(project.classes), list(project.colors)
+        self.mask_classes = list(project.mask_classes)
+        self.models = {k: p for k in project.models if (p := project.model(k)) is not None}
+        image.metadata[LABELS_KEY] = project.slice_labels()
+        if masks is not None:
+            self.watch_masks(masks)
+        self.project_changed.emit()
+        self.classes_changed.emit()
+        self.labels_changed.emit(image)
+        self.models_changed.emit()
+
+    def watch_masks(self, layer: Labels) -> None:
+        """Save ``layer`` to the project shortly after every paint stroke."""
+        self.detach_masks()
+        self.mask_layer = layer
+        layer.events.paint.connect(self._save_masks_later)
+        layer.events.data.connect(self._save_masks_later)
+        if self.project is not None:
+            self.save_masks()
+
+    def detach_masks(self) -> None:
+        """Stop saving the current mask layer (flushing a pending save first)."""
+        if self.mask_layer is None:
+            return
+        self._save_masks_later.flush()
+        self.mask_layer.events.paint.disconnect(self._save_masks_later)
+        self.mask_layer.events.data.disconnect(self._save_masks_later)
+        self.mask_layer = None
+
+    def save_masks(self) -> None:
+        """Write the mask layer into the project now (no-op without both)."""
+        if self.project is None or self.mask_layer is None:
+            return
+        try:
+            self.project.save_masks(np.asarray(self.mask_layer.data))
+        except Exception as err:  # a failed autosave must not stop the user painting
+            report_error("Saving the masks", err)
+
+    def names_of(self, layer: Image) -> list[str]:
+        """Slice names of ``layer`` (the project's names for the project's layer)."""
+        if self.project is not None and layer is self.image_layer:
+            return list(self.project.names)
+        return slice_names(layer)

@@ -1,0 +1,117 @@
+"""The Label widget: class shortcuts, counts, next unlabelled, masks, the project on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_nanowire.core.project import Project
+from napari_nanowire.gui.label_widget import text_overlay
+from napari_nanowire.gui.masks import brush_size_px
+from napari_nanowire.gui.state import slice_labels
+
+
+def press(viewer, key: str) -> None:
+    """Press a key on the canvas as the user would (the active layer's keymap first)."""
+    viewer.window._qt_viewer._key_map_handler.press_key(key)
+
+
+def test_keys_and_buttons_label_the_slice_on_screen(viewer, dock):
+    widget = dock("Label")
+    layer = viewer.layers["tiny"]
+    viewer.layers.selection.active = layer
+    viewer.dims.set_current_step(0, 2)
+    press(viewer, "3")
+    viewer.dims.set_current_step(0, 5)
+    widget.assign(0)
+    labels = slice_labels(layer)
+    assert labels[2] == "bundle" and labels[5] == "singular"
+    assert [c.text() for c in widget.count_labels] == ["1", "0", "1", "0"]
+    assert "2 of 8" in widget.summary.text()
+    assert text_overlay(viewer).text == "slice 6: singular"
+    # napari's own "1" (pan/zoom) is replaced only on the image layer
+    assert widget.next_unlabelled() == 6
+    widget.assign(None)
+    assert slice_labels(layer)[6] is None and slice_labels(layer)[2] == "bundle"
+
+
+def test_number_keys_go_back_to_napari_when_the_widget_closes(viewer, dock):
+    widget = dock("Label")
+    layer = viewer.layers["tiny"]
+    viewer.window.remove_dock_widget(widget)
+    viewer.layers.selection.active = layer
+    press(viewer, "1")
+    assert slice_labels(layer) == [None] * 8
+    assert not text_overlay(viewer).visible
+
+
+def test_mask_layer_matches_the_image_and_is_ready_to_paint(viewer, dock):
+    widget = dock("Label")
+    masks = widget.add_masks()
+    image = viewer.layers["tiny"]
+    assert masks.data.shape == image.data.shape and not masks.data.any()
+    assert tuple(masks.scale) == tuple(image.scale)
+    assert masks.mode == "paint" and masks.selected_label == 2
+    assert masks.brush_size == brush_size_px(1.0) == 6
+    assert list(masks.features["class"]) == ["not labelled", "background", "nanowire"]
+    assert widget.add_masks() is masks  # a second click selects the same layer
+
+
+def test_project_saves_labels_and_masks_as_they_change_and_reopens(
+    viewer, dock, make_napari_viewer, qtbot, tmp_path
+):
+    widget = dock("Label")
+    image = viewer.layers["tiny"]
+    viewer.dims.set_current_step(0, 1)
+    widget.assign(1)
+    masks = widget.add_masks()
+    project = widget.project_box.new_project(tmp_path / "proj")
+    assert project is not None and (tmp_path / "proj" / "images.tif").is_file()
+    viewer.dims.set_current_step(0, 4)
+    widget.assign(2)  # saved at once, no Save button
+    assert Project.open(tmp_path / "proj").labels == {
+        "singular_001": "dispersed",
+        "bundle_000": "bundle",
+    }
+    masks.paint((4, 10, 10), 2)  # one brush stroke on slice 4 ...
+    qtbot.waitUntil(
+        lambda: (
+            (tmp_path / "proj" / "masks.tif").is_file()
+            and Project.open(tmp_path / "proj").load_masks()[4].max() == 2
+        ),
+        timeout=5000,
+    )
+
+    other = make_napari_viewer()
+    _, reopened = other.window.add_plugin_dock_widget("napari-nanowire", "Label")
+    again = reopened.project_box.open_project(tmp_path / "proj")
+    layer = reopened.current_image()
+    assert again is not None and layer is not image
+    assert slice_labels(layer) == slice_labels(image)
+    np.testing.assert_allclose(layer.data, image.data)
+    reopened_masks = other.layers["proj masks"]
+    np.testing.assert_array_equal(reopened_masks.data, masks.data)
+    assert layer.metadata["pixel_size_nm"] == 1.0
+
+
+def test_renaming_classes_keeps_labels_of_kept_classes(viewer, dock):
+    widget = dock("Label")
+    image = viewer.layers["tiny"]
+    viewer.dims.set_current_step(0, 0)
+    widget.assign(0)
+    viewer.dims.set_current_step(0, 1)
+    widget.assign(3)
+    widget.names_edit.setText("singular, mesh")
+    widget.names_edit.returnPressed.emit()
+    assert widget.state.classes == ["singular", "mesh"]
+    assert slice_labels(image)[:2] == ["singular", None]
+    assert len(widget.count_labels) == 2
+
+
+def test_bad_class_names_give_a_notification_not_a_crash(viewer, dock, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari_nanowire.gui.notify.show_error", shown.append)
+    widget = dock("Label")
+    widget.names_edit.setText("a, a")
+    widget.names_edit.returnPressed.emit()
+    assert shown and "differ" in shown[0]
+    assert widget.state.classes[0] == "singular"
