@@ -39,7 +39,7 @@ from skimage.morphology import skeletonize
 
 from .domain_shape import feret_diameters, skeleton_stats
 from .errors import NanowireError
-from .nematic import nematic_order
+from .nematic import axial_deg, nematic_order
 from .percolation import percolates
 
 DEFAULT_CLASS_NAMES: dict[int, str] = {1: "wire"}
@@ -332,7 +332,7 @@ def _class_domains(
     major = 4.0 * np.sqrt(big + 1.0 / 12.0)
     minor = 4.0 * np.sqrt(small + 1.0 / 12.0)
     isotropic = np.isclose(big, small, rtol=1e-9, atol=1e-12)
-    orientation = np.where(isotropic, np.nan, (-np.rad2deg(props["orientation"]) - 90.0) % 180.0)
+    orientation = np.where(isotropic, np.nan, axial_deg(-np.rad2deg(props["orientation"]) - 90.0))
     table = pd.DataFrame(
         {
             "class_value": value,

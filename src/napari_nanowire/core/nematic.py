@@ -32,4 +32,13 @@ def nematic_order(skeleton: np.ndarray, blur_px: float = SKELETON_BLUR_PX) -> tu
     energy = float(np.sum(gx * gx + gy * gy))
     # A wire runs at 90 deg to the gradients: exp(2i(phi + 90 deg)) = -exp(2i phi).
     z = -complex(np.sum(gx * gx - gy * gy), np.sum(2.0 * gx * gy)) / energy
-    return float(abs(z)), float(np.rad2deg(np.angle(z)) / 2.0 % 180.0)
+    return float(abs(z)), float(axial_deg(np.rad2deg(np.angle(z)) / 2.0))
+
+
+def axial_deg(angle_deg: np.ndarray | float) -> np.ndarray:
+    """Axial angles (a line at 0 deg is the line at 180 deg) mapped into [0, 180).
+
+    Guards against -1e-15 % 180 giving 180.0.
+    """
+    angle = np.mod(angle_deg, 180.0)
+    return np.where(angle >= 180.0, 0.0, angle)
