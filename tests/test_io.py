@@ -184,7 +184,8 @@ def test_rgb_and_rgba_with_gray_content_become_the_gray_image(tmp_path):
     iio.imwrite(tmp_path / "rgb.png", np.stack([image] * 3, axis=-1))
     iio.imwrite(tmp_path / "rgba.png", np.stack([image] * 3 + [np.full_like(image, 255)], -1))
     tifffile.imwrite(tmp_path / "rgb.tif", np.stack([image] * 3, axis=-1), photometric="rgb")
-    for name in ("rgb.png", "rgba.png", "rgb.tif"):
+    iio.imwrite(tmp_path / "la.png", np.stack([image, np.full_like(image, 255)], axis=-1))
+    for name in ("rgb.png", "rgba.png", "rgb.tif", "la.png"):
         read = read_image(tmp_path / name)
         assert read.data.shape == image.shape and read.data.dtype == np.uint8, name
         assert np.array_equal(read.data, image), name
@@ -229,6 +230,14 @@ def test_folder_is_a_stack_in_natural_order_skipping_other_files(tmp_path):
     assert np.array_equal(stack.data, np.stack([images[n] for n in stack.names]))
     assert stack.pixel_size_nm == 0.8 and stack.source == tmp_path
     assert stack.metadata["files"] == [str(tmp_path / f"{n}.tif") for n in stack.names]
+
+
+def test_folder_with_one_image_gives_that_image_from_the_folder(tmp_path):
+    image = gray()
+    write_tiff(tmp_path / "only.tif", image, 3.0)
+    read = read_image(tmp_path)
+    assert np.array_equal(read.data, image) and read.names == ["only"]
+    assert read.source == tmp_path and read.pixel_size_nm == 3.0
 
 
 def test_folder_joins_stacks_and_single_images(tmp_path):
@@ -451,10 +460,11 @@ def test_corrupt_bytes_with_a_valid_suffix(tmp_path, suffix):
 
 
 def test_corrupt_emi_is_refused(tmp_path):
-    # rosettasciio finds no signal at all in random bytes named .emi
+    # rosettasciio finds no signal at all in random bytes named .emi (nor in an .emi whose
+    # .ser files were not copied with it)
     path = tmp_path / "junk.emi"
     path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    with pytest.raises(ReadError, match=r"junk\.emi: it holds no 2D image"):
+    with pytest.raises(ReadError, match=r"junk\.emi: no data found in it.*needs its \.ser files"):
         read_image(path)
 
 

@@ -18,7 +18,7 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -116,15 +116,14 @@ def read_image(path: str | os.PathLike, pixel_size_nm: float | None = None) -> I
     natural order (img2 before img10), as one stack; see :func:`read_images` for the rules.
     ``pixel_size_nm`` overrides the file's calibration (e.g. when the file has none).
     """
-    path = Path(path)
+    path, pixel_size_nm = Path(path), _given_pixel_size(pixel_size_nm)
     if not path.exists():
         raise ReadError(f"Cannot read {path}: it does not exist. Check the path and its spelling.")
     if path.is_dir():
         files = image_files(path)
         if not files:
             raise ReadError(_no_images_message(path))
-        images = [_read_file(f) for f in files]
-        return _override_pixel_size(_stack(images, path, pixel_size_nm is not None), pixel_size_nm)
+        return _stack([_read_file(f) for f in files], path, pixel_size_nm)
     return _override_pixel_size(_read_file(path), pixel_size_nm)
 
 
@@ -138,14 +137,13 @@ def read_images(
     resizing changes the pixel size. All must share one pixel size too (or none at all),
     unless ``pixel_size_nm`` is given, which then applies to every image.
     """
-    paths = [Path(p) for p in paths]
+    paths, pixel_size_nm = [Path(p) for p in paths], _given_pixel_size(pixel_size_nm)
     if not paths:
         raise ReadError("No files given to read; pass at least one image file or folder.")
     if len(paths) == 1:
         return read_image(paths[0], pixel_size_nm)
     source = Path(os.path.commonpath([p.absolute() for p in paths]))
-    images = [read_image(p) for p in paths]
-    return _override_pixel_size(_stack(images, source, pixel_size_nm is not None), pixel_size_nm)
+    return _stack([read_image(p) for p in paths], source, pixel_size_nm)
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -356,7 +354,7 @@ def _to_gray(data: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
             "images are supported. Save one channel as a gray image."
         )
     if channels < 3:
-        return data[..., 0], "gray"
+        return data[..., 0], "gray" if channels == 1 else "gray with alpha; alpha dropped"
     rgb = np.asarray(data[..., :3])
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
         return rgb[..., 0], "gray content stored as RGB; one channel kept"
@@ -380,6 +378,11 @@ def _decode_em(path: Path, lazy: bool) -> _Decoded:
     module_name, format_name = EM_FORMATS[path.suffix.lower()]
     with _library_errors(path, format_name):
         signals = importlib.import_module(module_name).file_reader(str(path), lazy=lazy)
+    if not signals:
+        hint = (
+            " An .emi file needs its .ser files beside it." if path.suffix.lower() == ".emi" else ""
+        )
+        raise ReadError(f"Cannot read {path}: no data found in it; it may be corrupt.{hint}")
     kept: list[tuple[dict, Any]] = []
     skipped = []
     for signal in signals:
@@ -394,10 +397,9 @@ def _decode_em(path: Path, lazy: bool) -> _Decoded:
         else:
             kept.append((signal, data))
     if not kept:
-        found = "; ".join(skipped) or "no signals at all"
         raise ReadError(
-            f"Cannot read {path}: it holds no 2D image (found {found}), e.g. a spectrum or a "
-            "line profile. Open it in a spectroscopy tool such as HyperSpy instead."
+            f"Cannot read {path}: it holds no 2D image (found {'; '.join(skipped)}), e.g. a "
+            "spectrum or a line profile. Open it in a spectroscopy tool such as HyperSpy instead."
         )
     first = kept[0][0]
     pixel_size_nm, calibration = _signal_calibration(first)
@@ -513,7 +515,11 @@ def _calibration(
 
 
 def _checked_image(data: Any, path: Path) -> Any:
-    """The data as (Y, X) or (N, Y, X) after dropping length-1 leading axes, or a ReadError."""
+    """The data as (Y, X) or (N, Y, X) after dropping length-1 leading axes, or a ReadError.
+
+    NaN/inf are looked for only in data held in memory: scanning a memory-mapped or lazy file
+    of gigabytes would read all of it up front.
+    """
     if np.issubdtype(data.dtype, np.complexfloating):
         raise ReadError(
             f"Cannot read {path}: it holds complex values ({data.dtype}), e.g. an FFT or an "
@@ -554,10 +560,13 @@ def _check_finite(data: np.ndarray, path: Path) -> None:
         )
 
 
-def _stack(images: list[ImageData], source: Path, pixel_size_given: bool = False) -> ImageData:
-    """Several read images as one (N, Y, X) stack; refuses mixed sizes and pixel sizes."""
+def _stack(images: list[ImageData], source: Path, pixel_size_nm: float | None) -> ImageData:
+    """Read images as one (N, Y, X) stack from ``source``; refuses mixed sizes and pixel sizes.
+
+    Mixed pixel sizes are accepted when ``pixel_size_nm`` is given: it applies to all.
+    """
     if len(images) == 1:
-        return images[0]
+        return _override_pixel_size(replace(images[0], source=source), pixel_size_nm)
     sizes: dict[tuple[int, int], list[str]] = {}
     for image in images:
         sizes.setdefault(tuple(image.data.shape[-2:]), []).append(image.source.name)
@@ -572,7 +581,7 @@ def _stack(images: list[ImageData], source: Path, pixel_size_given: bool = False
             "pixel size): open the files one by one, or put each size in its own folder."
         )
     pixel_sizes = [image.pixel_size_nm for image in images]
-    if not pixel_size_given and not _same_pixel_size(pixel_sizes):
+    if pixel_size_nm is None and not _same_pixel_size(pixel_sizes):
         listing = ", ".join(
             f"{image.source.name}: {_describe_pixel_size(image.pixel_size_nm)}" for image in images
         )
@@ -589,7 +598,9 @@ def _stack(images: list[ImageData], source: Path, pixel_size_given: bool = False
         "per_file": [image.metadata for image in images],
     }
     names = [name for image in images for name in image.names]
-    return ImageData(data, pixel_sizes[0], source, names, metadata)
+    return _override_pixel_size(
+        ImageData(data, pixel_sizes[0], source, names, metadata), pixel_size_nm
+    )
 
 
 def _same_pixel_size(sizes: list[float | None]) -> bool:
@@ -617,8 +628,14 @@ def _override_pixel_size(image: ImageData, pixel_size_nm: float | None) -> Image
     if pixel_size_nm is None:
         return image
     metadata = {**image.metadata, "file_pixel_size_nm": image.pixel_size_nm}
-    size = _positive_number(pixel_size_nm, "pixel_size_nm (nm per pixel)")
-    return ImageData(image.data, size, image.source, image.names, metadata)
+    return replace(image, pixel_size_nm=pixel_size_nm, metadata=metadata)
+
+
+def _given_pixel_size(pixel_size_nm: Any) -> float | None:
+    """A pixel size passed by the caller, checked before any file is read."""
+    if pixel_size_nm is None:
+        return None
+    return _positive_number(pixel_size_nm, "pixel_size_nm (nm per pixel)")
 
 
 def _positive_number(value: Any, what: str) -> float:
