@@ -56,7 +56,9 @@ def _from_torchvision(model: resnet.ResNet) -> Encoder:
     stem = nn.Sequential(conv1, model.bn1, model.relu)
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     channels = (model.conv1.out_channels,) + tuple(
-        stage[-1].conv3.out_channels if hasattr(stage[-1], "conv3") else stage[-1].conv2.out_channels
+        stage[-1].conv3.out_channels
+        if hasattr(stage[-1], "conv3")
+        else stage[-1].conv2.out_channels
         for stage in stages
     )
     return Encoder(stem, stages, channels)
