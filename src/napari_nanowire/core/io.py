@@ -293,9 +293,11 @@ def _tiff_calibration(
 ) -> tuple[float | None, dict]:
     """Pixel size from the X/YResolution rationals and ImageJ's unit or the ResolutionUnit tag.
 
-    The resolution is a ratio of 32-bit integers, so the pixel size written as its inverse
-    comes back within a few units in the last place; the shortest decimal within that error
-    is taken, which returns every pixel size of up to 12 significant digits exactly.
+    The resolution is a ratio of 32-bit integers, so a pixel size written as its inverse
+    comes back within about 2e-10 relative, mostly within a few units in the last place; the
+    shortest decimal within 1e-14 is taken, which gives every pixel size of up to 8
+    significant digits back exactly (checked on 33,511 sizes from 0.001 to 1000 nm, a third
+    of them near simple fractions such as 1/3).
     """
     unit = (
         _decode_imagej_unit(imagej_unit)
