@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core.domain_shape import feret_diameters, skeleton_stats
+from napari_nanowire.core.domain_shape import hull_stats, skeleton_and_distance, skeleton_stats
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import write_tiff
 from napari_nanowire.core.measure import (
@@ -85,16 +85,18 @@ def test_skeleton_length_counts_diagonal_steps_longer():
     # the corner-count weight 1.406 instead of sqrt(2) gives 0.6 % less (measured).
     n = 60
     crop = np.eye(n, dtype=bool)
-    stats = skeleton_stats(crop)
+    stats = skeleton_stats(crop, *skeleton_and_distance(crop))
     assert stats.length == pytest.approx((n - 1) * math.sqrt(2) + 1, rel=0.01)
     assert stats.length > 1.3 * n  # a pixel count would say n
 
 
 def test_feret_diameters_of_axis_aligned_rectangle_are_exact():
     crop = np.ones((7, 40), dtype=bool)
-    assert feret_diameters(crop) == pytest.approx((math.hypot(7, 40), 7.0))
+    hull = hull_stats(crop)
+    assert (hull.feret_max, hull.feret_min, hull.area) == pytest.approx((math.hypot(7, 40), 7, 280))
     d = measure_domains(np.pad(crop, 3)).iloc[0]
     assert (d.feret_max_nm, d.feret_min_nm) == pytest.approx((math.hypot(7, 40), 7.0))
+    assert d.solidity == 1.0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -109,9 +111,9 @@ def test_feret_diameters_match_brute_force_over_angles(seed):
     )
     angles = np.deg2rad(np.arange(0.0, 180.0, 0.01))
     widths = np.ptp(corners @ np.stack([np.cos(angles), np.sin(angles)]), axis=0)
-    feret_max, feret_min = feret_diameters(crop)
-    assert feret_min == pytest.approx(widths.min(), abs=1e-3)
-    assert feret_max == pytest.approx(widths.max(), abs=1e-3)
+    hull = hull_stats(crop)
+    assert hull.feret_min == pytest.approx(widths.min(), abs=1e-3)
+    assert hull.feret_max == pytest.approx(widths.max(), abs=1e-3)
 
 
 def test_pixel_size_scales_lengths_and_areas():

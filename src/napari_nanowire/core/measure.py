@@ -35,9 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from skimage.measure import label, regionprops_table
-from skimage.morphology import skeletonize
 
-from .domain_shape import feret_diameters, skeleton_stats
+from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
 from .errors import NanowireError
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
@@ -175,21 +174,41 @@ def resolve_class_names(mask: np.ndarray, class_names: dict[int, str] | None) ->
     return dict(sorted(names.items()))
 
 
+@dataclass(frozen=True)
+class _ClassPixels:
+    """One class of a mask, with what every measurement of it starts from."""
+
+    value: int
+    name: str
+    binary: np.ndarray
+    labels: np.ndarray
+    skeleton: np.ndarray
+    distance: np.ndarray
+
+
+def _class_pixels(mask: np.ndarray, options: MeasureOptions) -> list[_ClassPixels]:
+    """Check the mask and split it into its named classes, each labelled and skeletonised."""
+    mask = as_label_mask(mask)
+    classes = []
+    for value, name in resolve_class_names(mask, options.class_names).items():
+        binary = mask == value
+        labels = label(binary, connectivity=options.connectivity)
+        classes.append(_ClassPixels(value, name, binary, labels, *domain_skeletons(labels)))
+    return classes
+
+
 def measure_domains(mask: np.ndarray, options: MeasureOptions | None = None) -> pd.DataFrame:
     """One row per domain of every class, with shape measurements in nm (see DOMAIN_COLUMNS).
 
-    Area, centroid and perimeter (Crofton estimate) come from scikit-image. Major and minor
-    axes are those of the ellipse with the domain's second moments, counting each pixel as a
-    unit square (adds 1/12 px^2 to both variances, so a w x l bar gives exactly w and l);
-    ``aspect_ratio`` = major / minor. Solidity is scikit-image's. Feret diameters, skeleton
+    Centroid, major and minor axes and orientation come from the domain's second moments;
+    the axes are those of the ellipse with these moments, counting each pixel as a unit square
+    (1/12 px^2 added to both variances, so a w x l bar gives exactly w and l), and
+    ``aspect_ratio`` = major / minor. Perimeter: scikit-image's Crofton estimate. Solidity:
+    area over the area of the convex hull of the pixel squares. Feret diameters, skeleton
     length, widths, branch and end points are described in :mod:`.domain_shape`.
     """
     options = options or MeasureOptions()
-    mask = as_label_mask(mask)
-    names = resolve_class_names(mask, options.class_names)
-    tables = [_class_domains(mask == value, value, name, options) for value, name in names.items()]
-    tables = [t for t in tables if len(t)]
-    return pd.concat(tables, ignore_index=True) if tables else _empty_domains()
+    return _domain_table(_class_pixels(mask, options), options)
 
 
 def summarize_image(
@@ -197,7 +216,8 @@ def summarize_image(
 ) -> pd.DataFrame:
     """One row per class: coverage, density, size distribution, percolation and order.
 
-    ``domains`` (from :func:`measure_domains` with the same options) avoids measuring twice.
+    ``domains`` (from :func:`measure_domains` with the same options) saves measuring the
+    domains again; :func:`measure_masks` makes both tables in one pass.
     Width and length quartiles are over the domains' ``width_mean_nm`` and ``length_nm``.
     ``number_density_per_um2`` counts the measured domains over the whole image area.
     ``nematic_order`` is the 2D order parameter S = |<exp(2i theta)>| of the local wire
@@ -207,41 +227,10 @@ def summarize_image(
     pixel of the class, whatever domains the options leave out.
     """
     options = options or MeasureOptions()
-    mask = as_label_mask(mask)
-    names = resolve_class_names(mask, options.class_names)
+    classes = _class_pixels(mask, options)
     if domains is None:
-        domains = measure_domains(mask, options)
-    image_area_um2 = mask.size * options.pixel_size_nm**2 / 1e6
-    rows = []
-    for value, name in names.items():
-        binary = mask == value
-        mine = domains[domains["class_value"] == value]
-        widths = mine["width_mean_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
-        lengths = mine["length_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
-        perc_x, perc_y = percolates(label(binary, connectivity=options.connectivity))
-        order, director = nematic_order(skeletonize(binary, method="lee"))
-        rows.append(
-            {
-                "class_value": value,
-                "class_name": name,
-                "pixel_size_nm": options.pixel_size_nm,
-                "image_area_um2": image_area_um2,
-                "area_fraction": float(binary.mean()),
-                "domain_count": len(mine),
-                "number_density_per_um2": len(mine) / image_area_um2,
-                "width_q1_nm": widths[0],
-                "width_median_nm": widths[1],
-                "width_q3_nm": widths[2],
-                "length_q1_nm": lengths[0],
-                "length_median_nm": lengths[1],
-                "length_q3_nm": lengths[2],
-                "percolates_x": perc_x,
-                "percolates_y": perc_y,
-                "nematic_order": order,
-                "director_deg": director,
-            }
-        )
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+        domains = _domain_table(classes, options)
+    return _summary_table(classes, domains, options)
 
 
 def measure_masks(
@@ -259,24 +248,16 @@ def measure_masks(
             mine = (
                 options if pixel_size_nm is None else replace(options, pixel_size_nm=pixel_size_nm)
             )
-            domains = measure_domains(mask, mine)
-            summary = summarize_image(mask, mine, domains)
+            classes = _class_pixels(mask, mine)
+            domains = _domain_table(classes, mine)
+            summary = _summary_table(classes, domains, mine)
         except NanowireError as err:
             raise NanowireError(f"{name}: {err}") from err
-        domains.insert(0, "image", name)
-        summary.insert(0, "image", name)
-        domain_tables.append(domains)
-        summary_tables.append(summary)
-    domain_tables = [t for t in domain_tables if len(t)]
-    domains = pd.concat(domain_tables, ignore_index=True) if domain_tables else _empty_domains()
-    if "image" not in domains:
-        domains.insert(0, "image", pd.Series(dtype=str))
-    summary = (
-        pd.concat(summary_tables, ignore_index=True)
-        if summary_tables
-        else pd.DataFrame(columns=["image", *SUMMARY_COLUMNS])
-    )
-    return domains, summary
+        domain_tables.append(domains.assign(image=name))
+        summary_tables.append(summary.assign(image=name))
+    domains = _concat(domain_tables, _empty_domains()).reindex(columns=["image", *DOMAIN_COLUMNS])
+    summary = _concat(summary_tables, pd.DataFrame(columns=list(SUMMARY_COLUMNS)))
+    return domains, summary.reindex(columns=["image", *SUMMARY_COLUMNS])
 
 
 def write_tables(
@@ -288,14 +269,51 @@ def write_tables(
     return _write_csv(domains, out / "domains.csv"), _write_csv(summary, out / "summary.csv")
 
 
-def _class_domains(
-    binary: np.ndarray, value: int, name: str, options: MeasureOptions
+def _domain_table(classes: list[_ClassPixels], options: MeasureOptions) -> pd.DataFrame:
+    """The domain rows of every class, in class order."""
+    return _concat([_class_domains(c, options) for c in classes], _empty_domains())
+
+
+def _summary_table(
+    classes: list[_ClassPixels], domains: pd.DataFrame, options: MeasureOptions
 ) -> pd.DataFrame:
-    """Measured domains of one class (a boolean mask), after the options' selection."""
-    labels = label(binary, connectivity=options.connectivity)
+    """One summary row per class (see :func:`summarize_image`)."""
+    rows = []
+    for pixels in classes:
+        image_area_um2 = pixels.binary.size * options.pixel_size_nm**2 / 1e6
+        mine = domains[domains["class_value"] == pixels.value]
+        widths = mine["width_mean_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
+        lengths = mine["length_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
+        perc_x, perc_y = percolates(pixels.labels)
+        order, director = nematic_order(pixels.skeleton)
+        rows.append(
+            {
+                "class_value": pixels.value,
+                "class_name": pixels.name,
+                "pixel_size_nm": options.pixel_size_nm,
+                "image_area_um2": image_area_um2,
+                "area_fraction": float(pixels.binary.mean()),
+                "domain_count": len(mine),
+                "number_density_per_um2": len(mine) / image_area_um2,
+                "width_q1_nm": widths[0],
+                "width_median_nm": widths[1],
+                "width_q3_nm": widths[2],
+                "length_q1_nm": lengths[0],
+                "length_median_nm": lengths[1],
+                "length_q3_nm": lengths[2],
+                "percolates_x": perc_x,
+                "percolates_y": perc_y,
+                "nematic_order": order,
+                "director_deg": director,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFrame:
+    """Measured domains of one class, after the options' selection."""
+    labels = pixels.labels
     count = int(labels.max())
-    if count == 0:
-        return _empty_domains()
     scale = options.pixel_size_nm
     area_px = np.bincount(labels.ravel(), minlength=count + 1)
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
@@ -305,61 +323,74 @@ def _class_domains(
     if options.exclude_border:
         keep &= ~on_border
     keep[0] = False
-    if not keep.any():
+    ids = np.flatnonzero(keep)
+    if ids.size == 0:
         return _empty_domains()
     kept = np.where(keep[labels], labels, 0)
-    props = regionprops_table(
-        kept,
-        properties=(
-            "label",
-            "area",
-            "centroid",
-            "perimeter_crofton",
-            "inertia_tensor_eigvals",
-            "orientation",
-            "solidity",
-        ),
-    )
-    ids = props["label"]
+    moments = _second_moments(kept, count)[:, ids]
+    perimeter = regionprops_table(kept, properties=("perimeter_crofton",))["perimeter_crofton"]
     slices = ndimage.find_objects(labels)
-    ferets, skeletons = [], []
+    hulls, skeletons = [], []
     for lab in ids:
-        crop = labels[slices[lab - 1]] == lab
-        ferets.append(feret_diameters(crop))
-        skeletons.append(skeleton_stats(crop))
-    feret = np.array(ferets, dtype=float).reshape(-1, 2)
-    big, small = props["inertia_tensor_eigvals-0"], props["inertia_tensor_eigvals-1"]
-    major = 4.0 * np.sqrt(big + 1.0 / 12.0)
-    minor = 4.0 * np.sqrt(small + 1.0 / 12.0)
-    isotropic = np.isclose(big, small, rtol=1e-9, atol=1e-12)
-    orientation = np.where(isotropic, np.nan, axial_deg(-np.rad2deg(props["orientation"]) - 90.0))
+        sl = slices[lab - 1]
+        domain = labels[sl] == lab
+        hulls.append(hull_stats(domain))
+        skeletons.append(skeleton_stats(domain, pixels.skeleton[sl], pixels.distance[sl]))
+    mean_y, mean_x, var_y, var_x, cov = moments
+    half_sum, half_diff = (var_x + var_y) / 2, np.hypot((var_x - var_y) / 2, cov)
+    major = 4.0 * np.sqrt(half_sum + half_diff + 1.0 / 12.0)
+    minor = 4.0 * np.sqrt(np.maximum(half_sum - half_diff, 0.0) + 1.0 / 12.0)
+    isotropic = half_diff <= 1e-9 * np.maximum(half_sum, 1e-12)
+    angle = np.rad2deg(np.arctan2(2.0 * cov, var_x - var_y)) / 2.0
+    area = area_px[ids]
     table = pd.DataFrame(
         {
-            "class_value": value,
-            "class_name": name,
+            "class_value": pixels.value,
+            "class_name": pixels.name,
             "domain_id": ids,
-            "centroid_y_px": props["centroid-0"],
-            "centroid_x_px": props["centroid-1"],
+            "centroid_y_px": mean_y,
+            "centroid_x_px": mean_x,
             "touches_border": on_border[ids],
-            "area_nm2": props["area"] * scale**2,
-            "equivalent_diameter_nm": np.sqrt(4.0 * props["area"] / np.pi) * scale,
-            "perimeter_nm": props["perimeter_crofton"] * scale,
+            "area_nm2": area * scale**2,
+            "equivalent_diameter_nm": np.sqrt(4.0 * area / np.pi) * scale,
+            "perimeter_nm": perimeter * scale,
             "major_axis_nm": major * scale,
             "minor_axis_nm": minor * scale,
             "aspect_ratio": major / minor,
-            "orientation_deg": orientation,
-            "solidity": props["solidity"],
-            "feret_max_nm": feret[:, 0] * scale,
-            "feret_min_nm": feret[:, 1] * scale,
-            "length_nm": [s.length * scale for s in skeletons],
-            "width_mean_nm": [s.width_mean * scale for s in skeletons],
-            "width_median_nm": [s.width_median * scale for s in skeletons],
+            "orientation_deg": np.where(isotropic, np.nan, axial_deg(angle)),
+            "solidity": area / np.array([h.area for h in hulls]),
+            "feret_max_nm": np.array([h.feret_max for h in hulls]) * scale,
+            "feret_min_nm": np.array([h.feret_min for h in hulls]) * scale,
+            "length_nm": np.array([s.length for s in skeletons]) * scale,
+            "width_mean_nm": np.array([s.width_mean for s in skeletons]) * scale,
+            "width_median_nm": np.array([s.width_median for s in skeletons]) * scale,
             "branch_points": [s.branch_points for s in skeletons],
             "end_points": [s.end_points for s in skeletons],
         },
         columns=list(DOMAIN_COLUMNS),
     )
     return table.astype({c: np.int64 for c in _DOMAIN_COUNTS})
+
+
+def _second_moments(labels: np.ndarray, count: int) -> np.ndarray:
+    """Rows (mean y, mean x, var y, var x, cov xy) per label 0..count, all labels at once."""
+    rows, cols = np.nonzero(labels)
+    lab = labels[rows, cols]
+    n = np.maximum(np.bincount(lab, minlength=count + 1), 1)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(lab, weights=values, minlength=count + 1) / n
+
+    mean_y, mean_x = mean(rows), mean(cols)
+    # Centre on each label's mean before squaring, so no precision is lost on large images.
+    dy, dx = rows - mean_y[lab], cols - mean_x[lab]
+    return np.stack([mean_y, mean_x, mean(dy * dy), mean(dx * dx), mean(dx * dy)])
+
+
+def _concat(tables: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """The non-empty tables stacked, or ``empty`` (typed, no rows) if there are none."""
+    full = [t for t in tables if len(t)]
+    return pd.concat(full, ignore_index=True) if full else empty
 
 
 def _empty_domains() -> pd.DataFrame:
