@@ -123,6 +123,22 @@ def test_non_square_pixels_give_no_pixel_size_and_say_why(tmp_path):
     assert "not square" in image.metadata["pixel_size_note"]
 
 
+@pytest.mark.parametrize(
+    ("physical", "expected_nm"),
+    [
+        ({"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "nm"}, 0.5),
+        ({"PhysicalSizeX": 0.002, "PhysicalSizeY": 0.002}, 2.0),
+    ],  # OME's default unit is µm
+)
+def test_ome_tiff_physical_size_is_the_pixel_size(tmp_path, physical, expected_nm):
+    path = tmp_path / "a.ome.tif"
+    stack = gray((2, 12, 16))
+    tifffile.imwrite(path, stack, ome=True, metadata={"axes": "ZYX", **physical})
+    image = read_image(path)
+    assert np.array_equal(image.data, stack)
+    assert image.pixel_size_nm == pytest.approx(expected_nm, rel=1e-12)
+
+
 def test_tiff_without_resolution_has_no_pixel_size(tmp_path):
     path = tmp_path / "plain.tif"
     tifffile.imwrite(path, gray())

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import tifffile
@@ -242,6 +243,8 @@ def _library_errors(path: Path, format_name: str) -> Iterator[None]:
 def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
     """A TIFF's first series, with samples (RGB) made gray, and its pixel size.
 
+    The pixel size comes from OME-XML in OME-TIFFs, else from the resolution tags.
+
     Large files are memory-mapped when they are stored uncompressed, so they are not loaded.
     """
     with _library_errors(path, "TIFF"), _tifffile_errors(), tifffile.TiffFile(path) as tif:
@@ -254,7 +257,12 @@ def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
         resolution = [page.tags[n].value for n in ("XResolution", "YResolution") if n in page.tags]
         imagej_unit = (tif.imagej_metadata or {}).get("unit")
         resolution_unit = int(page.resolutionunit)
-    pixel_size_nm, metadata = _tiff_calibration(resolution, imagej_unit, resolution_unit)
+        ome_xml = tif.ome_metadata
+    pixel_size_nm, metadata = (
+        _ome_calibration(ome_xml)
+        if ome_xml
+        else _tiff_calibration(resolution, imagej_unit, resolution_unit)
+    )
     if "S" in axes:
         data, metadata["color"] = _to_gray(np.moveaxis(data, axes.index("S"), -1), path)
     return data, pixel_size_nm, {"format": "TIFF", "axes": axes.replace("S", ""), **metadata}
@@ -308,6 +316,20 @@ def _tiff_calibration(
         return None, {}
     x, y = (_inverse_resolution(r) for r in (resolution[0], resolution[-1]))
     return _calibration((x, unit), (y, unit))
+
+
+def _ome_calibration(xml: str) -> tuple[float | None, dict]:
+    """Pixel size from OME-XML's PhysicalSizeX/Y (the unit defaults to µm, as OME defines)."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return None, {"pixel_size_note": "the OME metadata is not valid XML"}
+    pixels = next((e for e in root.iter() if e.tag.rpartition("}")[2] == "Pixels"), None)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+        return None, {}
+    x = (float(pixels.get("PhysicalSizeX")), pixels.get("PhysicalSizeXUnit", "µm"))
+    y = (float(pixels.get("PhysicalSizeY", x[0])), pixels.get("PhysicalSizeYUnit", x[1]))
+    return _calibration(x, y)
 
 
 def _inverse_resolution(rational: tuple[int, int]) -> float:
