@@ -44,15 +44,30 @@ def go_to_slice(viewer: napari.Viewer, layer: Layer, index: int) -> None:
     viewer.dims.point = point
 
 
-def image_stack(layer: Layer) -> np.ndarray:
-    """The layer's pixels as a float32 (N, Y, X) array, refusing colour and volume data."""
+def check_image_layer(layer: Layer) -> None:
+    """Refuse colour, volume and multiscale layers: the workflow needs 2D gray slices."""
     if getattr(layer, "rgb", False) or layer.ndim not in (2, 3) or layer.multiscale:
         raise NanowireError(
             f"Layer '{layer.name}' is not a 2D image or a stack of 2D images; open the images "
             "with the napari-nanowire reader, which turns gray RGB files into gray images."
         )
-    data = np.asarray(layer.data, dtype=np.float32)
-    return data[None] if data.ndim == 2 else data
+
+
+def as_stack(data, indices: list[int] | None = None) -> list[np.ndarray]:
+    """2D float32 slices of (Y, X) or (N, Y, X) layer data (those at ``indices``, or all).
+
+    Safe to call in a worker thread: it reads the array and touches no layer.
+    """
+    if np.ndim(data) == 2:
+        return [np.asarray(data, dtype=np.float32)]
+    indices = range(len(data)) if indices is None else indices
+    return [np.asarray(data[i], dtype=np.float32) for i in indices]
+
+
+def image_stack(layer: Layer) -> np.ndarray:
+    """The layer's pixels as a float32 (N, Y, X) array."""
+    check_image_layer(layer)
+    return np.stack(as_stack(layer.data))
 
 
 def slice_image(layer: Layer, index: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from napari.utils.colormaps import DirectLabelColormap
 
 from napari_nanowire.core.project import default_color
 
+from .layers import slice_names
 from .pixel_size_widget import layer_pixel_size_nm
 
 if TYPE_CHECKING:
@@ -72,7 +73,12 @@ def add_mask_layer(
         scale=image.scale,
         translate=image.translate,
         opacity=0.6,
-        metadata={MASK_KEY: image.name},
+        units=image.units,
+        metadata={
+            MASK_KEY: image.name,
+            "pixel_size_nm": layer_pixel_size_nm(image),
+            "names": slice_names(image),
+        },
     )
     style_mask_layer(layer, mask_classes)
     layer.brush_size = brush_size_px(layer_pixel_size_nm(image))
@@ -89,3 +95,20 @@ def masks_of(viewer: napari.Viewer, image: Image) -> Labels | None:
         if isinstance(layer, Labels) and layer.metadata.get(MASK_KEY) == image.name:
             return layer
     return None
+
+
+def is_training_mask(layer: Labels) -> bool:
+    """True for a mask painted for training (1 = background), False for a dense mask."""
+    return MASK_KEY in layer.metadata
+
+
+def dense(mask: np.ndarray, training: bool) -> np.ndarray:
+    """A dense mask (0 = background, k = class k) from a training mask (0 = not labelled)."""
+    mask = np.asarray(mask)
+    return np.where(mask >= 2, mask - 1, 0).astype(mask.dtype) if training else mask
+
+
+def dense_class_names(layer: Labels) -> dict[int, str] | None:
+    """Dense mask value -> class name from the layer's recorded mask classes, if any."""
+    names = layer.metadata.get("mask_classes")
+    return {i: str(n) for i, n in enumerate(names) if i > 0} if names else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from napari.utils.notifications import show_error
 
@@ -37,9 +38,8 @@ def explain(error: BaseException) -> str:
 
 def _out_of_memory_device(error: BaseException) -> str | None:
     """'GPU' or 'computer' when ``error`` is an out-of-memory failure, else None."""
-    import torch
-
-    if isinstance(error, torch.cuda.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # without torch loaded, no error can come from it
+    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
         return "GPU"
     if isinstance(error, MemoryError):
         return "computer"

@@ -12,8 +12,9 @@ SAMPLE_PIXEL_SIZE_NM = 1.0
 def make_sample_stack(n_per_class: int = 3, size: int = 256) -> list[tuple]:
     """Synthetic TEM images of all four morphology classes as one stack, plus their masks.
 
-    The image layer's metadata carries the per-slice class labels and names; the Labels layer
-    holds the generator's true wire masks.
+    The image layer's metadata carries the slice names and the true classes (under
+    ``true_class_labels``, so that the Label widget starts with every slice unlabelled, as with
+    real data); the hidden Labels layer holds the generator's true wire masks, measurable as is.
     """
     items = generate_dataset(n_per_class, size=size, pixel_size_nm=SAMPLE_PIXEL_SIZE_NM, seed=0)
     stack = np.stack([item.image for item in items])
@@ -26,10 +27,20 @@ def make_sample_stack(n_per_class: int = 3, size: int = 256) -> list[tuple]:
         "metadata": {
             "pixel_size_nm": SAMPLE_PIXEL_SIZE_NM,
             "names": [item.name for item in items],
-            "class_labels": [item.label for item in items],
+            "true_class_labels": [item.label for item in items],
             "class_names": list(CLASSES),
         },
     }
-    mask_meta = {"name": "true wire mask", "scale": scale, "units": ("pixel", "nm", "nm"),
-                 "opacity": 0.4}
+    mask_meta = {
+        "name": "true wire mask",
+        "scale": scale,
+        "units": ("pixel", "nm", "nm"),
+        "opacity": 0.4,
+        "visible": False,
+        "metadata": {
+            "pixel_size_nm": SAMPLE_PIXEL_SIZE_NM,
+            "mask_classes": ["background", "wire"],
+            "names": [item.name for item in items],
+        },
+    }
     return [(stack, image_meta, "image"), (masks, mask_meta, "labels")]

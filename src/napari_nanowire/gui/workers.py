@@ -17,7 +17,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info, show_warning
 
-from napari_nanowire.core.progress import Progress
+from napari_nanowire.core.progress import Progress, format_eta
 
 from .notify import report_error
 
@@ -28,6 +28,22 @@ Job = Callable[[threading.Event], Iterator[Progress]]
 def _drive(job: Job, stop: threading.Event) -> Generator[Progress, None, Any]:
     """Run ``job`` in the worker thread, passing its events on and returning its result."""
     return (yield from job(stop))
+
+
+def progress_text(event: Progress) -> str:
+    """One status line: epoch, step, loss, speed, time left and the job's message."""
+    parts = [f"step {event.step}/{event.total_steps}"]
+    if event.total_epochs:
+        parts.insert(0, f"epoch {event.epoch}/{event.total_epochs}")
+    if event.loss is not None:
+        parts.append(f"loss {event.loss:.4f}")
+    if event.images_per_s:
+        parts.append(f"{event.images_per_s:.1f} img/s")
+    if event.eta_s is not None and not event.done:
+        parts.append(f"{format_eta(event.eta_s)} left")
+    if event.message:
+        parts.append(event.message)
+    return " · ".join(parts)
 
 
 class JobRunner:
@@ -58,11 +74,7 @@ class JobRunner:
         error (also after Stop), ``on_finish`` is called last in every case. All run on the
         main thread.
         """
-        if self.running:
-            show_warning(
-                f"{self.title} is still running: wait until it ends, or press Stop, "
-                f"before starting {title.lower()}."
-            )
+        if self.busy(title):
             return False
         self.title = title
         self._stop = threading.Event()
@@ -80,6 +92,15 @@ class JobRunner:
         self.worker = worker
         worker.start()
         return True
+
+    def busy(self, title: str) -> bool:
+        """True, with a polite notice, when a job runs and ``title`` must wait."""
+        if self.running:
+            show_warning(
+                f"{self.title} is still running: wait until it ends, or press Stop, "
+                f"before starting {title.lower()}."
+            )
+        return self.running
 
     def stop(self) -> None:
         """Ask the job to stop after its current step; it saves what it has first."""

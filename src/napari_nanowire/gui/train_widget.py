@@ -1,0 +1,320 @@
+"""Train dock widget: pretrain an encoder, then train the classifier and the segmenter.
+
+Every button starts a core training generator in the background (see :mod:`.workers`); the
+widget shows its progress, a live loss curve with k-NN or validation accuracy, and where the
+model was saved. Stop ends a run after the current step and keeps its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, SpinBox
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.progress import Progress
+
+from .layers import as_stack, check_image_layer, layer_picker
+from .masks import masks_of
+from .notify import report_error
+from .pixel_size_widget import layer_pixel_size_nm
+from .plots import LossPlot
+from .state import slice_labels, state_for, unwrap_viewer
+from .torch_guard import import_torchvision
+from .workers import Job, progress_text
+
+if TYPE_CHECKING:
+    import napari
+
+METHODS = (("SimCLR", "simclr"), ("Barlow Twins", "barlow"))
+KINDS = ("encoder", "classifier", "segmenter")
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """The device picker's entries: automatic first, then what torch detected."""
+    from napari_nanowire.core.devices import describe_devices
+
+    found = describe_devices()
+    return [(f"auto ({found[0][1]})", "auto"), *((desc, name) for name, desc in found)]
+
+
+class TrainWidget(QWidget):
+    """Settings, the three training buttons, Stop, progress and the live curve."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        import_torchvision()
+        from napari_nanowire.core.encoders import ENCODERS
+        from napari_nanowire.core.pretrain import PretrainConfig
+        from napari_nanowire.core.segment import SegmenterConfig
+
+        super().__init__()
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.state = state_for(self.viewer)
+        self._workdir: Path | None = None
+        defaults = PretrainConfig()
+        self.image = layer_picker(self.viewer, Image, "images")
+        self.masks = layer_picker(self.viewer, Labels, "masks", nullable=True)
+        self.method = ComboBox(label="SSL method", choices=METHODS, value=defaults.method)
+        self.encoder = ComboBox(label="encoder", choices=list(ENCODERS), value=defaults.encoder)
+        self.encoder.tooltip = "\n".join(f"{n}: {s.description}" for n, s in ENCODERS.items())
+        self.epochs = SpinBox(label="epochs", min=1, max=10_000, value=defaults.epochs)
+        self.batch = SpinBox(label="batch size", min=2, max=4096, value=defaults.batch_size)
+        self.size = SpinBox(
+            label="image size (px)", min=32, max=1024, step=32, value=defaults.image_size
+        )
+        self.steps = SpinBox(
+            label="segmenter steps", min=1, max=100_000, value=SegmenterConfig().steps
+        )
+        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.form = Container(
+            widgets=[
+                self.image,
+                self.masks,
+                self.method,
+                self.encoder,
+                self.epochs,
+                self.batch,
+                self.size,
+                self.steps,
+                self.device,
+            ]
+        )
+        self.buttons = {
+            "pretrain": QPushButton("Pretrain"),
+            "classifier": QPushButton("Train classifier"),
+            "segmenter": QPushButton("Train segmenter"),
+        }
+        self.stop_button = QPushButton("Stop")
+        self.bar = QProgressBar()
+        self.status = QLabel("Pretrain on the stack first, then train on your labels.")
+        self.status.setWordWrap(True)
+        self.plot = LossPlot(self.viewer.theme)
+        self.models_label = QLabel()
+        self.models_label.setWordWrap(True)
+        self._build_layout()
+        self.buttons["pretrain"].clicked.connect(self.pretrain)
+        self.buttons["classifier"].clicked.connect(self.train_classifier)
+        self.buttons["segmenter"].clicked.connect(self.train_segmenter)
+        self.stop_button.clicked.connect(self.state.runner.stop)
+        self.state.models_changed.connect(self._show_models)
+        self._set_running(False)
+        self._show_models()
+
+    def _build_layout(self) -> None:
+        row = QHBoxLayout()
+        for button in self.buttons.values():
+            row.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addLayout(row)
+        stop_row = QHBoxLayout()
+        stop_row.addWidget(self.bar)
+        stop_row.addWidget(self.stop_button)
+        layout.addLayout(stop_row)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.models_label)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh the layer lists (napari calls this when layers change)."""
+        self.form.reset_choices()
+
+    def pretrain(self) -> bool:
+        """Pretrain an encoder on every slice of the chosen images (labels feed k-NN only)."""
+        return self._launch("Pretraining", "encoder", self._pretrain_job)
+
+    def train_classifier(self) -> bool:
+        """Train the image classifier on the labelled slices, from the pretrained encoder."""
+        return self._launch("Classifier training", "classifier", self._classifier_job)
+
+    def train_segmenter(self) -> bool:
+        """Train the segmenter on the painted masks, from the pretrained encoder."""
+        return self._launch("Segmenter training", "segmenter", self._segmenter_job)
+
+    def _launch(self, title: str, kind: str, prepare: Callable[[Path], Job]) -> bool:
+        """Check the inputs, then run the job in the background; False if it did not start."""
+        if self.state.runner.busy(title):
+            return False
+        out = self._out(kind)
+        try:
+            job = prepare(out)
+        except NanowireError as err:
+            report_error(title, err)
+            return False
+        self.plot.start(title)
+        self.bar.setValue(0)
+        self.status.setText(f"{title}: starting…")
+        started = self.state.runner.start(
+            title,
+            job,
+            on_progress=self._on_progress,
+            on_done=lambda _result: self._saved(title, kind, out),
+            on_finish=lambda: self._set_running(False),
+        )
+        self._set_running(started)
+        return started
+
+    def _image_layer(self) -> Image:
+        layer = self.image.value
+        if layer is None:
+            raise NanowireError("No image layer: open your TEM images (or File > Open Sample).")
+        check_image_layer(layer)
+        return layer
+
+    def _encoder_file(self) -> Path:
+        path = self.state.models.get("encoder")
+        if path is None or not path.is_file():
+            raise NanowireError("No pretrained encoder yet: press Pretrain first.")
+        return path
+
+    def _pretrain_job(self, out: Path) -> Job:
+        from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+
+        layer = self._image_layer()
+        data, labels, px = layer.data, slice_labels(layer), layer_pixel_size_nm(layer)
+        config = PretrainConfig(
+            method=self.method.value,
+            encoder=self.encoder.value,
+            epochs=self.epochs.value,
+            batch_size=self.batch.value,
+            image_size=self.size.value,
+            device=self.device.value,
+        )
+        config.check()
+
+        def job(stop):
+            images = as_stack(data)
+            sizes = [px] * len(images)
+            return (
+                yield from pretrain(
+                    images, config, out, pixel_sizes_nm=sizes, labels=labels, stop=stop
+                )
+            )
+
+        return job
+
+    def _classifier_job(self, out: Path) -> Job:
+        from napari_nanowire.core.classify import ClassifierConfig, check_labels, train_classifier
+
+        layer = self._image_layer()
+        base = self._encoder_file()
+        labels = slice_labels(layer)
+        picked = [i for i, label in enumerate(labels) if label]
+        if not picked:
+            raise NanowireError(
+                "No labelled slices: in the Label widget, give at least one slice of each class "
+                "a class (keys 1-9)."
+            )
+        check_labels([labels[i] for i in picked])
+        data, px = layer.data, layer_pixel_size_nm(layer)
+        config = ClassifierConfig(device=self.device.value)
+
+        def job(stop):
+            images = as_stack(data, picked)
+            return (
+                yield from train_classifier(
+                    base,
+                    images,
+                    [labels[i] for i in picked],
+                    out,
+                    pixel_sizes_nm=[px] * len(picked),
+                    config=config,
+                    stop=stop,
+                )
+            )
+
+        return job
+
+    def _segmenter_job(self, out: Path) -> Job:
+        from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
+
+        layer = self._image_layer()
+        base = self._encoder_file()
+        masks_layer = self.masks.value or masks_of(self.viewer, layer)
+        if masks_layer is None:
+            raise NanowireError(
+                "No mask layer: in the Label widget press 'Add mask layer', then paint a few "
+                "strokes of background (label 1) and of wires (label 2)."
+            )
+        if masks_layer.data.shape != layer.data.shape:
+            raise NanowireError(
+                f"Mask layer '{masks_layer.name}' is {masks_layer.data.shape} px but image "
+                f"layer '{layer.name}' is {layer.data.shape}; pick the masks made for these "
+                "images."
+            )
+        masks = np.array(masks_layer.data, dtype=np.uint8).reshape(-1, *layer.data.shape[-2:])
+        picked = [i for i in range(len(masks)) if masks[i].any()]
+        if not picked:
+            raise NanowireError(
+                f"Mask layer '{masks_layer.name}' is empty: paint background (1) and wires (2)."
+            )
+        data, px = layer.data, layer_pixel_size_nm(layer)
+        names = list(masks_layer.metadata.get("mask_classes", self.state.mask_classes))[1:]
+        tile = max(32, self.size.value // 32 * 32)
+        config = SegmenterConfig(steps=self.steps.value, tile=tile, device=self.device.value)
+
+        def job(stop):
+            images = as_stack(data, picked)
+            return (
+                yield from train_segmenter(
+                    base,
+                    images,
+                    [masks[i] for i in picked],
+                    out,
+                    pixel_sizes_nm=[px] * len(picked),
+                    class_names=names,
+                    config=config,
+                    stop=stop,
+                )
+            )
+
+        return job
+
+    def _out(self, kind: str) -> Path:
+        """Where the ``kind`` model goes: the project, else a session folder (with a notice)."""
+        if self.state.project is None and self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="napari-nanowire-"))
+            show_warning(
+                f"No project open: models are saved in {self._workdir} for this session only. "
+                "Make a project in the Label widget to keep them."
+            )
+        return self.state.model_out(kind, self._workdir or Path())
+
+    def _on_progress(self, event: Progress) -> None:
+        self.bar.setValue(int(round(100 * event.fraction)))
+        self.status.setText(progress_text(event))
+        self.plot.add(event)
+        if event.message.startswith("warning"):
+            show_warning(event.message)
+
+    def _saved(self, title: str, kind: str, out: Path) -> None:
+        """Record the model file a finished (or stopped) run wrote."""
+        self.plot.finish()
+        if not out.is_file():
+            self.status.setText(f"{title} stopped before anything was saved.")
+            return
+        self.state.set_model(kind, out)
+        stopped = self.state.runner.stop_requested
+        verb = "stopped; the last checkpoint is" if stopped else "finished; the model is"
+        show_info(f"{title} {verb} in {out}.")
+
+    def _set_running(self, running: bool) -> None:
+        self.stop_button.setEnabled(running)
+        if not running:
+            self.plot.finish()
+
+    def _show_models(self) -> None:
+        lines = []
+        for kind in KINDS:
+            path = self.state.models.get(kind)
+            lines.append(f"{kind}: {path.name if path else '—'}")
+        self.models_label.setText("Models   " + "   ·   ".join(lines))
+        if self.state.models:
+            self.models_label.setToolTip("\n".join(str(p) for p in self.state.models.values()))
