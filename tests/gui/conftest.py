@@ -7,8 +7,12 @@ import pytest
 
 from napari_nanowire.core.synthetic import generate_dataset
 from napari_nanowire.gui.pixel_size_widget import set_layer_pixel_size_nm
+from napari_nanowire.gui.torch_guard import import_torchvision
 
 PLUGIN = "napari-nanowire"
+
+# Before any viewer exists, so tests may import the core in any order (see torch_guard).
+import_torchvision()
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +78,15 @@ def small_settings(widget) -> None:
     widget.batch.value = 8
     widget.size.value = 64
     widget.steps.value = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_items, tmp_path_factory):
+    """A tiny encoder pretrained for one epoch on the tiny stack, made once per session."""
+    from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path_factory.mktemp("models") / "encoder.nwmodel"
+    config = PretrainConfig(encoder="tiny", epochs=1, batch_size=8, image_size=64)
+    for _ in pretrain([item.image for item in tiny_items], config, out):
+        pass
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from conftest import label_all, small_settings, wait_for_job
 
 
@@ -20,3 +21,91 @@ def test_pretrain_then_classifier_save_models_and_draw_the_curve(viewer, dock, q
     wait_for_job(qtbot, widget)
     assert widget.state.models["classifier"].is_file()
     assert "classifier: classifier.nwmodel" in widget.models_label.text()
+
+
+def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, qtbot):
+    from napari_nanowire.core.modelfile import load_model
+
+    widget = dock("Train")
+    small_settings(widget)
+    widget.epochs.value = 500  # far longer than the test waits
+    events = []
+    assert widget.pretrain()
+    widget.state.runner.worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: len(events) >= 1, timeout=30_000)
+    widget.stop_button.click()
+    stopped_after = events[-1].step
+    wait_for_job(qtbot, widget)
+    assert events[-1].done and events[-1].message == "stopped"
+    # steps already under way when Stop was pressed may still report; no more than one
+    assert events[-1].step <= stopped_after + 1 < events[-1].total_steps
+    checkpoint = load_model(widget.state.models["encoder"])
+    assert checkpoint.meta["step"] == events[-1].step
+    assert not widget.stop_button.isEnabled()
+
+
+def test_a_second_start_while_training_is_refused_politely(
+    viewer, dock, qtbot, monkeypatch, tiny_items
+):
+    warnings = []
+    monkeypatch.setattr("napari_nanowire.gui.workers.show_warning", warnings.append)
+    label_all(viewer, tiny_items)
+    widget = dock("Train")
+    measure = dock("Measure")
+    small_settings(widget)
+    widget.epochs.value = 500
+    assert widget.pretrain()
+    assert not widget.pretrain()
+    assert not measure.measure()
+    assert len(warnings) == 2 and "Pretraining is still running" in warnings[0]
+    widget.state.runner.stop()
+    wait_for_job(qtbot, widget)
+
+
+def errors_shown(monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr("napari_nanowire.gui.notify.show_error", shown.append)
+    return shown
+
+
+def test_user_mistakes_become_notifications_that_say_what_to_do(
+    viewer, dock, monkeypatch, tiny_encoder
+):
+    shown = errors_shown(monkeypatch)
+    widget = dock("Train")
+    assert not widget.train_classifier()
+    assert "press Pretrain first" in shown[-1]
+    widget.state.set_model("encoder", tiny_encoder)
+    assert not widget.train_classifier()
+    assert "No labelled slices" in shown[-1]
+    layer = viewer.layers["tiny"]
+    widget.state.set_label(layer, 0, "bundle")
+    widget.state.set_label(layer, 1, "bundle")
+    assert not widget.train_classifier()
+    assert "label at least one image of another class" in shown[-1]
+    assert not widget.train_segmenter()
+    assert "Add mask layer" in shown[-1]
+    viewer.add_labels(np.zeros((8, 32, 32), np.uint8), name="wrong size")
+    widget.reset_choices()
+    widget.masks.value = viewer.layers["wrong size"]
+    assert not widget.train_segmenter()
+    assert "pick the masks made for these images" in shown[-1]
+    assert not widget.state.runner.running
+
+
+def test_out_of_gpu_memory_says_to_lower_the_batch_size(viewer, dock, qtbot, monkeypatch):
+    import torch
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield
+
+    shown = errors_shown(monkeypatch)
+    monkeypatch.setattr("napari_nanowire.core.pretrain.pretrain", out_of_memory)
+    widget = dock("Train")
+    assert widget.pretrain()
+    wait_for_job(qtbot, widget)
+    assert shown == [
+        "Pretraining failed: the GPU ran out of memory. Lower the batch size or the image "
+        "size, pick a smaller encoder, or choose the CPU as device."
+    ]

@@ -25,9 +25,25 @@ Job = Callable[[threading.Event], Iterator[Progress]]
 """Starts a core job; the job stops soon after the event is set. A return value is its result."""
 
 
+class JobFailed(Exception):
+    """Carries a job's exception to the main thread.
+
+    superqt's worker takes any RuntimeError for a deleted Qt object and swallows it without
+    emitting ``errored`` or ``finished``; torch's errors (out of memory among them) are
+    RuntimeErrors, so they travel wrapped in this.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _drive(job: Job, stop: threading.Event) -> Generator[Progress, None, Any]:
     """Run ``job`` in the worker thread, passing its events on and returning its result."""
-    return (yield from job(stop))
+    try:
+        return (yield from job(stop))
+    except Exception as err:
+        raise JobFailed(err) from err
 
 
 def progress_text(event: Progress) -> str:
@@ -85,7 +101,7 @@ class JobRunner:
             worker.yielded.connect(on_progress)
         if on_done is not None:
             worker.returned.connect(on_done)
-        worker.errored.connect(lambda err: report_error(title, err))
+        worker.errored.connect(lambda err: report_error(title, getattr(err, "error", err)))
         worker.finished.connect(self._finished)
         if on_finish is not None:
             worker.finished.connect(on_finish)
