@@ -7,7 +7,7 @@ reports the nematic order per class (skeleton-based, as measured, next to the or
 whole domains for comparison) and the time to measure a 1024 x 1024 mask with a few hundred
 domains.
 
-Run:  .venv/bin/python benchmarks/validate_measure.py            (about 3 minutes on 2 cores)
+Run:  .venv/bin/python benchmarks/validate_measure.py            (about 5 minutes on 2 cores)
       .venv/bin/python benchmarks/validate_measure.py --quick    (a smoke run)
 Writes benchmarks/out/validate_measure.json.
 """
