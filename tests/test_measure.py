@@ -307,26 +307,30 @@ def test_cli_writes_domain_and_summary_tables(tmp_path, capsys):
     one[30:35, :] = 1
     two = np.zeros((2, 64, 64), dtype=np.uint8)
     two[:, 10:20, 10:50] = 1
+    two[1, 40:50, 40:50] = 2
     write_tiff(tmp_path / "one.tif", one, 2.0)
     write_tiff(tmp_path / "two.tif", two, 0.5)
     out = tmp_path / "out"
     argv = ["measure", str(tmp_path / "one.tif"), str(tmp_path / "two.tif"), "--out", str(out)]
-    assert main([*argv, "--class", "fibre"]) == 0
-    assert "3 mask(s), 3 domains" in capsys.readouterr().out
+    assert main([*argv, "--class", "fibre", "--class", "particle"]) == 0
+    assert "3 mask(s), 4 domains" in capsys.readouterr().out
     domains = pd.read_csv(out / "domains.csv")
     summary = pd.read_csv(out / "summary.csv")
     assert sorted(p.name for p in out.iterdir()) == ["domains.csv", "summary.csv"]
-    assert summary.image.tolist() == [
-        str(tmp_path / n) for n in ("one.tif", "two.tif[0]", "two.tif[1]")
-    ]
-    assert summary.class_name.unique().tolist() == ["fibre"]
-    assert summary.pixel_size_nm.tolist() == pytest.approx([2.0, 0.5, 0.5])
-    assert summary.percolates_x.tolist() == [True, False, False]
-    assert domains.area_nm2.tolist() == pytest.approx([64 * 5 * 4.0, 400 * 0.25, 400 * 0.25])
+    names = [str(tmp_path / n) for n in ("one.tif", "two.tif[0]", "two.tif[1]")]
+    assert summary.image.tolist() == [name for name in names for _ in range(2)]
+    assert summary.class_name.tolist() == ["fibre", "particle"] * 3
+    assert summary.domain_count.tolist() == [1, 0, 1, 0, 1, 1]
+    fibres = summary[summary.class_name == "fibre"]
+    assert fibres.pixel_size_nm.tolist() == pytest.approx([2.0, 0.5, 0.5])
+    assert fibres.percolates_x.tolist() == [True, False, False]
+    assert domains.area_nm2.tolist() == pytest.approx([1280.0, 100.0, 100.0, 25.0])
     assert main([*argv, "--pixel-size", "1", "--exclude-border"]) == 0
     summary = pd.read_csv(out / "summary.csv")
-    assert summary.pixel_size_nm.tolist() == [1.0, 1.0, 1.0]
-    assert summary.domain_count.tolist() == [0, 1, 1]
+    # Without --class, value 1 is "wire" and other values present are named by number.
+    assert summary.class_name.tolist() == ["wire", "wire", "wire", "class_2"]
+    assert summary.pixel_size_nm.tolist() == [1.0] * 4
+    assert summary.domain_count.tolist() == [0, 1, 1, 1]
 
 
 def test_cli_without_any_pixel_size_says_to_pass_one(tmp_path, capsys):

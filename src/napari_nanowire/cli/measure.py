@@ -30,10 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--class",
         dest="classes",
-        nargs="+",
-        action="extend",
+        action="append",
         metavar="NAME",
-        help="names of mask values 1, 2, ... in order (default: 1 = wire)",
+        help="name of mask value 1, then 2, ... (repeat: --class wire --class particle); "
+        "default: 1 = wire",
     )
     p.add_argument(
         "--connectivity",

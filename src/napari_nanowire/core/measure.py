@@ -14,11 +14,13 @@ displayed), as in the synthetic ground truth.
 Defined results at the edges:
 
 - An empty mask gives a domain table with no rows and, per class, a summary row with zero
-  area fraction, zero domains, ``percolates_x/y = False`` and NaN for medians, quartiles and
-  the order parameter (undefined without domains).
+  area fraction, zero domains, ``percolates_x/y = False`` and NaN for quartiles, the order
+  parameter and the director (undefined without domains).
 - A single pixel is a domain of area 1 px, width and length 1 px, Feret diameters 1 and
-  sqrt(2) px, and NaN orientation (an isotropic shape has no axis); likewise any domain whose
-  second moments are equal.
+  sqrt(2) px, solidity 1, no end points and NaN orientation (an isotropic shape has no axis);
+  likewise NaN orientation for any domain whose second moments are equal (squares, plus signs).
+- Round particles: a disc's length is about its diameter but its mean width (area / length)
+  is about pi/4 of it; use ``equivalent_diameter_nm`` for particles.
 - An all-foreground mask is one domain that touches every edge and percolates in x and y.
 """
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,7 @@ from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
 from .errors import NanowireError
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
+from .project import write_bytes_atomic
 
 DEFAULT_CLASS_NAMES: dict[int, str] = {1: "wire"}
 
@@ -96,7 +98,7 @@ class MeasureOptions:
     ``class_names`` maps mask values to names. ``None`` names value 1 ``"wire"`` and any
     other value present ``"class_<value>"``; given names must cover every value in the mask.
     ``min_area_nm2`` and ``exclude_border`` select which domains are measured and counted;
-    area fraction and percolation always use every pixel of the class.
+    area fraction, percolation and nematic order always use every pixel of the class.
     """
 
     pixel_size_nm: float = 1.0
@@ -264,9 +266,10 @@ def write_tables(
     domains: pd.DataFrame, summary: pd.DataFrame, out_dir: str | os.PathLike
 ) -> tuple[Path, Path]:
     """Write ``domains.csv`` and ``summary.csv`` into ``out_dir``; each write is atomic."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return _write_csv(domains, out / "domains.csv"), _write_csv(summary, out / "summary.csv")
+    paths = Path(out_dir) / "domains.csv", Path(out_dir) / "summary.csv"
+    for table, path in zip((domains, summary), paths, strict=True):
+        write_bytes_atomic(path, table.to_csv(index=False).encode())
+    return paths
 
 
 def _domain_table(classes: list[_ClassPixels], options: MeasureOptions) -> pd.DataFrame:
@@ -399,16 +402,3 @@ def _empty_domains() -> pd.DataFrame:
     dtypes |= {c: np.int64 for c in _DOMAIN_COUNTS}
     dtypes |= {"class_name": object, "touches_border": bool}
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
-
-
-def _write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write a CSV through a temporary file in the same folder, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
