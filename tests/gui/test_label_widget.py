@@ -18,7 +18,7 @@ def press(viewer, key: str) -> None:
 def test_keys_and_buttons_label_the_slice_on_screen(viewer, dock):
     widget = dock("Label")
     layer = viewer.layers["tiny"]
-    viewer.layers.selection.active = layer
+    assert viewer.layers.selection.active is layer  # selected, so the keys work at once
     viewer.dims.set_current_step(0, 2)
     press(viewer, "3")
     viewer.dims.set_current_step(0, 5)
@@ -27,7 +27,7 @@ def test_keys_and_buttons_label_the_slice_on_screen(viewer, dock):
     assert labels[2] == "bundle" and labels[5] == "singular"
     assert [c.text() for c in widget.count_labels] == ["1", "0", "1", "0"]
     assert "2 of 8" in widget.summary.text()
-    assert text_overlay(viewer).text == "slice 6: singular"
+    assert text_overlay(viewer).text == "bundle_001: singular"
     # napari's own "1" (pan/zoom) is replaced only on the image layer
     assert widget.next_unlabelled() == 6
     widget.assign(None)

@@ -50,6 +50,14 @@ def text_overlay(viewer: napari.Viewer):
     return canvas.overlays.text if canvas is not None else viewer.text_overlay
 
 
+def row(*widgets: QWidget) -> QHBoxLayout:
+    """Widgets side by side."""
+    layout = QHBoxLayout()
+    for widget in widgets:
+        layout.addWidget(widget)
+    return layout
+
+
 def parse_names(text: str) -> list[str]:
     """Class names from comma-separated text, refusing empty or repeated names."""
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -73,12 +81,12 @@ class LabelWidget(QWidget):
         self.class_box = QGroupBox("Classes: click, or press 1-9 with the image layer selected")
         self.class_grid = QGridLayout(self.class_box)
         self.names_edit = QLineEdit()
-        self.names_edit.setToolTip("Class names, comma-separated; Enter applies")
+        self.names_edit.setToolTip("Class names, comma-separated")
         self.slice_info = QLabel()
         self.summary = QLabel()
         self.slice_list = QListWidget()
         self.mask_names_edit = QLineEdit()
-        self.mask_names_edit.setToolTip("Mask classes painted as values 2, 3, ...; Enter applies")
+        self.mask_names_edit.setToolTip("Classes painted as mask values 2, 3, ..., comma-separated")
         self.project_box = ProjectBox(self.viewer, self.state, self.current_image)
         self._build_layout()
         self._connect()
@@ -86,38 +94,34 @@ class LabelWidget(QWidget):
         self._on_classes()
 
     def _build_layout(self) -> None:
-        names_row = QHBoxLayout()
-        names_row.addWidget(QLabel("classes"))
-        names_row.addWidget(self.names_edit)
-        slice_row = QHBoxLayout()
+        self.apply_names = QPushButton("Apply")
+        self.apply_mask_names = QPushButton("Apply")
         self.clear_button = QPushButton("Clear label")
         self.next_button = QPushButton("Next unlabelled")
-        slice_row.addWidget(self.clear_button)
-        slice_row.addWidget(self.next_button)
+        self.mask_button = QPushButton("Add mask layer")
         mask_box = QGroupBox("Training masks (0 = not labelled, 1 = background)")
         mask_layout = QVBoxLayout(mask_box)
-        mask_row = QHBoxLayout()
-        mask_row.addWidget(QLabel("mask classes"))
-        mask_row.addWidget(self.mask_names_edit)
-        self.mask_button = QPushButton("Add mask layer")
-        mask_layout.addLayout(mask_row)
+        mask_layout.addLayout(
+            row(QLabel("mask classes"), self.mask_names_edit, self.apply_mask_names)
+        )
         mask_layout.addWidget(self.mask_button)
-        self.slice_list.setMaximumHeight(160)
         layout = QVBoxLayout(self)
         layout.addWidget(self.project_box)
-        layout.addWidget(self.picker.native)
+        layout.addLayout(row(QLabel("image"), self.picker.native))
         layout.addWidget(self.class_box)
-        layout.addLayout(names_row)
+        layout.addLayout(row(QLabel("classes"), self.names_edit, self.apply_names))
         layout.addWidget(self.slice_info)
-        layout.addLayout(slice_row)
+        layout.addLayout(row(self.clear_button, self.next_button))
         layout.addWidget(self.summary)
-        layout.addWidget(self.slice_list)
+        layout.addWidget(self.slice_list, stretch=1)
         layout.addWidget(mask_box)
 
     def _connect(self) -> None:
         self.picker.changed.connect(self._on_layer)
         self.names_edit.returnPressed.connect(self._rename_classes)
+        self.apply_names.clicked.connect(self._rename_classes)
         self.mask_names_edit.returnPressed.connect(self._rename_mask_classes)
+        self.apply_mask_names.clicked.connect(self._rename_mask_classes)
         self.clear_button.clicked.connect(lambda: self.assign(None))
         self.next_button.clicked.connect(self.next_unlabelled)
         self.mask_button.clicked.connect(self.add_masks)
@@ -251,9 +255,11 @@ class LabelWidget(QWidget):
         self._on_labels(layer)
 
     def _bind_keys(self, layer: Image) -> None:
+        """Bind 1-9 on ``layer`` and select it, so the keys work at once."""
         for i in range(MAX_SHORTCUTS):
             layer.bind_key(str(i + 1), lambda _layer, i=i: self.assign(i), overwrite=True)
         self._bound = layer
+        self.viewer.layers.selection.active = layer
 
     def _unbind_keys(self) -> None:
         if self._bound is not None:
@@ -290,10 +296,11 @@ class LabelWidget(QWidget):
             return
         index = current_slice(self.viewer, layer)
         label = slice_labels(layer)[index]
+        name = self.state.names_of(layer)[index]
         keys = min(len(self.state.classes), MAX_SHORTCUTS)
         text = label or f"unlabelled (press 1-{keys})"
-        self.slice_info.setText(f"Slice {index + 1} of {slice_count(layer)}: {text}")
-        overlay.text = f"slice {index + 1}: {text}"
+        self.slice_info.setText(f"Slice {index} of 0-{slice_count(layer) - 1}, {name}: {text}")
+        overlay.text = f"{name}: {text}"
         overlay.color = self.state.color_of(label) if label else "white"
         overlay.font_size = 14
         overlay.visible = True
