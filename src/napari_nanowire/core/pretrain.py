@@ -1,0 +1,585 @@
+"""Self-supervised pretraining of an image encoder: the loop, its checkpoint and its monitor.
+
+:func:`pretrain` is a generator that yields :class:`~.progress.Progress` after every optimizer
+step and honours a stop request between steps. The checkpoint *is* the model file: it is
+written atomically at every epoch end and when stopped, holds the encoder (what later training
+uses), the projector, the optimizer state and the history, and ``resume=True`` continues from
+it. Under ``torchrun`` the same call trains with DistributedDataParallel: every process draws
+its own crops, losses see the global batch, and process 0 writes the file and reports.
+
+Optimizer: AdamW with linear warm-up and cosine decay. LARS only pays off at the batch sizes
+(thousands) of the original papers; at the 32-256 images a CPU or single GPU holds, Adam's
+per-parameter step sizes train both methods reliably without per-layer trust ratios.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from . import preprocess
+from .augment import AugmentConfig, make_views
+from .crops import CropSampler, crop_ranges
+from .devices import resolve_device
+from .encoders import ENCODERS, Encoder, build_encoder
+from .errors import NanowireError
+from .modelfile import ModelFile, ModelFileError, load_model, save_model
+from .progress import Progress, Rate, stop_requested
+from .ssl import build_projector, check_method, projector_dims, ssl_loss
+
+# AdamW learning rate at a global batch of 256 view pairs, scaled by sqrt(batch / 256).
+BASE_LR = 2e-3
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of one pretraining run; all of them are stored in the model file."""
+
+    method: str = "simclr"  # or "barlow"
+    encoder: str = "tiny"
+    epochs: int = 10
+    batch_size: int = 64  # view pairs per step and process
+    image_size: int = 96  # crop side in px fed to the network
+    steps_per_epoch: int | None = None  # None: crops to cover every image about once
+    lr: float | None = None  # None: BASE_LR * sqrt(global batch / 256)
+    temperature: float = 0.2  # SimCLR
+    offdiag_weight: float = 5e-3  # Barlow Twins lambda
+    device: str = "auto"
+    seed: int = 0
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.1  # share of all steps spent warming the learning rate up
+    projector_hidden_dim: int | None = None  # None: see ssl.projector_dims
+    projector_out_dim: int | None = None
+    knn_k: int = 5  # neighbours for the k-NN monitor
+    collapse_fraction: float = 0.2  # warn when embedding std < this * 1/sqrt(dim)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self) -> None:
+        """Raise NanowireError naming the first setting that cannot work."""
+        check_method(self.method)
+        if self.encoder not in ENCODERS:
+            known = ", ".join(sorted(ENCODERS))
+            raise NanowireError(f"Unknown encoder {self.encoder!r}: choose one of {known}.")
+        positive = {"epochs": self.epochs, "temperature": self.temperature}
+        positive.update(steps_per_epoch=self.steps_per_epoch or 1, lr=self.lr or 1.0)
+        for name, value in positive.items():
+            if not value > 0:
+                raise NanowireError(f"{name}={value} must be positive.")
+        if self.batch_size < 2:
+            raise NanowireError(f"batch_size={self.batch_size}: SSL needs at least 2 per batch.")
+        if self.image_size < 32:
+            raise NanowireError(f"image_size={self.image_size}: use at least 32 px.")
+        if not 0 <= self.warmup_fraction < 1:
+            raise NanowireError(f"warmup_fraction={self.warmup_fraction} must be in [0, 1).")
+        self.augment.check()
+
+
+class SSLNet(nn.Module):
+    """Encoder followed by the projection head; forward gives the projections."""
+
+    def __init__(self, encoder: Encoder, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(x))
+
+
+@dataclass
+class _Distributed:
+    """This process's place in a torchrun job (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @classmethod
+    def from_env(cls, use_cuda: bool) -> _Distributed:
+        """Join the process group torchrun describes in WORLD_SIZE, RANK, MASTER_ADDR..."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        owns = not dist.is_initialized()
+        if owns:
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(dist.get_rank(), dist.get_world_size(), local, owns)
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over processes."""
+        if self.world_size > 1:
+            dist.all_reduce(t)
+        return t
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True if ``flag`` is set in any process."""
+        return bool(self.sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+    def close(self) -> None:
+        """Leave the process group if this object joined it."""
+        if self.owns_group:
+            dist.destroy_process_group()
+
+
+def _pick_device(name: str) -> torch.device:
+    """The training device for ``name``; a device this machine lacks is a NanowireError."""
+    try:
+        return resolve_device(name)
+    except ValueError as err:
+        raise NanowireError(str(err)) from None
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one process's crops at one step, so a resumed run draws what a whole run did."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+def lr_at(step: int, total: int, base: float, warmup_fraction: float) -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up, then cosine decay to 0."""
+    warmup = max(1, round(warmup_fraction * total))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def embedding_moments(z: torch.Tensor) -> torch.Tensor:
+    """Sums for the collapse monitor: [count, sum of unit vectors (D), sum of squares (D)]."""
+    u = F.normalize(z.detach().float(), dim=1)
+    count = torch.tensor([float(len(u))], device=u.device)
+    return torch.cat([count, u.sum(dim=0), u.pow(2).sum(dim=0)])
+
+
+def embedding_std(moments: torch.Tensor) -> float:
+    """Mean per-dimension std of L2-normalised embeddings from :func:`embedding_moments` sums.
+
+    About 1/sqrt(D) when embeddings spread over the sphere, near 0 when they collapse to a point.
+    """
+    count, rest = moments[0], moments[1:]
+    d = len(rest) // 2
+    mean, sq = rest[:d] / count, rest[d:] / count
+    return float((sq - mean.pow(2)).clamp_min(0).sqrt().mean())
+
+
+def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Leave-one-out k-NN accuracy with cosine similarity (votes weighted by exp(sim / 0.07)).
+
+    The weighting (as in InstDisc and DINO's monitors) lets near neighbours outvote far ones.
+    ``k`` is capped at the smallest class size minus one, so that with few labels the left-out
+    image's own class can still fill all k places.
+    """
+    f = F.normalize(features.float(), dim=1)
+    sim = (f @ f.T).fill_diagonal_(-torch.inf)
+    n_classes = int(labels.max()) + 1
+    smallest = int(torch.bincount(labels, minlength=n_classes).min())
+    k = max(1, min(k, smallest - 1, len(f) - 1))
+    top_sim, top = sim.topk(k, dim=1)
+    votes = torch.zeros(len(f), n_classes, device=f.device)
+    votes.scatter_add_(1, labels[top], torch.exp(top_sim / 0.07))
+    return float((votes.argmax(dim=1) == labels).float().mean())
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat tensors ``optimizer.<param>.<name>``."""
+    return {
+        f"optimizer.{pid}.{name}": value.detach().to("cpu").contiguous().clone()
+        for pid, state in optimizer.state_dict()["state"].items()
+        for name, value in state.items()
+    }
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, model: ModelFile, groups: list) -> None:
+    """Restore optimizer state saved by :func:`_optimizer_tensors` with its param groups."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in model.part("optimizer").items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def load_encoder(path_or_modelfile: str | os.PathLike | ModelFile) -> tuple[Encoder, ModelFile]:
+    """The encoder stored in a model file, with its weights, in eval mode, and the file."""
+    if isinstance(path_or_modelfile, ModelFile):
+        model, where = path_or_modelfile, "(in memory)"
+    else:
+        model, where = load_model(path_or_modelfile), str(path_or_modelfile)
+    name = model.meta.get("encoder")
+    if name not in ENCODERS:
+        raise ModelFileError(
+            f"Model file {where} names encoder {name!r}, which this napari-nanowire does not "
+            f"know ({', '.join(sorted(ENCODERS))}); update napari-nanowire."
+        )
+    encoder = build_encoder(name)
+    model.load_part("encoder", encoder, where)
+    return encoder.eval(), model
+
+
+def _median_known(values: Sequence[float | None]) -> float | None:
+    """Median of the values that are not None (None if there are none)."""
+    known = [float(v) for v in values if v]
+    return float(np.median(known)) if known else None
+
+
+class _Trainer:
+    """State of one pretraining run; :meth:`run` drives it and reports progress."""
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        config: PretrainConfig,
+        out: Path,
+        pixel_sizes_nm: Sequence[float | None],
+        labels: Sequence[str | None] | None,
+        resume: bool,
+        dist_ctx: _Distributed,
+        device: torch.device,
+    ) -> None:
+        self.config, self.out, self.dist, self.device = config, out, dist_ctx, device
+        self.pixel_sizes = list(pixel_sizes_nm)
+        self.cpu_like = device.type != "mps"  # channels_last pays on CPU and CUDA
+        ranges = crop_ranges(
+            [np.shape(im) for im in images],
+            self.pixel_sizes,
+            config.augment.crop_scale,
+            config.augment.crop_fov_nm,
+        )
+        normalised = [preprocess.normalize(im) for im in images]
+        self.sampler = CropSampler(
+            normalised,
+            ranges,
+            config.image_size,
+            ratio=config.augment.crop_ratio,
+            device=device,
+        )
+        self.crop_side_px = float(np.mean([math.sqrt(r.mean_area) for r in ranges]))
+        self._set_up_labels(labels)
+        self.global_batch = config.batch_size * dist_ctx.world_size
+        self.lr = config.lr or BASE_LR * math.sqrt(self.global_batch / 256)
+        self.steps_per_epoch = config.steps_per_epoch or max(
+            1, math.ceil(self.sampler.views_per_pass / self.global_batch)
+        )
+        self._build_model()
+        self.step, self.history = 0, []
+        self.resumed_from: int | None = None
+        self._reset_epoch()
+        if resume and out.is_file():
+            self._resume(load_model(out))
+        self.total_steps = config.epochs * self.steps_per_epoch
+
+    def _set_up_labels(self, labels: Sequence[str | None] | None) -> None:
+        """Index the labelled images for the k-NN monitor."""
+        named = [(i, str(lab)) for i, lab in enumerate(labels or []) if lab not in (None, "")]
+        self.class_names = sorted({lab for _, lab in named})
+        self.knn_index = torch.tensor([i for i, _ in named], dtype=torch.long)
+        self.knn_labels = torch.tensor([self.class_names.index(lab) for _, lab in named])
+
+    def _build_model(self) -> None:
+        """Encoder + projector, optimizer and gradient scaler, seeded identically everywhere."""
+        cfg = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            encoder = build_encoder(cfg.encoder)
+            self.projector_dims = projector_dims(
+                cfg.method, encoder.out_dim, cfg.projector_hidden_dim, cfg.projector_out_dim
+            )
+            projector = build_projector(cfg.method, encoder.out_dim, *self.projector_dims)
+        self.net = SSLNet(encoder, projector).to(self.device)
+        if self.cpu_like:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.model: nn.Module = self.net
+        if self.dist.world_size > 1:
+            if self.device.type == "cuda":
+                self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids)
+        decay = [p for p in self.net.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.net.parameters() if p.ndim <= 1]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr,
+            weight_decay=cfg.weight_decay,
+        )
+        self.amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def _resume(self, model: ModelFile) -> None:
+        """Continue from a model file this function wrote; refuse one that does not fit."""
+        meta, cfg = model.meta, self.config
+        saved = meta.get("ssl", {})
+        mine = {"method": cfg.method, "encoder": cfg.encoder, "image_size": cfg.image_size}
+        mine["projector_dims"] = list(self.projector_dims)
+        for key, value in mine.items():
+            if saved.get(key) != value:
+                raise NanowireError(
+                    f"Cannot resume from {self.out}: it was trained with {key}="
+                    f"{saved.get(key)!r}, this run asks for {value!r}. Use the same settings "
+                    "or another --out file."
+                )
+        if cfg.steps_per_epoch and cfg.steps_per_epoch != saved.get("steps_per_epoch"):
+            raise NanowireError(
+                f"Cannot resume from {self.out} with steps_per_epoch={cfg.steps_per_epoch}: it "
+                f"was trained with {saved.get('steps_per_epoch')}."
+            )
+        model.load_part("encoder", self.net.encoder, self.out)
+        model.load_part("projector", self.net.projector, self.out)
+        _load_optimizer(self.optimizer, model, meta["optimizer_groups"])
+        if meta.get("grad_scaler"):
+            self.scaler.load_state_dict(meta["grad_scaler"])
+        self.steps_per_epoch = int(saved["steps_per_epoch"])
+        self.step, self.history = int(meta["step"]), list(meta.get("history", []))
+        self.resumed_from = int(meta["epoch"])
+        sums = model.tensors.get("monitor.epoch_sums")
+        if sums is not None and self.dist.rank == 0:  # stopped mid-epoch: that epoch so far
+            self.loss_sum, self.loss_count = float(sums[0]), int(sums[1])
+            self.moments = sums[2:].to(self.device)
+
+    def _reset_epoch(self) -> None:
+        """Clear the running sums of the current epoch."""
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.moments: torch.Tensor | None = None
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.step // self.steps_per_epoch
+
+    def train_step(self) -> float:
+        """One optimizer step on a fresh batch of view pairs; returns the loss."""
+        cfg, n = self.config, self.config.batch_size
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(step_seed(cfg.seed, self.dist.rank, self.step))
+        views = make_views(self.sampler, n, cfg.augment, generator)
+        if self.cpu_like:
+            views = views.contiguous(memory_format=torch.channels_last)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.total_steps, self.lr, cfg.warmup_fraction)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            z = self.model(views)
+        loss = ssl_loss(
+            cfg.method,
+            z[:n],
+            z[n:],
+            temperature=cfg.temperature,
+            offdiag_weight=cfg.offdiag_weight,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NanowireError(
+                f"The {cfg.method} loss became {value} at step {self.step}; lower the learning "
+                f"rate (it is {self.lr:g})."
+            )
+        self.loss_sum += value
+        self.loss_count += 1
+        moments = embedding_moments(z)
+        self.moments = moments if self.moments is None else self.moments + moments
+        return value
+
+    @torch.no_grad()
+    def knn(self) -> float | None:
+        """k-NN accuracy of encoder features of the labelled images' centre crops."""
+        if len(self.knn_index) < 2:
+            return None
+        encoder = self.net.encoder
+        encoder.eval()
+        feats = []
+        for chunk in self.knn_index.to(self.device).split(256):
+            crops = self.sampler.centre_crops(chunk)
+            if self.cpu_like:
+                crops = crops.contiguous(memory_format=torch.channels_last)
+            feats.append(encoder(crops).float())
+        encoder.train()
+        return knn_accuracy(torch.cat(feats), self.knn_labels.to(self.device), self.config.knn_k)
+
+    def end_epoch(self, images_per_s: float) -> tuple[dict[str, float], str]:
+        """Epoch metrics (collapse monitor, k-NN) into the history; returns them and a warning."""
+        sums = self._epoch_sums()
+        assert sums is not None
+        loss = float(sums[0] / sums[1])
+        std = embedding_std(sums[2:])
+        metrics = {"embedding_std": std}
+        knn = self.knn() if self.dist.rank == 0 else None
+        if knn is not None:
+            metrics["knn_accuracy"] = knn
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "loss": loss,
+                "embedding_std": std,
+                "knn_accuracy": knn,
+                "images_per_s": images_per_s,
+            }
+        )
+        self._reset_epoch()
+        healthy = 1 / math.sqrt(self.projector_dims[1])
+        message = f"epoch {self.epoch}/{self.config.epochs}: loss {loss:.4f}"
+        if std < self.config.collapse_fraction * healthy:
+            message = (
+                f"warning: embedding std {std:.4f} is below {self.config.collapse_fraction:.0%} "
+                f"of the healthy {healthy:.4f}: the embeddings are collapsing. Lower the "
+                "learning rate, or try the other method."
+            )
+        return metrics, message
+
+    def _epoch_sums(self) -> torch.Tensor | None:
+        """[loss sum, step count, monitor moments] of this epoch so far, over all processes."""
+        if self.moments is None:
+            return None
+        own = torch.tensor([self.loss_sum, self.loss_count]).to(self.moments)
+        return self.dist.sum(torch.cat([own, self.moments]))
+
+    def model_file(self, epoch_sums: torch.Tensor | None = None) -> ModelFile:
+        """The current state as a model file (encoder, projector, optimizer, settings, history).
+
+        ``epoch_sums`` (from a stop mid-epoch) are kept so a resumed run's history is exact.
+        """
+        cfg = self.config
+        ssl = asdict(cfg)
+        ssl.update(
+            lr=self.lr,
+            steps_per_epoch=self.steps_per_epoch,
+            projector_dims=list(self.projector_dims),
+            world_size=self.dist.world_size,
+            global_batch_size=self.global_batch,
+            crop_side_px_mean=self.crop_side_px,
+        )
+        pixel_size = _median_known(self.pixel_sizes)
+        meta: dict[str, Any] = {
+            "kind": "encoder",
+            "encoder": cfg.encoder,
+            "normalization": preprocess.NORMALIZATION,
+            "image_size": cfg.image_size,
+            "pixel_size_nm": pixel_size,
+            "ssl": ssl,
+            "history": self.history,
+            "epoch": self.epoch,
+            "step": self.step,
+            "optimizer_groups": self.optimizer.state_dict()["param_groups"],
+            "grad_scaler": self.scaler.state_dict() if self.amp else None,
+        }
+        if self.class_names:
+            meta["class_names"] = self.class_names
+        model = ModelFile(meta=meta)
+        model.set_part("encoder", self.net.encoder)
+        model.set_part("projector", self.net.projector)
+        model.tensors.update(_optimizer_tensors(self.optimizer))
+        if epoch_sums is not None:
+            model.tensors["monitor.epoch_sums"] = epoch_sums.detach().to("cpu").clone()
+        return model
+
+    def save(self) -> None:
+        """Write the model file (process 0 only), atomically; every process must call this."""
+        sums = self._epoch_sums()
+        if self.dist.rank == 0:
+            save_model(self.model_file(sums), self.out)
+
+    def progress(self, images_per_s: float | None, eta_s: float | None, **extra: Any) -> Progress:
+        """A progress event for the current step."""
+        return Progress(
+            job="pretrain",
+            step=self.step,
+            total_steps=self.total_steps,
+            epoch=min(self.config.epochs, -(-self.step // self.steps_per_epoch)),
+            total_epochs=self.config.epochs,
+            images_per_s=images_per_s,
+            eta_s=eta_s,
+            **extra,
+        )
+
+    def run(self, stop: threading.Event | None) -> Iterator[Progress]:
+        """Train until the last epoch or a stop request, yielding progress after every step."""
+        if self.step >= self.total_steps:
+            yield self.progress(None, 0.0, done=True, message=f"already trained: {self.out}")
+            return
+        note = "" if self.resumed_from is None else f"resumed after epoch {self.resumed_from}"
+        rate = Rate(self.total_steps - self.step)
+        while True:
+            if self.dist.any(stop_requested(stop), self.device):
+                self.save()
+                yield self.progress(None, None, done=True, message="stopped")
+                return
+            loss = self.train_step()
+            images_per_s, eta = rate.update(self.global_batch)
+            metrics: dict[str, float] = {}
+            message, note = note, ""
+            if self.step % self.steps_per_epoch == 0:
+                metrics, message = self.end_epoch(images_per_s)
+                self.save()
+            done = self.step >= self.total_steps
+            yield self.progress(
+                images_per_s, eta, loss=loss, metrics=metrics, message=message, done=done
+            )
+            if done:
+                return
+
+
+def _check_inputs(
+    images: Sequence[np.ndarray],
+    pixel_sizes_nm: Sequence[float | None] | None,
+    labels: Sequence[str | None] | None,
+) -> list[float | None]:
+    """Refuse inputs pretraining cannot use; return one pixel size (or None) per image."""
+    if len(images) == 0:
+        raise NanowireError("No images given to pretrain on.")
+    for i, image in enumerate(images):
+        if np.ndim(image) != 2 or min(np.shape(image)) < 8:
+            raise NanowireError(
+                f"Image {i} has shape {np.shape(image)}; pretraining needs 2D grayscale images "
+                "of at least 8 x 8 px (split stacks into single images first)."
+            )
+    sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
+    for name, values in (("pixel_sizes_nm", sizes), ("labels", labels)):
+        if values is not None and len(values) != len(images):
+            raise NanowireError(f"{len(values)} {name} for {len(images)} images: give one each.")
+    if any(s is not None and not s > 0 for s in sizes):
+        raise NanowireError(f"Pixel sizes must be positive nm/px or None, got {sizes}.")
+    return sizes
+
+
+def pretrain(
+    images: Sequence[np.ndarray],
+    config: PretrainConfig,
+    out: str | os.PathLike,
+    *,
+    pixel_sizes_nm: Sequence[float | None] | None = None,
+    labels: Sequence[str | None] | None = None,
+    stop: threading.Event | None = None,
+    resume: bool = False,
+) -> Iterator[Progress]:
+    """Pretrain an encoder on ``images`` (2D arrays of any size) and write it to ``out``.
+
+    Yields Progress after every step (``images_per_s`` counts view pairs over all processes;
+    ``metrics`` with embedding_std and, given labels, knn_accuracy at epoch ends); the last
+    event has done=True, with message "stopped" if ``stop`` was set. The model file ``out`` is
+    written at every epoch end and when stopped; ``resume=True`` continues from it exactly
+    where it stopped (a missing file starts afresh).
+    """
+    config.check()
+    sizes = _check_inputs(images, pixel_sizes_nm, labels)
+    device = _pick_device(config.device)
+    dist_ctx = _Distributed.from_env(use_cuda=device.type == "cuda")
+    try:
+        if dist_ctx.world_size > 1 and device.type == "cuda":
+            device = torch.device("cuda", dist_ctx.local_rank)
+            torch.cuda.set_device(device)
+        trainer = _Trainer(images, config, Path(out), sizes, labels, resume, dist_ctx, device)
+        yield from trainer.run(stop)
+    finally:
+        dist_ctx.close()
