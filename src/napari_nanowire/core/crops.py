@@ -1,11 +1,11 @@
 """Random resized crops from images of any size, sampled as one batched operation on the device.
 
 Every image is stored once on the training device, in a texture atlas that holds only the
-pyramid levels (2x area-averaged reductions) that its crops can need. A crop of side ``s`` source
-pixels is read from the level whose pixels are 1-2x smaller than an output pixel, so large
-downscaling never aliases, and a 4k x 4k micrograph costs a few MB even with small crops.
+pyramid levels (2x area-averaged reductions) that its crops can need, so large downscaling
+never aliases and a 4k x 4k micrograph costs a few MB even with small crops.
 All crops of a batch, with their flips and 90-degree rotations folded into the same affine map,
-come from one ``affine_grid`` + ``grid_sample`` call.
+come from one ``affine_grid`` + ``grid_sample`` call (reading the two pyramid levels around each
+crop's scale, blended: trilinear mip-mapping, as GPUs filter textures).
 
 Crop size is drawn uniformly in area (as torchvision's ``RandomResizedCrop``) either relative to
 each image (a fraction of the smaller side squared) or, where the pixel size is known, as a
@@ -78,13 +78,13 @@ def crop_ranges(
 
 
 def _level_span(crop: CropRange, shape: tuple[int, int], out_size: int) -> tuple[int, int]:
-    """Pyramid levels (first, last) that crops of this range are read from."""
+    """Pyramid levels (first, last) that crops of this range are blended from."""
     coarsest = max(0, int(math.log2(max(min(shape), 1) / 2)))
 
     def level(side: float) -> int:
         return min(coarsest, max(0, math.floor(math.log2(max(side, 1e-6) / out_size))))
 
-    return level(crop.min_side), level(crop.max_side)
+    return level(crop.min_side), min(coarsest, level(crop.max_side) + 1)
 
 
 def _pack_shelves(sizes: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int]:
@@ -215,27 +215,46 @@ class CropSampler:
     def _sample(
         self, index: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, rot: torch.Tensor
     ) -> torch.Tensor:
-        """Read crops (centre and size (y, x) in level-0 px, rot 2x2) in one grid_sample."""
+        """Read crops (centre and size (y, x) in level-0 px, rot 2x2) in one grid_sample.
+
+        Trilinear mip-mapping: each crop is read bilinearly from the two pyramid levels around
+        its scale and the two are blended by the fractional log2 scale, so no crop aliases.
+        """
         n, s = len(index), self.out_size
-        mean_side = size.prod(dim=1).sqrt()
-        level = torch.floor(torch.log2(mean_side / s)).long()
-        level = torch.maximum(torch.minimum(level, self.level_hi[index]), self.level_lo[index])
-        shrink = torch.exp2(-level.float())[:, None]
-        atlas_hw = torch.tensor(self.atlas.shape, dtype=torch.float32, device=self.device)
-        # Atlas position of the crop centre, then normalised to [-1, 1] (align_corners=False).
-        pos = self.origin[index, level] + centre * shrink
-        half = size * shrink / atlas_hw  # half extent in normalised units: (size/2) * 2 / hw
-        theta = torch.empty(n, 2, 3, device=self.device)
-        theta[:, 0, :2] = half[:, 1:2] * rot[:, 0, :]  # x row
-        theta[:, 1, :2] = half[:, 0:1] * rot[:, 1, :]  # y row
-        theta[:, 0, 2] = 2 * pos[:, 1] / atlas_hw[1] - 1
-        theta[:, 1, 2] = 2 * pos[:, 0] / atlas_hw[0] - 1
-        grid = F.affine_grid(theta, [n, 1, s, s], align_corners=False)
+        lo, hi = self.level_lo[index], self.level_hi[index]
+        scale = torch.log2(size.prod(dim=1).sqrt() / s).clamp(lo.float(), hi.float())
+        fine = torch.minimum(scale.floor().long(), hi)
+        coarse = torch.minimum(fine + 1, hi)
+        both = torch.cat([fine, coarse])
+        twice = index.repeat(2), centre.repeat(2, 1), size.repeat(2, 1), rot.repeat(2, 1, 1)
+        theta = self._theta(twice[0], both, *twice[1:])
+        grid = F.affine_grid(theta, [2 * n, 1, s, s], align_corners=False)
         out = F.grid_sample(
             self.atlas[None, None],
-            grid.reshape(1, n * s, s, 2),
+            grid.reshape(1, 2 * n * s, s, 2),
             mode="bilinear",
             padding_mode="border",
             align_corners=False,
-        )
-        return out.reshape(n, 1, s, s)
+        ).reshape(2, n, 1, s, s)
+        t = (scale - fine.float()).clamp(0, 1).view(n, 1, 1, 1)
+        return torch.lerp(out[0], out[1], t)
+
+    def _theta(
+        self,
+        index: torch.Tensor,
+        level: torch.Tensor,
+        centre: torch.Tensor,
+        size: torch.Tensor,
+        rot: torch.Tensor,
+    ) -> torch.Tensor:
+        """Affine maps from output coordinates to normalised atlas coordinates at ``level``."""
+        shrink = torch.exp2(-level.float())[:, None]
+        atlas_hw = torch.tensor(self.atlas.shape, dtype=torch.float32, device=self.device)
+        pos = self.origin[index, level] + centre * shrink  # crop centre in atlas px
+        half = size * shrink / atlas_hw  # half extent in normalised units: (size/2) * 2 / hw
+        theta = torch.empty(len(index), 2, 3, device=self.device)
+        theta[:, 0, :2] = half[:, 1:2] * rot[:, 0, :]  # x row
+        theta[:, 1, :2] = half[:, 0:1] * rot[:, 1, :]  # y row
+        theta[:, 0, 2] = 2 * pos[:, 1] / atlas_hw[1] - 1  # align_corners=False
+        theta[:, 1, 2] = 2 * pos[:, 0] / atlas_hw[0] - 1
+        return theta

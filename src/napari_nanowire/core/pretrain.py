@@ -520,7 +520,8 @@ class _Trainer:
             metrics: dict[str, float] = {}
             message, note = note, ""
             if self.step % self.steps_per_epoch == 0:
-                metrics, message = self.end_epoch(images_per_s)
+                metrics, summary = self.end_epoch(images_per_s)
+                message = "; ".join(m for m in (message, summary) if m)
                 self.save()
             done = self.step >= self.total_steps
             yield self.progress(
