@@ -1,0 +1,182 @@
+"""``napari-nanowire pretrain``: self-supervised pretraining of an encoder on unlabeled images.
+
+Works the same under ``torchrun --nproc_per_node N`` (DistributedDataParallel); process 0 shows
+the progress bar and writes the model file. Ctrl-C stops after the current step and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` sub-command."""
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain an image encoder on unlabeled images (SimCLR or Barlow Twins)",
+        description=(
+            "Pretrain an encoder with self-supervised learning on your own TEM images, so that "
+            "a few labels are enough later. Writes one model file (written at every epoch end "
+            "and on Ctrl-C; continue with --resume). Settings left out use the defaults of "
+            "napari_nanowire.core.pretrain.PretrainConfig; the first line printed shows them."
+        ),
+    )
+    p.add_argument("images", nargs="+", help="image files or folders (every image in a folder)")
+    p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
+    p.add_argument("--method", choices=("simclr", "barlow"), help="SSL method (default simclr)")
+    p.add_argument("--encoder", metavar="NAME", help="tiny (default, CPU), resnet18 or resnet50")
+    p.add_argument("--epochs", type=int, metavar="E", help="passes over the images")
+    p.add_argument("--batch-size", type=int, metavar="B", help="view pairs per step (per process)")
+    p.add_argument("--image-size", type=int, metavar="PX", help="crop side fed to the network")
+    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="default: cover images once")
+    p.add_argument("--lr", type=float, help="peak learning rate (default scales with batch)")
+    p.add_argument(
+        "--crop-nm",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="crop side range in nm for images with a pixel size (default: relative crops)",
+    )
+    p.add_argument(
+        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+    )
+    p.add_argument(
+        "--device", help="auto (default: CUDA, then Apple MPS, then CPU), cpu, cuda, mps"
+    )
+    p.add_argument("--seed", type=int, help="random seed of weights and crops")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="table with columns image and label (or class) for a k-NN accuracy per epoch",
+    )
+    p.add_argument("--resume", action="store_true", help="continue training the --out file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=run)
+
+
+_CONFIG_ARGS = ("method", "encoder", "epochs", "batch_size", "image_size", "steps_per_epoch")
+_CONFIG_ARGS += ("lr", "device", "seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the images, pretrain with a progress bar, report where the model is."""
+    from napari_nanowire.core.augment import AugmentConfig
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+
+    if args.out.exists() and not (args.resume or args.overwrite):
+        raise NanowireError(
+            f"{args.out} exists; pass --resume to continue training it or --overwrite to "
+            "replace it."
+        )
+    names, images, sizes = _read_images(args.images, args.pixel_size)
+    labels = _read_labels(args.labels, names) if args.labels else None
+    given = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k) is not None}
+    augment = AugmentConfig(crop_fov_nm=tuple(args.crop_nm) if args.crop_nm else None)
+    config = PretrainConfig(**given, augment=augment)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if main_process:
+        print(
+            f"pretraining {config.method} on {len(images)} image(s): encoder {config.encoder}, "
+            f"{config.image_size} px crops, batch {config.batch_size}, {config.epochs} epochs, "
+            f"device {config.device}"
+        )
+    stop = threading.Event()
+    events = pretrain(
+        images, config, args.out, pixel_sizes_nm=sizes, labels=labels, stop=stop, resume=args.resume
+    )
+    last = _show_progress(events, stop, enabled=main_process)
+    if main_process and last is not None:
+        state = "stopped" if last.message == "stopped" else "finished"
+        print(f"{state} after {last.step}/{last.total_steps} steps; model file: {args.out}")
+        if state == "stopped":
+            print("continue with the same command and --resume")
+    return 130 if last is not None and last.message == "stopped" else 0
+
+
+def _show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
+    """Drive the pretraining generator with a tqdm bar; Ctrl-C requests a clean stop."""
+    from tqdm import tqdm
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if enabled:
+            tqdm.write("stopping after this step and saving (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    bar, last = None, None
+    try:
+        for event in events:
+            if bar is None:
+                first = max(0, event.step - 1)
+                bar = tqdm(total=event.total_steps, initial=first, unit="step", disable=not enabled)
+            bar.update(event.step - bar.n)
+            if event.loss is not None:
+                bar.set_postfix(loss=f"{event.loss:.3f}", img_s=f"{event.images_per_s:.1f}")
+            if event.metrics or (event.message and event.message != "stopped"):
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
+                bar.write(f"{event.message}{'; ' if shown else ''}{shown}")
+            last = event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    return last
+
+
+def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, list, list]:
+    """Names, 2D images and pixel sizes of every plane of every file (folders: each file)."""
+    import numpy as np
+
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import image_files, read_image
+
+    names, images, sizes = [], [], []
+    for path in map(Path, paths):
+        files = image_files(path) if path.is_dir() else [path]
+        if not files:
+            raise NanowireError(f"Folder {path} holds no image files this reader knows.")
+        for file in files:
+            data = read_image(file, pixel_size_nm)
+            planes = data.data if data.data.ndim == 3 else [data.data]
+            for name, plane in zip(data.names, planes, strict=True):
+                names.append(name)
+                images.append(np.asarray(plane))
+                sizes.append(data.pixel_size_nm)
+    return names, images, sizes
+
+
+def _read_labels(path: Path, names: list[str]) -> list[str | None]:
+    """Label per image name from a CSV (image, label or class); unlisted images get None."""
+    import pandas as pd
+
+    from napari_nanowire.core.errors import NanowireError
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise NanowireError(f"Cannot read labels table {path}: {err}") from None
+    column = next((c for c in ("label", "class") if c in table.columns), None)
+    if "image" not in table.columns or column is None:
+        raise NanowireError(
+            f"Labels table {path} needs columns 'image' and 'label' (or 'class'); it has "
+            f"{', '.join(map(str, table.columns))}."
+        )
+    by_name = {
+        Path(str(img)).stem: str(lab)
+        for img, lab in zip(table["image"], table[column], strict=True)
+    }
+    labels = [by_name.get(name) for name in names]
+    if not any(labels):
+        raise NanowireError(
+            f"No image in labels table {path} matches the images given (e.g. {names[0]!r})."
+        )
+    return labels
