@@ -6,23 +6,6 @@ import numpy as np
 from conftest import label_all, small_settings, wait_for_job
 
 
-def test_pretrain_then_classifier_save_models_and_draw_the_curve(viewer, dock, qtbot, tiny_items):
-    widget = dock("Train")
-    label_all(viewer, tiny_items)
-    small_settings(widget)
-    events = []
-    assert widget.pretrain()
-    widget.state.runner.worker.yielded.connect(events.append)
-    wait_for_job(qtbot, widget)
-    encoder = widget.state.models["encoder"]
-    assert encoder.is_file() and events[-1].done
-    assert widget.plot.losses and "loss" in widget.status.text()
-    assert widget.train_classifier()
-    wait_for_job(qtbot, widget)
-    assert widget.state.models["classifier"].is_file()
-    assert "classifier: classifier.nwmodel" in widget.models_label.text()
-
-
 def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, qtbot):
     from napari_nanowire.core.modelfile import load_model
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 PLUGIN = "napari-nanowire"
-DOCK_WIDGETS = ("Pixel size",)
+DOCK_WIDGETS = ("Label", "Train", "Predict", "Measure", "Pixel size")
+"""Docked as tabs in this order, the workflow's order; the first is shown."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +25,11 @@ def open_viewer(images: list[str] | None = None):
         viewer.open(images, plugin=PLUGIN, stack=len(images) > 1)
     else:
         viewer.open_sample(PLUGIN, "synthetic")
-    for name in DOCK_WIDGETS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    docks = [
+        viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[0]
+        for i, name in enumerate(DOCK_WIDGETS)
+    ]
+    docks[0].raise_()
     return viewer
 
 

@@ -45,6 +45,14 @@ def mask_colors(mask_classes: list[str]) -> dict[int | None, str]:
     return colors
 
 
+def dense_colors(mask_classes: list[str]) -> dict[int | None, str]:
+    """Colours of a dense mask (0 = background, transparent): class k as in training masks."""
+    training = mask_colors(mask_classes)
+    return {None: "transparent", 0: "transparent"} | {
+        k - 1: color for k, color in training.items() if k is not None and k >= 2
+    }
+
+
 def mask_features(mask_classes: list[str]) -> pd.DataFrame:
     """The features table that names each mask value in napari's status bar."""
     return pd.DataFrame(

@@ -100,7 +100,7 @@ class JobRunner:
         if on_progress is not None:
             worker.yielded.connect(on_progress)
         if on_done is not None:
-            worker.returned.connect(on_done)
+            worker.returned.connect(lambda result: self._safely(title, on_done, result))
         worker.errored.connect(lambda err: report_error(title, getattr(err, "error", err)))
         worker.finished.connect(self._finished)
         if on_finish is not None:
@@ -128,6 +128,14 @@ class JobRunner:
     def stop_requested(self) -> bool:
         """True once Stop was pressed for the running job."""
         return self._stop is not None and self._stop.is_set()
+
+    @staticmethod
+    def _safely(title: str, show: Callable[[Any], None], result: Any) -> None:
+        """Hand the result over; a failure while showing it becomes a notification."""
+        try:
+            show(result)
+        except Exception as err:  # shown, never a traceback dialog
+            report_error(f"Showing the result of {title.lower()}", err)
 
     def _relay(self, event: Progress) -> None:
         """Mirror a progress event in napari's activity dock."""

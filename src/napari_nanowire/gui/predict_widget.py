@@ -1,0 +1,360 @@
+"""Predict dock widget: a class and a confidence for every slice, "label these next", masks.
+
+Classifying writes each slice's predicted class and confidence onto the canvas (a Points layer
+whose text comes from its features table) and into a table; the least certain unlabelled slices
+are marked "label next", because labelling those helps the classifier most. Segmenting adds
+the predicted mask (0 = background, 1.. = mask classes) as a Labels layer over the image.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import ComboBox, Container, SpinBox
+from napari.layers import Image
+from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.progress import Progress
+
+from .layers import (
+    as_stack,
+    check_image_layer,
+    current_slice,
+    go_to_slice,
+    layer_picker,
+    slice_count,
+)
+from .masks import dense_colors
+from .notify import report_error
+from .pixel_size_widget import layer_pixel_size_nm
+from .state import slice_labels, state_for, unwrap_viewer
+from .table import DataFrameModel, frame_view
+from .torch_guard import import_torchvision
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Labels, Points
+
+SCOPES = (("slice on screen", "current"), ("all slices", "all"))
+NEXT_MARK = "label next"
+
+
+def ranked_table(
+    probabilities: np.ndarray,
+    class_names: list[str],
+    names: list[str],
+    labels: list[str | None],
+    suggest: int,
+) -> pd.DataFrame:
+    """One row per slice: prediction, confidence, entropy, the user's label, "label next",
+    and the probability of every class.
+
+    The ``suggest`` unlabelled slices with the lowest confidence are marked: the classifier is
+    least sure about them, so their labels teach it most.
+    """
+    probabilities = np.asarray(probabilities, dtype=float)
+    confidence = probabilities.max(1)
+    entropy = -(probabilities * np.log(np.clip(probabilities, 1e-12, 1))).sum(1)
+    table = pd.DataFrame(
+        {
+            "slice": np.arange(len(names)),
+            "image": names,
+            "predicted": [class_names[k] for k in probabilities.argmax(1)],
+            "confidence": confidence,
+            "your label": [label or "" for label in labels],
+        }
+    )
+    unlabelled = np.flatnonzero([label is None for label in labels])
+    picked = unlabelled[np.argsort(confidence[unlabelled], kind="stable")[:suggest]]
+    table[NEXT_MARK] = np.isin(table["slice"], picked)
+    table["entropy"] = entropy
+    for k, name in enumerate(class_names):
+        table[f"p_{name}"] = probabilities[:, k]
+    return table
+
+
+def predict_classes(path, images, pixel_sizes_nm, stop):
+    """Class probabilities of each image with the classifier in ``path``, image by image.
+
+    Yields Progress; returns ((N, n_classes) probabilities, class names), or None if stopped.
+    """
+    from napari_nanowire.core.classify import LinearHead, class_probabilities
+    from napari_nanowire.core.devices import resolve_device
+    from napari_nanowire.core.features import encoder_from, prepare_image
+    from napari_nanowire.core.modelfile import load_model
+
+    model = load_model(path)
+    if "classifier" not in model.meta.get("heads", ()):
+        raise NanowireError(f"Model file {path} has no classifier; train one first.")
+    encoder = encoder_from(model, str(path))
+    names = list(model.meta["class_names"])
+    head = LinearHead(encoder.out_dim, len(names))
+    model.load_part("classifier", head, str(path))
+    settings, device = model.meta["classifier"], resolve_device("auto")
+    rows = []
+    for i, (image, px) in enumerate(zip(images, pixel_sizes_nm, strict=True)):
+        if stop.is_set():
+            return None
+        prepared = prepare_image(image, px, model.meta.get("pixel_size_nm"))
+        rows.append(
+            class_probabilities(
+                encoder, head, [prepared], settings["tile"], settings["max_tiles"], device
+            )[0]
+        )
+        yield Progress("predict", i + 1, len(images), message="classified")
+    return np.stack(rows), names
+
+
+def predict_masks(path, images, pixel_sizes_nm, stop):
+    """Dense masks (0 = background, k = class k) of each image with the segmenter in ``path``.
+
+    Yields Progress; returns (masks, mask class names), or None if stopped.
+    """
+    from napari_nanowire.core.devices import resolve_device
+    from napari_nanowire.core.features import prepare_image, resize_labels
+    from napari_nanowire.core.modelfile import load_model
+    from napari_nanowire.core.segment import load_segmenter, predict_classes
+
+    model = load_model(path)
+    net = load_segmenter(model, str(path))
+    settings, device = model.meta["segmenter"], resolve_device("auto")
+    masks = []
+    for i, (image, px) in enumerate(zip(images, pixel_sizes_nm, strict=True)):
+        if stop.is_set():
+            return None
+        prepared = prepare_image(image, px, model.meta.get("pixel_size_nm"))
+        mask = predict_classes(net, prepared, settings["tile"], settings["overlap"], device)
+        masks.append(resize_labels(mask, image.shape))
+        yield Progress("predict", i + 1, len(images), message="segmented")
+    return masks, list(model.meta["mask_classes"])
+
+
+class PredictWidget(QWidget):
+    """Classify and Segment buttons, suggestions, progress and the prediction table."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        import_torchvision()
+        super().__init__()
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.state = state_for(self.viewer)
+        self.predictions = pd.DataFrame()
+        self.image = layer_picker(self.viewer, Image, "images")
+        self.suggest = SpinBox(label="suggest next", min=1, max=100, value=5)
+        self.scope = ComboBox(label="segment", choices=SCOPES, value="current")
+        self.form = Container(widgets=[self.image, self.suggest, self.scope])
+        self.classify_button = QPushButton("Classify all slices")
+        self.next_button = QPushButton("Go to next suggestion")
+        self.segment_button = QPushButton("Segment")
+        self.bar = QProgressBar()
+        self.status = QLabel("Train a classifier or a segmenter first (Train widget).")
+        self.status.setWordWrap(True)
+        self.model = DataFrameModel()
+        self.table = frame_view(self.model)
+        self._build_layout()
+        self.classify_button.clicked.connect(self.classify)
+        self.next_button.clicked.connect(self.next_suggestion)
+        self.segment_button.clicked.connect(self.segment)
+        self.table.clicked.connect(self._go_to_row)
+        self.state.labels_changed.connect(self._on_labels)
+
+    def _build_layout(self) -> None:
+        row = QHBoxLayout()
+        for button in (self.classify_button, self.next_button, self.segment_button):
+            row.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addLayout(row)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+        layout.addWidget(self.table, stretch=1)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh the layer list (napari calls this when layers change)."""
+        self.form.reset_choices()
+
+    def classify(self) -> bool:
+        """Predict the class of every slice in the background; False if it did not start."""
+        return self._launch("Classifying", self._classify_job, self._show_classes)
+
+    def segment(self) -> bool:
+        """Predict masks for the slice on screen or all slices; False if it did not start."""
+        return self._launch("Segmenting", self._segment_job, self._show_masks)
+
+    def _launch(self, title: str, prepare, show) -> bool:
+        if self.state.runner.busy(title):
+            return False
+        try:
+            job, layer = prepare()
+        except NanowireError as err:
+            report_error(title, err)
+            return False
+        self.bar.setValue(0)
+        return self.state.runner.start(
+            title,
+            job,
+            on_progress=self._on_progress,
+            on_done=lambda result: result is not None and show(layer, result),
+        )
+
+    def _inputs(self, kind: str) -> tuple[Image, object]:
+        layer = self.image.value
+        if layer is None:
+            raise NanowireError("No image layer: open your TEM images (or File > Open Sample).")
+        check_image_layer(layer)
+        path = self.state.models.get(kind)
+        if path is None or not path.is_file():
+            raise NanowireError(f"No {kind} yet: train one in the Train widget first.")
+        return layer, path
+
+    def _classify_job(self):
+        layer, path = self._inputs("classifier")
+        data, px = layer.data, layer_pixel_size_nm(layer)
+        count = slice_count(layer)
+
+        def job(stop):
+            images = as_stack(data)
+            return (
+                yield from predict_classes(path, images, pixel_sizes_nm=[px] * count, stop=stop)
+            )
+
+        return job, layer
+
+    def _segment_job(self):
+        layer, path = self._inputs("segmenter")
+        data, px = layer.data, layer_pixel_size_nm(layer)
+        indices = (
+            [current_slice(self.viewer, layer)]
+            if self.scope.value == "current"
+            else list(range(slice_count(layer)))
+        )
+
+        def job(stop):
+            images = as_stack(data, indices)
+            result = yield from predict_masks(
+                path, images, pixel_sizes_nm=[px] * len(indices), stop=stop
+            )
+            return None if result is None else (indices, *result)
+
+        return job, layer
+
+    def _on_progress(self, event: Progress) -> None:
+        self.bar.setValue(int(round(100 * event.fraction)))
+        self.status.setText(f"{event.step} of {event.total_steps} images {event.message}")
+
+    def _show_classes(self, layer: Image, result) -> None:
+        """Table, canvas text and suggestions from (probabilities, class names)."""
+        probabilities, class_names = result
+        names = self.state.names_of(layer)
+        self.predictions = ranked_table(
+            probabilities, class_names, names, slice_labels(layer), self.suggest.value
+        )
+        self.model.set_frame(self.predictions)
+        self._show_on_canvas(layer)
+        marked = int(self.predictions[NEXT_MARK].sum())
+        self.status.setText(
+            f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (least certain)."
+        )
+
+    def _show_on_canvas(self, layer: Image) -> Points:
+        """A text per slice at its top-left corner: class, confidence, and the suggestion."""
+        table = self.predictions
+        text = [
+            f"{cls} {conf:.0%}" + ("  ← label next" if mark else "")
+            for cls, conf, mark in zip(
+                table["predicted"], table["confidence"], table[NEXT_MARK], strict=True
+            )
+        ]
+        features = table.assign(text=text).rename(
+            columns={"your label": "your_label", NEXT_MARK: "label_next"}
+        )
+        points = np.array([[i, 2, 2] for i in table["slice"]], dtype=float)
+        if layer.ndim == 2:
+            points = points[:, 1:]
+        name = f"{layer.name} predictions"
+        text_style = {
+            "string": "{text}",
+            "anchor": "upper_left",
+            "size": 12,
+            "color": {
+                "encoding_type": "ManualColorEncoding",
+                "array": [self.state.color_of(c) for c in table["predicted"]],
+            },
+        }
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        added = self.viewer.add_points(
+            points,
+            features=features,
+            text=text_style,
+            size=0.1,
+            name=name,
+            scale=layer.scale,
+            translate=layer.translate,
+            face_color="transparent",
+            border_width=0,
+            out_of_slice_display=False,
+        )
+        self.viewer.layers.selection.active = layer
+        return added
+
+    def _show_masks(self, layer: Image, result) -> Labels:
+        """Put predicted masks into the image's segmentation layer (made on first use)."""
+        indices, masks, mask_classes = result
+        name = f"{layer.name} segmentation"
+        if name not in self.viewer.layers:
+            shape = layer.data.shape
+            self.viewer.add_labels(
+                np.zeros(shape, np.uint8),
+                name=name,
+                scale=layer.scale,
+                translate=layer.translate,
+                units=layer.units,
+                opacity=0.5,
+                metadata={
+                    "pixel_size_nm": layer_pixel_size_nm(layer),
+                    "names": self.state.names_of(layer),
+                },
+            )
+        seg = self.viewer.layers[name]
+        for index, mask in zip(indices, masks, strict=True):
+            if seg.ndim == 2:
+                seg.data = mask.astype(np.uint8)
+            else:
+                seg.data[index] = mask
+        seg.metadata["mask_classes"] = list(mask_classes)
+        seg.colormap = DirectLabelColormap(color_dict=dense_colors(mask_classes))
+        seg.refresh()
+        self.viewer.layers.selection.active = layer
+        self.status.setText(f"Segmented {len(indices)} slice(s) into layer '{name}'.")
+        return seg
+
+    def next_suggestion(self) -> int | None:
+        """Show the next slice marked "label next" that is still unlabelled; its index."""
+        layer = self.image.value
+        if layer is None or self.predictions.empty:
+            show_info("Classify the slices first: suggestions come from the predictions.")
+            return None
+        labels = slice_labels(layer)
+        for index in self.predictions.loc[self.predictions[NEXT_MARK], "slice"]:
+            if labels[index] is None:
+                go_to_slice(self.viewer, layer, int(index))
+                return int(index)
+        show_info("Every suggested slice has a label now: train the classifier again.")
+        return None
+
+    def _on_labels(self, layer) -> None:
+        """Keep the table's "your label" column in step with the Label widget."""
+        if self.predictions.empty or layer is not self.image.value:
+            return
+        self.predictions["your label"] = [label or "" for label in slice_labels(layer)]
+        self.model.set_frame(self.predictions)
+
+    def _go_to_row(self, index) -> None:
+        layer = self.image.value
+        if layer is not None and not self.predictions.empty:
+            go_to_slice(self.viewer, layer, int(self.predictions["slice"].iat[index.row()]))
