@@ -1,0 +1,305 @@
+"""Image classification from a few labels: a linear head on frozen encoder features.
+
+The seed study's method: each image's features (mean over tiles of the pretrained encoder's
+pooled output) are computed once, then a class-balanced logistic regression is fitted on them,
+which takes seconds on a CPU and works from one labelled image per class. Optionally the
+encoder is then fine-tuned end to end with a lower learning rate on random crops.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .devices import resolve_device
+from .encoders import Encoder
+from .errors import NanowireError
+from .features import (
+    add_head,
+    encoder_from,
+    freeze_batchnorm,
+    median_known,
+    pooled_features,
+    prepare_image,
+    random_crop,
+)
+from .modelfile import ModelFile, load_model, save_model
+from .progress import Progress, Rate, stop_requested
+
+JOB = "classifier"
+
+
+@dataclass
+class ClassifierConfig:
+    """Settings of a classifier training run (recorded in the model file)."""
+
+    epochs: int = 300
+    """Full-batch optimisation steps of the linear head."""
+    lr: float = 0.01
+    weight_decay: float = 1e-3
+    fine_tune: bool = False
+    fine_tune_epochs: int = 20
+    fine_tune_lr: float = 1e-3
+    encoder_lr_factor: float = 0.1
+    """Encoder learning rate as a fraction of ``fine_tune_lr``."""
+    batch_size: int = 16
+    tile: int | None = None
+    """Tile size in pixels for features; default the encoder's pretraining image size."""
+    max_tiles: int = 16
+    """Tiles per image whose features are averaged (spread evenly over larger images)."""
+    device: str = "auto"
+    seed: int = 0
+
+
+class LinearHead(nn.Module):
+    """Standardise pooled features with stored statistics, then one linear layer."""
+
+    def __init__(self, in_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.linear = nn.Linear(in_dim, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits, shape (B, n_classes)."""
+        return self.linear((features - self.mean) / self.scale)
+
+
+def class_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Loss weights inversely proportional to class counts, so every class counts equally."""
+    counts = np.bincount(targets, minlength=n_classes).astype(np.float32)
+    weights = np.where(counts > 0, len(targets) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def fit_linear_head(
+    features: np.ndarray,
+    targets: np.ndarray,
+    n_classes: int,
+    epochs: int = 300,
+    lr: float = 0.01,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+) -> tuple[LinearHead, list[float]]:
+    """Class-balanced L2-regularised logistic regression on (N, D) features (full batch).
+
+    Returns the head and the loss after each step.
+    """
+    torch.manual_seed(seed)
+    x = torch.as_tensor(features, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    head = LinearHead(x.shape[1], n_classes)
+    head.mean.copy_(x.mean(0))
+    head.scale.copy_(x.std(0, unbiased=False).clamp_min(1e-6) if len(x) > 1 else torch.ones(1))
+    weights = class_weights(targets, n_classes)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    history = []
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(head(x), y, weight=weights)
+        (loss + weight_decay * head.linear.weight.square().sum()).backward()
+        optimizer.step()
+        history.append(loss.item())
+    return head.eval(), history
+
+
+def stratified_folds(targets: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """A fold number per sample, each class spread evenly over the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(targets), int)
+    for c in np.unique(targets):
+        idx = rng.permutation(np.flatnonzero(targets == c))
+        fold[idx] = np.arange(len(idx)) % folds
+    return fold
+
+
+def cross_val_accuracy(
+    features: np.ndarray, targets: np.ndarray, n_classes: int, folds: int = 5, **fit_kwargs
+) -> float | None:
+    """Stratified k-fold accuracy of the linear head; None with fewer than 2 images a class."""
+    folds = min(folds, int(np.bincount(targets, minlength=n_classes).min()))
+    if folds < 2:
+        return None
+    fold = stratified_folds(targets, folds)
+    correct = 0
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        head, _ = fit_linear_head(features[train], targets[train], n_classes, **fit_kwargs)
+        with torch.no_grad():
+            pred = head(torch.as_tensor(features[test])).argmax(1).numpy()
+        correct += int((pred == targets[test]).sum())
+    return correct / len(targets)
+
+
+def class_probabilities(
+    encoder: Encoder,
+    head: LinearHead,
+    images: list[np.ndarray],
+    tile: int,
+    max_tiles: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """(N, n_classes) class probabilities of prepared images."""
+    feats = pooled_features(encoder, images, tile, max_tiles, device=device)
+    with torch.no_grad():
+        return torch.softmax(head.cpu()(torch.as_tensor(feats)), 1).numpy()
+
+
+def check_labels(labels: Sequence[str]) -> list[str]:
+    """The sorted class names; refuses empty labels or a single class, saying what to add."""
+    names = sorted({str(label) for label in labels})
+    if not labels:
+        raise NanowireError("No labelled images: label at least one image of each class.")
+    if len(names) < 2:
+        raise NanowireError(
+            f"All labelled images are of class {names[0]!r}: label at least one image of "
+            "another class too."
+        )
+    return names
+
+
+def _fine_tune(
+    encoder: Encoder,
+    head: LinearHead,
+    images: list[np.ndarray],
+    targets: np.ndarray,
+    config: ClassifierConfig,
+    tile: int,
+    device: torch.device,
+    stop: threading.Event | None,
+) -> Iterator[Progress]:
+    """Train encoder and head end to end on class-balanced random crops."""
+    rng = np.random.default_rng(config.seed)
+    counts = np.bincount(targets)
+    p = 1.0 / counts[targets]
+    p /= p.sum()
+    steps_per_epoch = max(1, math.ceil(len(images) / config.batch_size))
+    total = config.fine_tune_epochs * steps_per_epoch
+    encoder.to(device).train()
+    freeze_batchnorm(encoder)
+    head.to(device).train()
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder.parameters(), "lr": config.fine_tune_lr * config.encoder_lr_factor},
+            {"params": head.parameters(), "lr": config.fine_tune_lr},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    rate = Rate(total)
+    for step in range(total):
+        if stop_requested(stop):
+            return
+        pick = rng.choice(len(images), size=config.batch_size, p=p)
+        crops = np.stack([random_crop(rng, images[i], tile)[0] for i in pick])
+        x = torch.from_numpy(crops[:, None]).to(device)
+        y = torch.as_tensor(targets[pick], device=device)
+        loss = F.cross_entropy(head(encoder(x)), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        speed, eta = rate.update(len(pick))
+        yield Progress(
+            JOB,
+            step + 1,
+            total,
+            epoch=step // steps_per_epoch + 1,
+            total_epochs=config.fine_tune_epochs,
+            loss=loss.item(),
+            images_per_s=speed,
+            eta_s=eta,
+            message="fine-tuning",
+        )
+    encoder.eval()
+    head.eval()
+
+
+def train_classifier(
+    base: ModelFile | str | os.PathLike,
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    out: str | os.PathLike,
+    pixel_sizes_nm: Sequence[float | None] | None = None,
+    config: ClassifierConfig | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Progress]:
+    """Train a classifier on ``base``'s encoder from labelled 2D images; write it to ``out``.
+
+    ``base`` is any model file with an encoder (an SSL encoder, or a segmenter file, whose
+    segmenter head is kept when the encoder is not fine-tuned). Yields progress while computing
+    features, fitting and fine-tuning; the last event has ``done=True`` and the metrics. A stop
+    request before the head is fitted ends the job without writing; later it saves the model
+    trained so far.
+    """
+    config = config or ClassifierConfig()
+    class_names = check_labels(labels)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+    base_path = "" if isinstance(base, ModelFile) else str(base)
+    model = base if isinstance(base, ModelFile) else load_model(base)
+    encoder = encoder_from(model, base_path)
+    device = resolve_device(config.device)
+    targets = np.array([class_names.index(str(label)) for label in labels])
+    sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
+    model_px = model.meta.get("pixel_size_nm") or median_known(sizes)
+    tile = int(config.tile or model.meta.get("image_size") or 64)
+    start = time.perf_counter()
+
+    prepared, feats = [], []
+    rate = Rate(len(images))
+    for i, (image, px) in enumerate(zip(images, sizes, strict=True)):
+        if stop_requested(stop):
+            yield Progress(JOB, i, len(images), message="stopped; nothing saved", done=True)
+            return
+        prepared.append(prepare_image(image, px, model_px))
+        feats.append(pooled_features(encoder, prepared[-1:], tile, config.max_tiles, device=device))
+        speed, eta = rate.update(1)
+        yield Progress(
+            JOB, i + 1, len(images), images_per_s=speed, eta_s=eta, message="computing features"
+        )
+    features = np.concatenate(feats)
+
+    fit = {"epochs": config.epochs, "lr": config.lr, "weight_decay": config.weight_decay}
+    head, history = fit_linear_head(features, targets, len(class_names), seed=config.seed, **fit)
+    cv = cross_val_accuracy(features, targets, len(class_names), **fit)
+    metrics = {"cv_accuracy": cv} if cv is not None else {}
+    yield Progress(
+        JOB, len(images), len(images), loss=history[-1], metrics=dict(metrics), message="fitted"
+    )
+
+    if config.fine_tune:
+        for event in _fine_tune(encoder, head, prepared, targets, config, tile, device, stop):
+            history.append(event.loss)
+            yield event
+    stopped = stop_requested(stop)
+    probs = class_probabilities(encoder, head, prepared, tile, config.max_tiles, device)
+    metrics["train_accuracy"] = float((probs.argmax(1) == targets).mean())
+    head_meta = {
+        "settings": asdict(config),
+        "tile": tile,
+        "max_tiles": config.max_tiles,
+        "n_images": len(images),
+        "class_counts": np.bincount(targets, minlength=len(class_names)).tolist(),
+        "metrics": metrics,
+        "history": history,
+        "stopped_early": stopped,
+        "train_seconds": time.perf_counter() - start,
+    }
+    result, dropped = add_head(
+        model, encoder, JOB, head, class_names, head_meta, encoder_changed=config.fine_tune
+    )
+    result.meta["pixel_size_nm"] = model_px
+    save_model(result, Path(out))
+    note = f"; dropped the {', '.join(dropped)} head (encoder changed)" if dropped else ""
+    yield Progress(
+        JOB, 1, 1, loss=history[-1], metrics=metrics, message=f"saved {out}{note}", done=True
+    )

@@ -1,0 +1,220 @@
+"""The encoder side shared by both heads: input preparation, crops, pooled features, model files.
+
+Every head (classifier, segmenter) sees images the same way: normalised per image with
+:func:`~napari_nanowire.core.preprocess.normalize`, then rescaled to the model's pixel size when
+both sizes are known, so a model trained at 1 nm/px still sees wires of the right width in an
+image taken at 2 nm/px.
+
+Model-file convention for heads: a classifier or segmenter file carries the encoder
+(``encoder.*``) and one or both heads (``classifier.*``, ``segmenter.*``). ``meta["heads"]``
+lists the heads present and ``meta["kind"]`` joins them with "+" ("classifier", "segmenter" or
+"classifier+segmenter"). Each head keeps its settings, metrics and history in ``meta[head]``;
+the classifier's image classes are ``meta["class_names"]`` and the segmenter's mask classes
+(index = predicted mask value, 0 = background) are ``meta["mask_classes"]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.transform import resize
+
+from .encoders import Encoder, build_encoder
+from .errors import NanowireError
+from .modelfile import ModelFile, ModelFileError
+from .preprocess import normalize
+from .tiling import pad_to, spread, tile_starts
+
+MAX_PIXELS = 2**28
+"""Largest image (in pixels, after rescaling) that prediction accepts: 16k x 16k."""
+
+
+def median_known(values: list[float | None]) -> float | None:
+    """Median of the known (non-empty) pixel sizes, or None when none is known."""
+    known = [float(v) for v in values if v]
+    return float(np.median(known)) if known else None
+
+
+def scale_factor(pixel_size_nm: float | None, model_pixel_size_nm: float | None) -> float:
+    """How much to enlarge an image to bring it to the model's pixel size (1 if unknown)."""
+    if not pixel_size_nm or not model_pixel_size_nm:
+        return 1.0
+    factor = float(pixel_size_nm) / float(model_pixel_size_nm)
+    return 1.0 if abs(factor - 1.0) < 0.01 else factor
+
+
+def prepare_image(
+    image: np.ndarray, pixel_size_nm: float | None = None, model_pixel_size_nm: float | None = None
+) -> np.ndarray:
+    """Normalise a 2D image and rescale it to the model's pixel size; float32.
+
+    Rescaling that would make the image absurdly large or tiny (a wrong pixel size, usually)
+    is refused with a NanowireError naming both sizes.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise NanowireError(f"Expected a 2D grayscale image, got an array of shape {image.shape}.")
+    factor = scale_factor(pixel_size_nm, model_pixel_size_nm)
+    shape = tuple(max(1, round(n * factor)) for n in image.shape)
+    if shape[0] * shape[1] > MAX_PIXELS or min(shape) < 8 <= min(image.shape):
+        raise NanowireError(
+            f"An image of {image.shape[1]} x {image.shape[0]} px at {pixel_size_nm} nm/px would "
+            f"be {shape[1]} x {shape[0]} px at the model's {model_pixel_size_nm} nm/px; check the "
+            "image's pixel size."
+        )
+    arr = normalize(image)
+    if factor != 1.0:
+        arr = resize(arr, shape, order=1, anti_aliasing=factor < 1, preserve_range=True)
+    return arr.astype(np.float32, copy=False)
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour resize of a label or mask image, keeping its dtype and values."""
+    if labels.shape == tuple(shape):
+        return labels
+    return resize(labels, shape, order=0, anti_aliasing=False, preserve_range=True).astype(
+        labels.dtype
+    )
+
+
+def tile_grid(shape: tuple[int, int], tile: int, max_tiles: int) -> list[tuple[int, int, int, int]]:
+    """Up to ``max_tiles`` non-overlapping (y, x, h, w) tiles spread over an image.
+
+    Tiles are ``tile`` pixels square, or the whole side where the image is smaller.
+    """
+    h, w = min(tile, shape[0]), min(tile, shape[1])
+    grid = [(y, x) for y in tile_starts(shape[0], h) for x in tile_starts(shape[1], w)]
+    return [(y, x, h, w) for y, x in spread(grid, max_tiles)]
+
+
+@torch.inference_mode()
+def pooled_features(
+    encoder: Encoder,
+    images: list[np.ndarray],
+    tile: int,
+    max_tiles: int = 16,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """(N, out_dim) encoder features of prepared images, each the mean over its tiles.
+
+    The encoder runs in eval mode; tiles of equal size are batched together.
+    """
+    encoder.eval().to(device)
+    out = np.zeros((len(images), encoder.out_dim), np.float32)
+    jobs = [
+        (i, image[y : y + h, x : x + w])
+        for i, image in enumerate(images)
+        for y, x, h, w in tile_grid(image.shape, tile, max_tiles)
+    ]
+    counts = np.zeros(len(images), np.float32)
+    by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+    for job in jobs:
+        by_shape.setdefault(job[1].shape, []).append(job)
+    for group in by_shape.values():
+        for first in range(0, len(group), batch_size):
+            chunk = group[first : first + batch_size]
+            batch = torch.from_numpy(np.stack([crop for _, crop in chunk])[:, None]).to(device)
+            feats = encoder(batch).float().cpu().numpy()
+            for (i, _), f in zip(chunk, feats, strict=True):
+                out[i] += f
+                counts[i] += 1
+    return out / counts[:, None]
+
+
+def dihedral(arr: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations of the last two axes (k in 0..7); same k, same transform."""
+    out = np.rot90(arr, k % 4, axes=(-2, -1))
+    return np.flip(out, axis=-1) if k >= 4 else out
+
+
+def random_crop(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    tile: int,
+    targets: np.ndarray | None = None,
+    fill: int = -1,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random ``tile`` x ``tile`` crop, randomly flipped/rotated, of an image and its targets.
+
+    With ``targets`` the crop contains at least one labelled pixel (value >= 0), so sparse
+    strokes are always seen; images smaller than a tile are mirror-padded, their targets padded
+    with ``fill`` (not labelled).
+    """
+    height, width = image.shape
+    padded = pad_to(image, tile, tile)
+    if targets is not None:
+        labelled = np.flatnonzero(targets >= 0)
+        cy, cx = np.unravel_index(rng.choice(labelled), targets.shape)
+        y = int(np.clip(cy - rng.integers(tile), 0, padded.shape[0] - tile))
+        x = int(np.clip(cx - rng.integers(tile), 0, padded.shape[1] - tile))
+    else:
+        y = int(rng.integers(padded.shape[0] - tile + 1))
+        x = int(rng.integers(padded.shape[1] - tile + 1))
+    k = int(rng.integers(8))
+    crop = dihedral(padded[y : y + tile, x : x + tile], k)
+    if targets is None:
+        return np.ascontiguousarray(crop), None
+    full = np.full(padded.shape, fill, targets.dtype)
+    full[:height, :width] = targets
+    return np.ascontiguousarray(crop), np.ascontiguousarray(
+        dihedral(full[y : y + tile, x : x + tile], k)
+    )
+
+
+def freeze_batchnorm(module: torch.nn.Module) -> None:
+    """Put every batch-norm layer in eval mode: few-label batches are too small for statistics."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+HEADS = ("classifier", "segmenter")
+CLASS_KEYS = {"classifier": "class_names", "segmenter": "mask_classes"}
+
+
+def model_heads(meta: dict) -> list[str]:
+    """The heads a model file holds, in canonical order."""
+    return [h for h in HEADS if h in meta.get("heads", ())]
+
+
+def encoder_from(model: ModelFile, path: str = "") -> Encoder:
+    """The encoder stored in any napari-nanowire model file (encoder, classifier, segmenter)."""
+    name = model.meta.get("encoder")
+    try:
+        encoder = build_encoder(str(name))
+    except ValueError as err:
+        raise ModelFileError(f"Model file {path}: {err} Was it made by a newer version?") from None
+    model.load_part("encoder", encoder, path)
+    return encoder
+
+
+def add_head(
+    base: ModelFile,
+    encoder: Encoder,
+    head: str,
+    module: torch.nn.Module,
+    class_names: list[str],
+    head_meta: dict,
+    encoder_changed: bool,
+) -> tuple[ModelFile, list[str]]:
+    """A model file with ``base``'s metadata, ``encoder`` and the trained ``head``.
+
+    Other heads in ``base`` are kept when the encoder is unchanged; when training changed the
+    encoder they no longer fit it and are dropped (returned, so the caller can say so). The
+    SSL projector is not carried over: predicting does not need it.
+    """
+    others = [h for h in model_heads(base.meta) if h != head]
+    dropped = others if encoder_changed else []
+    kept = [h for h in others if h not in dropped]
+    gone = {head, *dropped, *(CLASS_KEYS[h] for h in (head, *dropped)), "format", "format_version"}
+    meta = {k: v for k, v in base.meta.items() if k not in gone}
+    heads = [h for h in HEADS if h in (*kept, head)]
+    meta.update({"heads": heads, "kind": "+".join(heads), CLASS_KEYS[head]: list(class_names)})
+    meta[head] = head_meta
+    model = ModelFile(meta=meta)
+    model.set_part("encoder", encoder)
+    for h in kept:
+        model.tensors.update({f"{h}.{k}": v for k, v in base.part(h).items()})
+    model.set_part(head, module)
+    return model, dropped

@@ -1,0 +1,364 @@
+"""Segmentation from a few strokes or dense masks: a U-Net decoder on the pretrained encoder.
+
+Training masks follow the project convention: 0 = not labelled (no loss, no gradient),
+1 = background, 2.. = foreground classes; with ``dense_masks`` 0 = background, 1.. = classes.
+Internally targets are class indices (0 = background) with -1 for unlabelled pixels, which is
+also what predicted masks hold (0 = background, k = foreground class k). The loss is
+cross-entropy plus soft Dice, both over labelled pixels only. Prediction slides overlapping
+tiles over the image with smooth blending (:mod:`.tiling`), strip by strip.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .classify import class_weights
+from .devices import resolve_device
+from .encoders import Encoder
+from .errors import NanowireError
+from .features import (
+    add_head,
+    encoder_from,
+    freeze_batchnorm,
+    median_known,
+    prepare_image,
+    random_crop,
+    resize_labels,
+)
+from .modelfile import ModelFile, load_model, save_model
+from .progress import Progress, Rate, stop_requested
+from .tiling import assemble, sliding_window
+
+JOB = "segmenter"
+IGNORE = -1
+
+
+@dataclass
+class SegmenterConfig:
+    """Settings of a segmenter training run (recorded in the model file)."""
+
+    steps: int = 400
+    batch_size: int = 8
+    tile: int = 128
+    """Training crop and prediction tile in pixels (a multiple of 32)."""
+    overlap: int | None = None
+    """Prediction tile overlap in pixels; default a quarter tile."""
+    lr: float = 1e-3
+    encoder_lr_factor: float = 0.1
+    """Encoder learning rate as a fraction of ``lr``."""
+    freeze_encoder: bool = False
+    weight_decay: float = 1e-4
+    dice_weight: float = 1.0
+    dense_masks: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 convolutions with batch norm and ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def default_widths(stage_channels: Sequence[int]) -> list[int]:
+    """Decoder widths at strides 16, 8, 4, 2 and 1: the skip's width, at most 256."""
+    return [min(c, 256) for c in stage_channels[3::-1]] + [16]
+
+
+class UNetDecoder(nn.Module):
+    """Upsampling path over the encoder's five maps, with a skip from each and the input."""
+
+    def __init__(
+        self, stage_channels: Sequence[int], n_classes: int, widths: Sequence[int] | None = None
+    ) -> None:
+        super().__init__()
+        self.widths = list(widths or default_widths(stage_channels))
+        skips = [*stage_channels[3::-1], 1]
+        c_in = stage_channels[4]
+        blocks = []
+        for skip, width in zip(skips, self.widths, strict=True):
+            blocks.append(conv_block(c_in + skip, width))
+            c_in = width
+        self.blocks = nn.ModuleList(blocks)
+        self.out = nn.Conv2d(c_in, n_classes, 1)
+
+    def forward(self, image: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (B, n_classes, H, W) from the input batch and its five feature maps."""
+        x = maps[4]
+        for block, skip in zip(self.blocks, [*maps[3::-1], image], strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return self.out(x)
+
+
+class UNet(nn.Module):
+    """Encoder plus U-Net decoder: (B, 1, H, W) images to (B, n_classes, H, W) logits."""
+
+    def __init__(self, encoder: Encoder, decoder: UNetDecoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel class logits."""
+        return self.decoder(x, self.encoder.features(x))
+
+
+def mask_targets(mask: np.ndarray, dense: bool = False) -> np.ndarray:
+    """Training mask to int64 class indices (0 = background) with -1 where not labelled."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
+        raise NanowireError(
+            f"A mask must be a 2D integer label image, got {mask.dtype} of shape {mask.shape}."
+        )
+    if mask.size and mask.min() < 0:
+        raise NanowireError("A mask holds negative values; use 0 = unlabelled, 1 = background, 2..")
+    targets = mask.astype(np.int64)
+    return targets if dense else targets - 1
+
+
+def segmentation_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    dice_weight: float = 1.0,
+) -> torch.Tensor:
+    """Weighted cross-entropy plus soft Dice over labelled pixels (target -1 is ignored).
+
+    Dice is averaged over the classes labelled in the batch. Unlabelled pixels get exactly
+    zero gradient from both terms.
+    """
+    n_classes = logits.shape[1]
+    ce = F.cross_entropy(logits, targets, weight=weights, ignore_index=IGNORE)
+    valid = (targets != IGNORE).unsqueeze(1)
+    probs = torch.softmax(logits, 1) * valid
+    onehot = F.one_hot(targets.clamp_min(0), n_classes).permute(0, 3, 1, 2) * valid
+    inter = (probs * onehot).sum((0, 2, 3))
+    total = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    dice = 1 - (2 * inter[present] + 1.0) / (total[present] + 1.0)
+    return ce + dice_weight * dice.mean()
+
+
+def probability_strips(
+    net: UNet,
+    image: np.ndarray,
+    tile: int,
+    overlap: int,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Blended class probabilities of a prepared image, as (row, (C, rows, W)) strips."""
+    net.eval().to(device)
+
+    @torch.inference_mode()
+    def tile_fn(tiles: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(tiles[:, None]).to(device)
+        return torch.softmax(net(x).float(), 1).cpu().numpy()
+
+    n_classes = net.decoder.out.out_channels
+    yield from sliding_window(image, tile_fn, n_classes, tile, overlap, batch_size)
+
+
+def predict_classes(net: UNet, image: np.ndarray, tile: int, overlap: int, device="cpu"):
+    """Dense class-index map (uint8) of a prepared image, assembled from the strips."""
+    return (
+        assemble(probability_strips(net, image, tile, overlap, device=device))
+        .argmax(0)
+        .astype(np.uint8)
+    )
+
+
+def iou_dice(
+    pred: np.ndarray, truth: np.ndarray, n_classes: int, valid: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Mean IoU and Dice over foreground classes 1..n_classes-1 (only where ``valid``).
+
+    Classes absent from both prediction and truth are skipped; (nan, nan) if all are.
+    """
+    if valid is not None:
+        pred, truth = pred[valid], truth[valid]
+    ious, dices = [], []
+    for c in range(1, n_classes):
+        p, t = pred == c, truth == c
+        inter, union = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
+        if union:
+            ious.append(inter / union)
+            dices.append(2 * inter / (p.sum() + t.sum()))
+    return (float(np.mean(ious)), float(np.mean(dices))) if ious else (np.nan, np.nan)
+
+
+def check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> None:
+    """Refuse missing data or a mask whose shape differs from its image's."""
+    if not images:
+        raise NanowireError("No training images: give at least one image with its mask.")
+    if len(images) != len(masks):
+        raise ValueError(f"{len(images)} images but {len(masks)} masks.")
+    for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        if np.shape(image) != np.shape(mask):
+            raise NanowireError(
+                f"Mask {i} has shape {np.shape(mask)} but its image has {np.shape(image)}; "
+                "a mask must match its image pixel for pixel."
+            )
+
+
+def train_segmenter(
+    base: ModelFile | str | os.PathLike,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    out: str | os.PathLike,
+    pixel_sizes_nm: Sequence[float | None] | None = None,
+    class_names: Sequence[str] | None = None,
+    config: SegmenterConfig | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Progress]:
+    """Train a U-Net on ``base``'s encoder from images and masks; write it to ``out``.
+
+    ``class_names`` names the foreground classes (mask values 2.., or 1.. when dense); by
+    default "foreground" or "class_1", "class_2", ... A classifier head in ``base`` is kept
+    only with ``freeze_encoder``. The last event has ``done=True`` and the training IoU/Dice
+    over labelled pixels; a stop request saves the model trained so far.
+    """
+    config = config or SegmenterConfig()
+    if config.tile % 32:
+        raise NanowireError(f"Tile size {config.tile} must be a multiple of 32.")
+    check_pairs(images, masks)
+    base_path = "" if isinstance(base, ModelFile) else str(base)
+    model = base if isinstance(base, ModelFile) else load_model(base)
+    encoder = encoder_from(model, base_path)
+    device = resolve_device(config.device)
+    sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
+    model_px = model.meta.get("pixel_size_nm") or median_known(sizes)
+    prepared, targets = [], []
+    for image, mask, px in zip(images, masks, sizes, strict=True):
+        prepared.append(prepare_image(image, px, model_px))
+        targets.append(resize_labels(mask_targets(mask, config.dense_masks), prepared[-1].shape))
+    labelled = np.concatenate([t[t >= 0] for t in targets])
+    if labelled.size == 0:
+        raise NanowireError("The masks hold no labelled pixels: paint background and objects.")
+    n_found = int(labelled.max()) + 1
+    names = _mask_class_names(class_names, n_found)
+    if n_found < 2 or len(np.unique(labelled)) < 2:
+        raise NanowireError(
+            "The masks label only one class: paint both background and at least one object class."
+        )
+
+    torch.manual_seed(config.seed)
+    decoder = UNetDecoder(encoder.stage_channels, len(names))
+    net = UNet(encoder, decoder).to(device)
+    weights = class_weights(labelled, len(names)).to(device)
+    groups = [{"params": decoder.parameters(), "lr": config.lr}]
+    if config.freeze_encoder:
+        encoder.requires_grad_(False)
+    else:
+        groups.append({"params": encoder.parameters(), "lr": config.lr * config.encoder_lr_factor})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(config.steps, 1))
+    rng = np.random.default_rng(config.seed)
+    usable = [i for i, t in enumerate(targets) if (t >= 0).any()]
+    history: list[float] = []
+    rate = Rate(config.steps)
+    start = time.perf_counter()
+    for step in range(config.steps):
+        if stop_requested(stop):
+            break
+        net.train()
+        freeze_batchnorm(encoder)
+        crops = [
+            random_crop(rng, prepared[i], config.tile, targets[i], IGNORE)
+            for i in rng.choice(usable, size=config.batch_size)
+        ]
+        x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
+        y = torch.from_numpy(np.stack([t for _, t in crops])).to(device)
+        loss = segmentation_loss(net(x), y, weights, config.dice_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.append(loss.item())
+        speed, eta = rate.update(config.batch_size)
+        yield Progress(JOB, step + 1, config.steps, loss=history[-1], images_per_s=speed, eta_s=eta)
+    encoder.requires_grad_(True)
+
+    overlap = config.overlap if config.overlap is not None else config.tile // 4
+    preds = [predict_classes(net, p, config.tile, overlap, device) for p in prepared]
+    valid = np.concatenate([(t >= 0).ravel() for t in targets])
+    iou, dice = iou_dice(
+        np.concatenate([p.ravel() for p in preds]),
+        np.concatenate([t.ravel() for t in targets]),
+        len(names),
+        valid,
+    )
+    metrics = {"train_iou": iou, "train_dice": dice}
+    head_meta = {
+        "settings": asdict(config),
+        "tile": config.tile,
+        "overlap": overlap,
+        "decoder_widths": decoder.widths,
+        "n_images": len(images),
+        "labelled_pixels": int(labelled.size),
+        "metrics": metrics,
+        "history": history,
+        "stopped_early": stop_requested(stop),
+        "train_seconds": time.perf_counter() - start,
+    }
+    result, dropped = add_head(
+        model, encoder, JOB, decoder, names, head_meta, encoder_changed=not config.freeze_encoder
+    )
+    result.meta["pixel_size_nm"] = model_px
+    save_model(result, Path(out))
+    note = f"; dropped the {', '.join(dropped)} head (encoder changed)" if dropped else ""
+    yield Progress(
+        JOB,
+        len(history),
+        config.steps,
+        loss=history[-1] if history else None,
+        metrics=metrics,
+        message=f"saved {out}{note}",
+        done=True,
+    )
+
+
+def _mask_class_names(names: Sequence[str] | None, n_found: int) -> list[str]:
+    """Background plus the foreground class names, checked against the classes in the masks."""
+    if names is None:
+        n_fg = max(n_found - 1, 1)
+        names = ["foreground"] if n_fg == 1 else [f"class_{k}" for k in range(1, n_fg + 1)]
+    elif len(names) < n_found - 1:
+        raise NanowireError(
+            f"The masks hold {n_found - 1} foreground classes but {len(names)} class names were "
+            f"given ({', '.join(names)}); name every class."
+        )
+    return ["background", *names]
+
+
+def load_segmenter(model: ModelFile, path: str = "") -> UNet:
+    """The U-Net stored in a model file with a segmenter head."""
+    if "segmenter" not in model.meta.get("heads", ()):
+        raise NanowireError(
+            f"Model file {path} has no segmenter head; train one with train-segmenter."
+        )
+    encoder = encoder_from(model, path)
+    decoder = UNetDecoder(
+        encoder.stage_channels,
+        len(model.meta["mask_classes"]),
+        model.meta["segmenter"]["decoder_widths"],
+    )
+    model.load_part("segmenter", decoder, path)
+    return UNet(encoder, decoder).eval()
