@@ -25,11 +25,13 @@ def open_viewer(images: list[str] | None = None):
         viewer.open(images, plugin=PLUGIN, stack=len(images) > 1)
     else:
         viewer.open_sample(PLUGIN, "synthetic")
+    from qtpy.QtCore import QTimer
+
     docks = [
         viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)[0]
         for i, name in enumerate(DOCK_WIDGETS)
     ]
-    docks[0].raise_()
+    QTimer.singleShot(0, docks[0].raise_)  # once the tabs exist: the last added is in front
     return viewer
 
 

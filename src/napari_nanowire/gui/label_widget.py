@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.project import default_color
 
-from .layers import current_slice, go_to_slice, layer_picker, slice_count
+from .layers import current_slice, go_to_slice, layer_picker
 from .masks import add_mask_layer, masks_of, style_mask_layer
 from .notify import report_error
 from .project_box import ProjectBox
@@ -224,8 +224,9 @@ class LabelWidget(QWidget):
     def _on_classes(self) -> None:
         """Rebuild the class buttons after the class list changed."""
         while self.class_grid.count():
-            item = self.class_grid.takeAt(0)
-            item.widget().deleteLater()
+            old = self.class_grid.takeAt(0).widget()
+            old.setParent(None)  # gone at once, not only when Qt next deletes objects
+            old.deleteLater()
         self.count_labels = []
         for i, (name, color) in enumerate(zip(self.state.classes, self.state.colors, strict=True)):
             swatch = QToolButton()
@@ -299,7 +300,7 @@ class LabelWidget(QWidget):
         name = self.state.names_of(layer)[index]
         keys = min(len(self.state.classes), MAX_SHORTCUTS)
         text = label or f"unlabelled (press 1-{keys})"
-        self.slice_info.setText(f"Slice {index} of 0-{slice_count(layer) - 1}, {name}: {text}")
+        self.slice_info.setText(f"Slice {index} ({name}): {text}")
         overlay.text = f"{name}: {text}"
         overlay.color = self.state.color_of(label) if label else "white"
         overlay.font_size = 14

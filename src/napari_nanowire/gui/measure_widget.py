@@ -40,6 +40,25 @@ if TYPE_CHECKING:
 
 SCOPES = (("slice on screen", "current"), ("all slices", "all"))
 VIEWS = (("per domain", "domains"), ("per image", "summary"))
+FIRST_DOMAIN_COLUMNS = (
+    "image",
+    "class_name",
+    "domain_id",
+    "width_mean_nm",
+    "length_nm",
+    "area_nm2",
+)
+FIRST_SUMMARY_COLUMNS = (
+    "image",
+    "class_name",
+    "area_fraction",
+    "domain_count",
+    "width_median_nm",
+    "length_median_nm",
+    "percolates_x",
+    "percolates_y",
+    "nematic_order",
+)
 HISTOGRAMS = (
     ("width (nm)", "width_mean_nm"),
     ("length (nm)", "length_nm"),
@@ -167,7 +186,13 @@ class MeasureWidget(QWidget):
         )
 
     def _show_table(self, *_) -> None:
-        self.model.set_frame(self.domains if self.view.value == "domains" else self.summary)
+        """The chosen table, with the columns a microscopist reads first on the left."""
+        domains = self.view.value == "domains"
+        table = self.domains if domains else self.summary
+        first = [
+            c for c in (FIRST_DOMAIN_COLUMNS if domains else FIRST_SUMMARY_COLUMNS) if c in table
+        ]
+        self.model.set_frame(table[first + [c for c in table if c not in first]])
 
     def _ask_export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for domains.csv and summary.csv")

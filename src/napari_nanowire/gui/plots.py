@@ -30,14 +30,16 @@ class ThemedCanvas(FigureCanvasQTAgg):
     training curve cost about 170 ms of the main thread.
     """
 
-    def __init__(self, theme: str = "dark", height: float = 2.4, right: float = 0.88) -> None:
+    def __init__(
+        self, theme: str = "dark", height: float = 2.4, right: float = 0.88, bottom: float = 0.2
+    ) -> None:
         colors = get_theme(theme)
         self.background = colors.background.as_hex()
         self.text = colors.text.as_hex()
         figure = Figure(figsize=(4, height), facecolor=self.background)
-        figure.subplots_adjust(left=0.14, right=right, bottom=0.2, top=0.88, wspace=0.35)
+        figure.subplots_adjust(left=0.14, right=right, bottom=bottom, top=0.88, wspace=0.35)
         super().__init__(figure)
-        self.setMinimumHeight(int(height * 70))
+        self.setMinimumHeight(int(height * 80))
 
     def style(self, ax) -> None:
         """Theme colours for one axes."""
@@ -166,7 +168,7 @@ class HistogramPlot(ThemedCanvas):
     """Side-by-side histograms of a few table columns (e.g. width, length, area in nm)."""
 
     def __init__(self, theme: str = "dark") -> None:
-        super().__init__(theme, height=2.2, right=0.97)
+        super().__init__(theme, height=2.6, right=0.97, bottom=0.26)
 
     def plot(self, columns: Sequence[tuple[str, np.ndarray]]) -> None:
         """One histogram per (axis label, values); NaNs are left out, empty panels say so."""

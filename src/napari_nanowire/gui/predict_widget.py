@@ -66,12 +66,12 @@ def ranked_table(
             "image": names,
             "predicted": [class_names[k] for k in probabilities.argmax(1)],
             "confidence": confidence,
-            "your label": [label or "" for label in labels],
         }
     )
     unlabelled = np.flatnonzero([label is None for label in labels])
     picked = unlabelled[np.argsort(confidence[unlabelled], kind="stable")[:suggest]]
     table[NEXT_MARK] = np.isin(table["slice"], picked)
+    table["your label"] = [label or "" for label in labels]
     table["entropy"] = entropy
     for k, name in enumerate(class_names):
         table[f"p_{name}"] = probabilities[:, k]
@@ -295,6 +295,7 @@ class PredictWidget(QWidget):
             name=name,
             scale=layer.scale,
             translate=layer.translate,
+            units=layer.units,
             face_color="transparent",
             border_width=0,
             out_of_slice_display=False,

@@ -53,12 +53,24 @@ class DataFrameModel(QAbstractTableModel):
         return str(section + 1)
 
 
+FIT_ROWS = 2000
+"""Columns are fitted to their contents up to this many rows (fitting reads every row)."""
+
+
+def fit_columns(view: QTableView) -> None:
+    """Columns as wide as their contents, for tables small enough to measure quickly."""
+    if view.model().rowCount() <= FIT_ROWS:
+        view.resizeColumnsToContents()
+
+
 def frame_view(model: DataFrameModel) -> QTableView:
     """A read-only view of ``model`` that selects whole rows."""
     view = QTableView()
     view.setModel(model)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    view.setAlternatingRowColors(True)
+    view.verticalHeader().setVisible(False)
+    view.setMinimumHeight(120)
+    model.modelReset.connect(lambda: fit_columns(view))
     view.verticalHeader().setDefaultSectionSize(20)
     return view

@@ -22,7 +22,7 @@ from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.progress import Progress
 
 from .layers import as_stack, check_image_layer, layer_picker
-from .masks import masks_of
+from .masks import is_training_mask, masks_of
 from .notify import report_error
 from .pixel_size_widget import layer_pixel_size_nm
 from .plots import LossPlot
@@ -60,7 +60,7 @@ class TrainWidget(QWidget):
         self._workdir: Path | None = None
         defaults = PretrainConfig()
         self.image = layer_picker(self.viewer, Image, "images")
-        self.masks = layer_picker(self.viewer, Labels, "masks", nullable=True)
+        self.masks = layer_picker(self.viewer, Labels, "masks")
         self.method = ComboBox(label="SSL method", choices=METHODS, value=defaults.method)
         self.encoder = ComboBox(label="encoder", choices=list(ENCODERS), value=defaults.encoder)
         self.encoder.tooltip = "\n".join(f"{n}: {s.description}" for n, s in ENCODERS.items())
@@ -99,6 +99,7 @@ class TrainWidget(QWidget):
         self.models_label = QLabel()
         self.models_label.setWordWrap(True)
         self._build_layout()
+        self.image.changed.connect(self._pick_masks)
         self.buttons["pretrain"].clicked.connect(self.pretrain)
         self.buttons["classifier"].clicked.connect(self.train_classifier)
         self.buttons["segmenter"].clicked.connect(self.train_segmenter)
@@ -125,6 +126,15 @@ class TrainWidget(QWidget):
     def reset_choices(self, *_) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
         self.form.reset_choices()
+        self._pick_masks()
+
+    def _pick_masks(self, *_) -> None:
+        """Prefer the training masks painted for the chosen images over other Labels layers."""
+        image = self.image.value
+        painted = masks_of(self.viewer, image) if image is not None else None
+        current = self.masks.value
+        if painted is not None and (current is None or not is_training_mask(current)):
+            self.masks.value = painted
 
     def pretrain(self) -> bool:
         """Pretrain an encoder on every slice of the chosen images (labels feed k-NN only)."""

@@ -57,7 +57,7 @@ def progress_text(event: Progress) -> str:
         parts.append(f"{event.images_per_s:.1f} img/s")
     if event.eta_s is not None and not event.done:
         parts.append(f"{format_eta(event.eta_s)} left")
-    if event.message:
+    if event.message and not event.message.startswith("epoch "):  # repeats the numbers above
         parts.append(event.message)
     return " · ".join(parts)
 
