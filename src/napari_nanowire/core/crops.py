@@ -87,6 +87,18 @@ def _level_span(crop: CropRange, shape: tuple[int, int], out_size: int) -> tuple
     return level(crop.min_side), min(coarsest, level(crop.max_side) + 1)
 
 
+def _affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (m, 1, size, size), align_corners=False)`` by broadcasting.
+
+    Same numbers; several times faster on a CPU than affine_grid's batched product with 3
+    columns, which matters for big batches of large crops.
+    """
+    centres = (torch.arange(size, device=theta.device, dtype=theta.dtype) * 2 + 1) / size - 1
+    col = theta[:, None, None, :, 0] * centres.view(1, 1, size, 1)
+    row = theta[:, None, None, :, 1] * centres.view(1, size, 1, 1)
+    return (row + theta[:, None, None, :, 2]) + col
+
+
 def _pack_shelves(sizes: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int]:
     """Place rectangles (h, w) on shelves; return their (y, x) origins and the atlas (h, w)."""
     order = sorted(range(len(sizes)), key=lambda i: -sizes[i][0])
@@ -228,7 +240,7 @@ class CropSampler:
         both = torch.cat([fine, coarse])
         twice = index.repeat(2), centre.repeat(2, 1), size.repeat(2, 1), rot.repeat(2, 1, 1)
         theta = self._theta(twice[0], both, *twice[1:])
-        grid = F.affine_grid(theta, [2 * n, 1, s, s], align_corners=False)
+        grid = _affine_grid(theta, s)
         out = F.grid_sample(
             self.atlas[None, None],
             grid.reshape(1, 2 * n * s, s, 2),
