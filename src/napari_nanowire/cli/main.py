@@ -14,7 +14,7 @@ import sys
 from napari_nanowire import __version__
 from napari_nanowire.core.errors import NanowireError
 
-COMMANDS: tuple[str, ...] = ("measure", "pretrain")
+COMMANDS: tuple[str, ...] = ("measure", "pretrain", "synth")
 
 
 def build_parser() -> argparse.ArgumentParser:
