@@ -115,3 +115,16 @@ def test_bad_class_names_give_a_notification_not_a_crash(viewer, dock, monkeypat
     widget.names_edit.returnPressed.emit()
     assert shown and "differ" in shown[0]
     assert widget.state.classes[0] == "singular"
+
+
+def test_a_project_that_cannot_be_read_gives_a_notification(viewer, dock, monkeypatch, tmp_path):
+    shown = []
+    monkeypatch.setattr("napari_nanowire.gui.notify.show_error", shown.append)
+    widget = dock("Label")
+    project = widget.project_box.new_project(tmp_path / "proj")
+    (tmp_path / "proj" / "images.tif").unlink()
+    assert widget.project_box.open_project(project.folder) is None
+    assert "images" in shown[-1] and "are missing" in shown[-1]
+    assert widget.project_box.open_project(tmp_path) is None
+    assert "is not a napari-nanowire project" in shown[-1]
+    assert [layer.name for layer in viewer.layers] == ["tiny"]  # nothing half-opened

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from conftest import label_all, small_settings, wait_for_job
+from napari.utils import progress
 
 
 def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, qtbot):
@@ -16,6 +17,8 @@ def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, 
     assert widget.pretrain()
     widget.state.runner.worker.yielded.connect(events.append)
     qtbot.waitUntil(lambda: len(events) >= 1, timeout=30_000)
+    activity = [bar for bar in progress._all_instances if bar.desc.startswith("Pretraining")]
+    assert len(activity) == 1 and activity[0].total == events[0].total_steps  # activity dock
     widget.stop_button.click()
     stopped_after = events[-1].step
     wait_for_job(qtbot, widget)

@@ -37,7 +37,8 @@ class ThemedCanvas(FigureCanvasQTAgg):
         self.background = colors.background.as_hex()
         self.text = colors.text.as_hex()
         figure = Figure(figsize=(4, height), facecolor=self.background)
-        figure.subplots_adjust(left=0.14, right=right, bottom=bottom, top=0.88, wspace=0.35)
+        self.margins = {"left": 0.14, "right": right, "bottom": bottom, "top": 0.88, "wspace": 0.35}
+        figure.subplots_adjust(**self.margins)
         super().__init__(figure)
         self.setMinimumHeight(int(height * 80))
 
@@ -168,14 +169,16 @@ class HistogramPlot(ThemedCanvas):
     """Side-by-side histograms of a few table columns (e.g. width, length, area in nm)."""
 
     def __init__(self, theme: str = "dark") -> None:
-        super().__init__(theme, height=2.6, right=0.97, bottom=0.26)
+        super().__init__(theme, height=2.6, right=0.95, bottom=0.26)
 
     def plot(self, columns: Sequence[tuple[str, np.ndarray]]) -> None:
         """One histogram per (axis label, values); NaNs are left out, empty panels say so."""
         self.figure.clear()
+        self.figure.subplots_adjust(**self.margins)  # clear() resets them
         for i, (label, values) in enumerate(columns):
             ax = self.figure.add_subplot(1, len(columns), i + 1)
             self.style(ax)
+            ax.locator_params(axis="x", nbins=3)
             values = np.asarray(values, dtype=float)
             values = values[np.isfinite(values)]
             if values.size:
