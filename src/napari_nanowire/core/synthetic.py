@@ -13,7 +13,8 @@ the geometry is physical and the truth exact:
   view under 160 nm get the thinner ones); lengths run from 100 nm to micrometres (shorter
   only when the field of view is too small for isolated wires to fit).
 - ``mask`` is the union of all wires; ``instances`` numbers wires in drawing order and, where
-  wires overlap, the wire drawn later (lying on top) takes the pixel.
+  wires overlap, the wire drawn later (lying on top) takes the pixel (so, rarely, a wire that
+  later ones cover entirely has no instance pixels).
 - ``wires`` holds the truth per wire: ``width_nm``; ``length_nm``, the arc length of the part of
   the centreline inside the image (segments whose midpoint is inside); ``total_length_nm``;
   ``orientation_deg``, the axial mean direction of the inside part in [0, 180) from +x towards
@@ -21,6 +22,19 @@ the geometry is physical and the truth exact:
   0 otherwise).
 - ``percolates_x``/``percolates_y`` come from the mask: one 4-connected cluster of wire pixels
   touches the left and right (top and bottom) image edges.
+
+The classes at difficulty 0 (field F = size x pixel size; density is the reduced stick density
+N L^2 / F^2, whose percolation threshold is 5.64):
+
+- singular: 1-3 wires (median length min(600 nm, 0.7 F)), at least 20 nm apart, none reaching
+  across the image, so they never percolate;
+- dispersed: density 1-2 of wires of median length min(300 nm, 0.45 F), at least 4 nm apart,
+  never percolating;
+- bundle: 1-2 bundles of 4-10 wires side by side (gaps 0-2 nm, angular spread 2 degrees,
+  staggered ends) along a stiff, gently curved axis about as long as the field;
+- network: density 9-14 of long (median min(1000 nm, F)), curvier wires that also enter from
+  outside, covering at most about 40 % of the field; wires are added until one cluster spans
+  the image both ways, so networks percolate (up to 3 N + 10 wires).
 
 Image formation (bright field): the projected thickness of each wire (a cylinder's chord,
 2 sqrt(r^2 - d^2), summed where wires overlap) and of stain blobs attenuates the beam
@@ -51,7 +65,7 @@ import numpy as np
 import pandas as pd
 from scipy import fft as sp_fft
 from scipy import ndimage
-from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 
 from .errors import NanowireError
 
@@ -171,8 +185,7 @@ class _Scene:
         self.rows: list[dict] = []
         self._nearest = np.full((size, size), np.inf, np.float32)
         self._centrelines: list[np.ndarray] = []
-        self._radii: list[np.ndarray] = []
-        self._tree: cKDTree | None = None
+        self._boxes: list[tuple[float, float, float, float]] = []
 
     def footprint(
         self, points_nm: np.ndarray, reach_nm: float
@@ -245,8 +258,7 @@ class _Scene:
         radius = width_nm / 2
         self.thickness_nm[rows, cols] += 2 * np.sqrt(np.maximum(radius**2 - dist**2, 0))
         self._centrelines.append(points_nm)
-        self._radii.append(np.full(len(points_nm), radius))
-        self._tree = None
+        self._boxes.append((*(points_nm.min(axis=0) - radius), *(points_nm.max(axis=0) + radius)))
         length, orientation = self.inside_length(points_nm)
         seg = np.diff(points_nm, axis=0)
         self.rows.append(
@@ -268,17 +280,23 @@ class _Scene:
             )
         )
 
-    def clearance(self, points_nm: np.ndarray, width_nm: float) -> float:
-        """Smallest edge-to-edge distance (nm) from this wire to the drawn ones (inf if none).
+    def crowds(self, points_nm: np.ndarray, width_nm: float, gap_nm: float) -> bool:
+        """Whether a drawn wire comes closer than ``gap_nm`` (edge to edge) to this one.
 
-        Measured between centreline vertices, so it errs by up to half a sampling step.
+        Only wires whose bounding boxes come that close are compared, vertex to vertex, so the
+        distance errs by up to half a sampling step.
         """
-        if not self._centrelines:
-            return np.inf
-        if self._tree is None:
-            self._tree = cKDTree(np.concatenate(self._centrelines))
-        dist, index = self._tree.query(points_nm)
-        return float(np.min(dist - np.concatenate(self._radii)[index]) - width_nm / 2)
+        if not self._boxes:
+            return False
+        reach = width_nm / 2 + gap_nm
+        boxes = np.asarray(self._boxes)
+        lo, hi = points_nm.min(axis=0) - reach, points_nm.max(axis=0) + reach
+        close = np.all((boxes[:, :2] < hi) & (boxes[:, 2:] > lo), axis=1)
+        for k in np.flatnonzero(close):
+            radius = self.rows[k]["width_nm"] / 2
+            if cdist(points_nm, self._centrelines[k]).min() < reach + radius:
+                return True
+        return False
 
     def wires(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(WIRE_COLUMNS))
@@ -301,20 +319,59 @@ def _length(rng: np.random.Generator, median_nm: float, field_nm: float) -> floa
     return float(np.clip(median_nm * np.exp(rng.normal(0, 0.35)), low, 5000.0))
 
 
-def _would_percolate(scene: _Scene, rows: np.ndarray, cols: np.ndarray, touches: bool) -> bool:
-    """Whether adding these wire pixels makes the image percolate.
+class _Clusters:
+    """4-connected clusters of wire pixels and the image edges each touches, kept up to date as
+    wires are added (union-find), so that testing a candidate needs no relabelling.
 
-    A wire that touches nothing percolates only by spanning the image itself (checked from its
-    extent, which errs on the safe side); otherwise the clusters are labelled.
+    A wire counts as one piece even where it leaves the field and comes back, and as touching
+    every cluster within 1.5 px of its edge: both err on the side of "percolates".
     """
-    if not touches:
-        last = scene.size - 1
-        return bool(
-            (cols.min() == 0 and cols.max() == last) or (rows.min() == 0 and rows.max() == last)
+
+    LEFT, RIGHT, TOP, BOTTOM = 1, 2, 4, 8
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.labels, n = ndimage.label(mask)
+        self.parent = list(range(n + 1))
+        self.edges = [0] * (n + 1)
+        borders = (self.labels[:, 0], self.labels[:, -1], self.labels[0], self.labels[-1])
+        for bit, line in zip((self.LEFT, self.RIGHT, self.TOP, self.BOTTOM), borders, strict=True):
+            for k in np.unique(line[line > 0]):
+                self.edges[k] |= bit
+
+    def _root(self, k: int) -> int:
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def join(
+        self, near: tuple[np.ndarray, np.ndarray], core: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[set[int], int]:
+        """The clusters a wire would join (pixels ``near`` it) and the edges they would touch."""
+        roots = {self._root(int(k)) for k in np.unique(self.labels[near]) if k}
+        rows, cols = core
+        last = self.labels.shape[0] - 1
+        edges = (
+            self.LEFT * (cols.min() == 0)
+            | self.RIGHT * (cols.max() == last)
+            | self.TOP * (rows.min() == 0)
+            | self.BOTTOM * (rows.max() == last)
         )
-    trial = scene.mask.copy()
-    trial[rows, cols] = True
-    return any(_percolation(trial))
+        for root in roots:
+            edges |= self.edges[root]
+        return roots, int(edges)
+
+    def spans(self, edges: int) -> bool:
+        both_x, both_y = self.LEFT | self.RIGHT, self.TOP | self.BOTTOM
+        return (edges & both_x) == both_x or (edges & both_y) == both_y
+
+    def add(self, roots: set[int], edges: int, core: tuple[np.ndarray, np.ndarray]) -> None:
+        new = len(self.parent)
+        self.parent.append(new)
+        self.edges.append(edges)
+        for root in roots:
+            self.parent[root] = new
+        self.labels[core] = new
 
 
 def _place_isolated(
@@ -334,6 +391,7 @@ def _place_isolated(
     ``touch_probability``; a candidate that would connect opposite edges is redrawn shorter.
     """
     field = scene.field_nm
+    clusters = _Clusters(scene.mask)
     for _ in range(n):
         width = style.width(rng)
         length = _length(rng, median_nm, field)
@@ -345,18 +403,18 @@ def _place_isolated(
             points += rng.uniform(margin * field, (1 - margin) * field, 2)
             if not scene.shows(points, width):
                 continue
-            if scene.clearance(points, width) < gap_nm and rng.random() >= touch_probability:
+            if scene.crowds(points, width, gap_nm) and rng.random() >= touch_probability:
                 continue
-            # One pixel beyond the wire tells whether its pixels would join a drawn wire.
             rows, cols, dist = scene.footprint(points, width / 2 + 1.5 * scene.pixel_size_nm)
-            near = dist <= width / 2
-            if not near.any():
+            core = dist <= width / 2
+            if not core.any():
                 continue
-            touches = bool(scene.mask[rows, cols].any())
-            if _would_percolate(scene, rows[near], cols[near], touches):
+            roots, edges = clusters.join((rows, cols), (rows[core], cols[core]))
+            if clusters.spans(edges):
                 length = max(0.85 * length, width)
                 continue
-            scene.add(points, width, core=(rows[near], cols[near], dist[near]))
+            clusters.add(roots, edges, (rows[core], cols[core]))
+            scene.add(points, width, core=(rows[core], cols[core], dist[core]))
             break
 
 
