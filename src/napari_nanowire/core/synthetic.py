@@ -24,7 +24,7 @@ the geometry is physical and the truth exact:
   touches the left and right (top and bottom) image edges.
 
 The classes at difficulty 0 (field F = size x pixel size; density is the reduced stick density
-N L^2 / F^2, whose percolation threshold is 5.64):
+N L^2 / F^2, whose percolation threshold is 5.64 (Li & Zhang, Phys. Rev. E 80, 040104, 2009)):
 
 - singular: 1-3 wires (median length min(600 nm, 0.7 F)), at least 20 nm apart, none reaching
   across the image, so they never percolate;
@@ -55,7 +55,6 @@ to the percolation threshold).
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,14 +67,12 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from .errors import NanowireError
+from .io import write_tiff
 
 CLASSES: tuple[str, ...] = ("singular", "dispersed", "bundle", "network")
 WIDTH_RANGE_NM = (5.0, 20.0)
 MIN_LENGTH_NM = 100.0
 MIN_SIZE = 32
-# Critical reduced density N L^2 / A of randomly oriented sticks of length L in a field of
-# area A (Li & Zhang, Phys. Rev. E 80, 040104, 2009).
-STICK_PERCOLATION_DENSITY = 5.64
 WIRE_COLUMNS = (
     "wire_id",
     "width_nm",
@@ -182,7 +179,7 @@ class _Scene:
         self.mask = np.zeros((size, size), bool)
         self.instances = np.zeros((size, size), np.uint16)
         self.thickness_nm = np.zeros((size, size), np.float32)
-        self.rows: list[dict] = []
+        self.records: list[dict] = []
         self._nearest = np.full((size, size), np.inf, np.float32)
         self._centrelines: list[np.ndarray] = []
         self._boxes: list[tuple[float, float, float, float]] = []
@@ -252,7 +249,7 @@ class _Scene:
     ) -> None:
         """Draw one wire on top of the others and record its truth row."""
         rows, cols, dist = core if core is not None else self.footprint(points_nm, width_nm / 2)
-        wire_id = len(self.rows) + 1
+        wire_id = len(self.records) + 1
         self.mask[rows, cols] = True
         self.instances[rows, cols] = wire_id
         radius = width_nm / 2
@@ -261,7 +258,7 @@ class _Scene:
         self._boxes.append((*(points_nm.min(axis=0) - radius), *(points_nm.max(axis=0) + radius)))
         length, orientation = self.inside_length(points_nm)
         seg = np.diff(points_nm, axis=0)
-        self.rows.append(
+        self.records.append(
             dict(
                 zip(
                     WIRE_COLUMNS,
@@ -293,13 +290,13 @@ class _Scene:
         lo, hi = points_nm.min(axis=0) - reach, points_nm.max(axis=0) + reach
         close = np.all((boxes[:, :2] < hi) & (boxes[:, 2:] > lo), axis=1)
         for k in np.flatnonzero(close):
-            radius = self.rows[k]["width_nm"] / 2
+            radius = self.records[k]["width_nm"] / 2
             if cdist(points_nm, self._centrelines[k]).min() < reach + radius:
                 return True
         return False
 
     def wires(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=list(WIRE_COLUMNS))
+        return pd.DataFrame(self.records, columns=list(WIRE_COLUMNS))
 
 
 @dataclass
@@ -451,22 +448,23 @@ def _network(scene: _Scene, rng: np.random.Generator, style: _Style) -> None:
         _stick_count(density, field, median),
         max(1, round(0.4 * field**2 / (median * style.width_nm))),
     )
-    target, added, cap = n0, 0, 3 * n0 + 10
-    while added < cap:
-        while added < target:
-            width = style.width(rng)
-            persistence = rng.uniform(100, 500)
-            points = _walk(
-                rng,
-                _length(rng, median, field),
-                _step_nm(width, scene.pixel_size_nm, persistence),
-                persistence,
-            )
-            points += rng.uniform(-0.15 * field, 1.15 * field, 2)
-            if scene.shows(points, width):
-                scene.add(points, width)
-                added += 1
-        if all(_percolation(scene.mask)):
+    target, cap = n0, 3 * n0 + 10
+    for _attempt in range(50 * cap):
+        width = style.width(rng)
+        persistence = rng.uniform(100, 500)
+        points = _walk(
+            rng,
+            _length(rng, median, field),
+            _step_nm(width, scene.pixel_size_nm, persistence),
+            persistence,
+        )
+        points += rng.uniform(-0.15 * field, 1.15 * field, 2)
+        if not scene.shows(points, width):
+            continue
+        scene.add(points, width)
+        if len(scene.records) < target:
+            continue
+        if all(_percolation(scene.mask)) or len(scene.records) >= cap:
             return
         target += max(1, n0 // 8)
 
@@ -554,7 +552,8 @@ def _carbon_film(rng: np.random.Generator, size: int, px: float) -> np.ndarray:
     """Optical density of amorphous carbon: fine grain (about 1 nm) plus slow thickness drift.
 
     Both are one white noise low-passed in Fourier space (faster than a large Gaussian); each
-    is scaled by its analytic standard deviation, sqrt(mean |transfer|^2) per axis.
+    is divided by its standard deviation, known exactly: the product over both axes of
+    sqrt(mean gauss^2), i.e. mean gauss^2 of the 1D transfer.
     """
     freq2 = sp_fft.fftfreq(size) ** 2
     spectrum = sp_fft.rfft2(rng.standard_normal((size, size), dtype=np.float32))
@@ -612,7 +611,10 @@ def generate_image(
     """One synthetic image of class ``label`` with its truth, bit-identical for a given seed."""
     _check_label(label)
     check_settings(size, pixel_size_nm, difficulty)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if isinstance(seed, np.random.Generator):
+        rng, default_name = seed, label
+    else:
+        rng, default_name = np.random.default_rng(seed), f"{label}_{seed}"
     scene = _Scene(int(size), float(pixel_size_nm))
     # Small fields of view get the thinner wires of the range, so that wires fit in them.
     thin = min(1.0, scene.field_nm / 160.0)
@@ -622,7 +624,7 @@ def generate_image(
     image = _form_image(rng, scene, float(difficulty))
     px, py = _percolation(scene.mask)
     return SyntheticImage(
-        name=name if name is not None else f"{label}_{seed}" if isinstance(seed, int) else label,
+        name=name if name is not None else default_name,
         label=label,
         image=image,
         mask=scene.mask.astype(np.uint8),
@@ -665,18 +667,6 @@ def generate_dataset(
     ]
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_dataset(items: Sequence[SyntheticImage], out_dir: str | os.PathLike) -> Path:
     """Write images, masks, instance labels (ImageJ TIFFs with pixel size) and truth tables.
 
@@ -685,7 +675,7 @@ def write_dataset(items: Sequence[SyntheticImage], out_dir: str | os.PathLike) -
     pixel_size_nm, percolates_x, percolates_y, area_fraction, n_wires); ``image`` is the path
     of the image relative to ``out_dir``.
     """
-    from .io import write_tiff
+    from .project import write_bytes_atomic  # project.py imports this module
 
     out = Path(out_dir)
     names = [item.name for item in items]
@@ -709,14 +699,16 @@ def write_dataset(items: Sequence[SyntheticImage], out_dir: str | os.PathLike) -
             )
         )
         wires.append(item.wires.assign(image=rel))
-    out.mkdir(parents=True, exist_ok=True)
     truth_table = pd.DataFrame(truth, columns=list(TRUTH_COLUMNS))
-    _write_csv(truth_table[["image", "label"]], out / "labels.csv")
-    _write_csv(truth_table, out / "truth.csv")
+    columns = ["image", *WIRE_COLUMNS]
     wire_table = (
-        pd.concat(wires, ignore_index=True)
-        if wires
-        else pd.DataFrame(columns=list(WIRE_COLUMNS) + ["image"])
+        pd.concat(wires, ignore_index=True)[columns] if wires else pd.DataFrame(columns=columns)
     )
-    _write_csv(wire_table[["image", *WIRE_COLUMNS]], out / "wires.csv")
+    tables = {
+        "labels.csv": truth_table[["image", "label"]],
+        "truth.csv": truth_table,
+        "wires.csv": wire_table,
+    }
+    for filename, table in tables.items():
+        write_bytes_atomic(out / filename, table.to_csv(index=False).encode("utf-8"))
     return out
