@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_nanowire.core.predict import ClassPrediction
 from napari_nanowire.gui.predict_widget import NEXT_MARK, ranked_table
 
 
 def test_the_least_certain_unlabelled_slices_are_suggested():
     probabilities = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.99, 0.01]])
     labels = ["a", None, None, None, None]
-    table = ranked_table(probabilities, ["a", "b"], list("vwxyz"), labels, suggest=2)
+    prediction = ClassPrediction(["a", "b"], probabilities)
+    table = ranked_table(prediction, list("vwxyz"), labels, suggest=2)
     # slice 0 is the least certain but already labelled: slices 3 (0.55) and 2 (0.6) follow
     assert list(table.index[table[NEXT_MARK]]) == [2, 3]
     assert list(table["predicted"]) == ["a"] * 5
     np.testing.assert_allclose(table["confidence"], probabilities.max(1))
-    np.testing.assert_allclose(table["p_b"], probabilities[:, 1])
+    np.testing.assert_allclose(table["prob_b"], probabilities[:, 1])
     assert table["entropy"].idxmax() == 0 and list(table["your label"]) == ["a", "", "", "", ""]
 
 

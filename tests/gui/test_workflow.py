@@ -41,7 +41,8 @@ def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     features = points.features
     assert list(features["image"]) == [item.name for item in tiny_items]
     assert set(features["predicted"]) <= {"singular", "dispersed", "bundle", "network"}
-    probabilities = features[[f"p_{c}" for c in ("bundle", "dispersed", "network", "singular")]]
+    names = ("bundle", "dispersed", "network", "singular")
+    probabilities = features[[f"prob_{c}" for c in names]]
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(features["confidence"], probabilities.max(axis=1))
     # every slice was a training image: measured 8/8 right in 3 runs; bound 6/8 (also catches

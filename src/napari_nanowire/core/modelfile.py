@@ -78,7 +78,12 @@ def save_model(model: ModelFile, path: str | os.PathLike) -> Path:
     """Write ``model`` to ``path`` atomically: a crash mid-write leaves the old file intact."""
     path = Path(path)
     meta = dict(model.meta, format=FORMAT, format_version=FORMAT_VERSION)
-    data = st_save(model.tensors, metadata={META_KEY: json.dumps(meta)})
+    write_bytes_atomic(path, st_save(model.tensors, metadata={META_KEY: json.dumps(meta)}))
+    return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see either the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -90,7 +95,6 @@ def save_model(model: ModelFile, path: str | os.PathLike) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def load_model(path: str | os.PathLike) -> ModelFile:

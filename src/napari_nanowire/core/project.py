@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from .errors import NanowireError
 from .io import read_image, write_tiff
+from .modelfile import write_bytes_atomic
 from .synthetic import CLASSES
 
 PROJECT_FILE = "project.json"
@@ -49,21 +49,6 @@ class ProjectError(NanowireError):
 def default_color(index: int) -> str:
     """The palette colour for the ``index``-th class, cycling when there are many classes."""
     return PALETTE[index % len(PALETTE)]
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def unique_names(names: Sequence[str]) -> list[str]:

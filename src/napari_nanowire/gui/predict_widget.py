@@ -8,6 +8,8 @@ the predicted mask (0 = background, 1.. = mask classes) as a Labels layer over t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,98 +42,67 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Labels, Points
 
+    from napari_nanowire.core.predict import ClassPrediction
+
 SCOPES = (("slice on screen", "current"), ("all slices", "all"))
 NEXT_MARK = "label next"
 
 
 def ranked_table(
-    probabilities: np.ndarray,
-    class_names: list[str],
-    names: list[str],
-    labels: list[str | None],
-    suggest: int,
+    prediction: ClassPrediction, names: list[str], labels: list[str | None], suggest: int
 ) -> pd.DataFrame:
-    """One row per slice: prediction, confidence, entropy, the user's label, "label next",
-    and the probability of every class.
+    """One row per slice: prediction, confidence, "label next", the user's label, and the
+    probabilities and uncertainty (normalised entropy, margin) of the prediction.
 
-    The ``suggest`` unlabelled slices with the lowest confidence are marked: the classifier is
-    least sure about them, so their labels teach it most.
+    The ``suggest`` unlabelled slices the classifier is least sure about are marked "label
+    next": their labels teach it most.
     """
-    probabilities = np.asarray(probabilities, dtype=float)
-    confidence = probabilities.max(1)
-    entropy = -(probabilities * np.log(np.clip(probabilities, 1e-12, 1))).sum(1)
-    table = pd.DataFrame(
-        {
-            "slice": np.arange(len(names)),
-            "image": names,
-            "predicted": [class_names[k] for k in probabilities.argmax(1)],
-            "confidence": confidence,
-        }
-    )
-    unlabelled = np.flatnonzero([label is None for label in labels])
-    picked = unlabelled[np.argsort(confidence[unlabelled], kind="stable")[:suggest]]
-    table[NEXT_MARK] = np.isin(table["slice"], picked)
-    table["your label"] = [label or "" for label in labels]
-    table["entropy"] = entropy
-    for k, name in enumerate(class_names):
-        table[f"p_{name}"] = probabilities[:, k]
+    from napari_nanowire.core.predict import label_next
+
+    table = prediction.table().rename(columns={"class": "predicted"})
+    table.insert(0, "slice", np.arange(len(names)))
+    table.insert(1, "image", names)
+    picked = label_next(prediction.entropy, suggest, [label is not None for label in labels])
+    table.insert(4, NEXT_MARK, np.isin(table["slice"], picked))
+    table.insert(5, "your label", [label or "" for label in labels])
     return table
 
 
-def predict_classes(path, images, pixel_sizes_nm, stop):
-    """Class probabilities of each image with the classifier in ``path``, image by image.
+def classify_slices(path: Path, data, px: float | None, stop) -> Iterator[Progress]:
+    """Classify every slice of ``data`` with the model in ``path``, one slice a step.
 
-    Yields Progress; returns ((N, n_classes) probabilities, class names), or None if stopped.
+    Returns the :class:`ClassPrediction`, or None when stopped.
     """
-    from napari_nanowire.core.classify import LinearHead, class_probabilities
-    from napari_nanowire.core.devices import resolve_device
-    from napari_nanowire.core.features import encoder_from, prepare_image
-    from napari_nanowire.core.modelfile import load_model
+    from napari_nanowire.core.predict import ClassPrediction, Predictor
 
-    model = load_model(path)
-    if "classifier" not in model.meta.get("heads", ()):
-        raise NanowireError(f"Model file {path} has no classifier; train one first.")
-    encoder = encoder_from(model, str(path))
-    names = list(model.meta["class_names"])
-    head = LinearHead(encoder.out_dim, len(names))
-    model.load_part("classifier", head, str(path))
-    settings, device = model.meta["classifier"], resolve_device("auto")
+    predictor = Predictor.load(path)
+    predictor.require("classifier")
+    images = as_stack(data)
     rows = []
-    for i, (image, px) in enumerate(zip(images, pixel_sizes_nm, strict=True)):
+    for i, image in enumerate(images):
         if stop.is_set():
             return None
-        prepared = prepare_image(image, px, model.meta.get("pixel_size_nm"))
-        rows.append(
-            class_probabilities(
-                encoder, head, [prepared], settings["tile"], settings["max_tiles"], device
-            )[0]
-        )
+        rows.append(predictor.classify([image], [px]).probabilities[0])
         yield Progress("predict", i + 1, len(images), message="classified")
-    return np.stack(rows), names
+    return ClassPrediction(predictor.class_names, np.stack(rows))
 
 
-def predict_masks(path, images, pixel_sizes_nm, stop):
-    """Dense masks (0 = background, k = class k) of each image with the segmenter in ``path``.
+def segment_slices(path: Path, data, indices: list[int], px: float | None, stop):
+    """Masks of the slices ``indices`` of ``data`` with the segmenter in ``path``.
 
-    Yields Progress; returns (masks, mask class names), or None if stopped.
+    Returns (indices, masks, mask class names), or None when stopped.
     """
-    from napari_nanowire.core.devices import resolve_device
-    from napari_nanowire.core.features import prepare_image, resize_labels
-    from napari_nanowire.core.modelfile import load_model
-    from napari_nanowire.core.segment import load_segmenter, predict_classes
+    from napari_nanowire.core.predict import Predictor
 
-    model = load_model(path)
-    net = load_segmenter(model, str(path))
-    settings, device = model.meta["segmenter"], resolve_device("auto")
+    predictor = Predictor.load(path)
+    predictor.require("segmenter")
     masks = []
-    for i, (image, px) in enumerate(zip(images, pixel_sizes_nm, strict=True)):
+    for k, image in enumerate(as_stack(data, indices)):
         if stop.is_set():
             return None
-        prepared = prepare_image(image, px, model.meta.get("pixel_size_nm"))
-        mask = predict_classes(net, prepared, settings["tile"], settings["overlap"], device)
-        masks.append(resize_labels(mask, image.shape))
-        yield Progress("predict", i + 1, len(images), message="segmented")
-    return masks, list(model.meta["mask_classes"])
+        masks.append(predictor.segment(image, px).mask)
+        yield Progress("predict", k + 1, len(indices), message="segmented")
+    return indices, masks, predictor.mask_classes
 
 
 class PredictWidget(QWidget):
@@ -214,15 +185,7 @@ class PredictWidget(QWidget):
     def _classify_job(self):
         layer, path = self._inputs("classifier")
         data, px = layer.data, layer_pixel_size_nm(layer)
-        count = slice_count(layer)
-
-        def job(stop):
-            images = as_stack(data)
-            return (
-                yield from predict_classes(path, images, pixel_sizes_nm=[px] * count, stop=stop)
-            )
-
-        return job, layer
+        return (lambda stop: classify_slices(path, data, px, stop)), layer
 
     def _segment_job(self):
         layer, path = self._inputs("segmenter")
@@ -232,27 +195,16 @@ class PredictWidget(QWidget):
             if self.scope.value == "current"
             else list(range(slice_count(layer)))
         )
-
-        def job(stop):
-            images = as_stack(data, indices)
-            result = yield from predict_masks(
-                path, images, pixel_sizes_nm=[px] * len(indices), stop=stop
-            )
-            return None if result is None else (indices, *result)
-
-        return job, layer
+        return (lambda stop: segment_slices(path, data, indices, px, stop)), layer
 
     def _on_progress(self, event: Progress) -> None:
         self.bar.setValue(int(round(100 * event.fraction)))
         self.status.setText(f"{event.step} of {event.total_steps} images {event.message}")
 
-    def _show_classes(self, layer: Image, result) -> None:
-        """Table, canvas text and suggestions from (probabilities, class names)."""
-        probabilities, class_names = result
+    def _show_classes(self, layer: Image, prediction: ClassPrediction) -> None:
+        """Table, canvas text and suggestions from the prediction of every slice."""
         names = self.state.names_of(layer)
-        self.predictions = ranked_table(
-            probabilities, class_names, names, slice_labels(layer), self.suggest.value
-        )
+        self.predictions = ranked_table(prediction, names, slice_labels(layer), self.suggest.value)
         self.model.set_frame(self.predictions)
         self._show_on_canvas(layer)
         marked = int(self.predictions[NEXT_MARK].sum())

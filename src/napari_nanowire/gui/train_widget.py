@@ -45,6 +45,33 @@ def device_choices() -> list[tuple[str, str]]:
     return [(f"auto ({found[0][1]})", "auto"), *((desc, name) for name, desc in found)]
 
 
+def slices_job(
+    train: Callable,
+    base: Path,
+    data,
+    picked: list[int],
+    targets: list,
+    out: Path,
+    px: float | None,
+    **settings,
+) -> Job:
+    """A job running a core trainer (classifier or segmenter) on the slices ``picked``.
+
+    The slices are read in the worker thread; ``targets`` are their labels or masks.
+    """
+
+    def job(stop):
+        images = as_stack(data, picked)
+        sizes = [px] * len(picked)
+        return (
+            yield from train(
+                base, images, targets, out, pixel_sizes_nm=sizes, stop=stop, **settings
+            )
+        )
+
+    return job
+
+
 class TrainWidget(QWidget):
     """Settings, the three training buttons, Stop, progress and the live curve."""
 
@@ -226,21 +253,8 @@ class TrainWidget(QWidget):
         data, px = layer.data, layer_pixel_size_nm(layer)
         config = ClassifierConfig(device=self.device.value)
 
-        def job(stop):
-            images = as_stack(data, picked)
-            return (
-                yield from train_classifier(
-                    base,
-                    images,
-                    [labels[i] for i in picked],
-                    out,
-                    pixel_sizes_nm=[px] * len(picked),
-                    config=config,
-                    stop=stop,
-                )
-            )
-
-        return job
+        targets = [labels[i] for i in picked]
+        return slices_job(train_classifier, base, data, picked, targets, out, px, config=config)
 
     def _segmenter_job(self, out: Path) -> Job:
         from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
@@ -270,22 +284,10 @@ class TrainWidget(QWidget):
         tile = max(32, self.size.value // 32 * 32)
         config = SegmenterConfig(steps=self.steps.value, tile=tile, device=self.device.value)
 
-        def job(stop):
-            images = as_stack(data, picked)
-            return (
-                yield from train_segmenter(
-                    base,
-                    images,
-                    [masks[i] for i in picked],
-                    out,
-                    pixel_sizes_nm=[px] * len(picked),
-                    class_names=names,
-                    config=config,
-                    stop=stop,
-                )
-            )
-
-        return job
+        targets = [masks[i] for i in picked]
+        return slices_job(
+            train_segmenter, base, data, picked, targets, out, px, class_names=names, config=config
+        )
 
     def _out(self, kind: str) -> Path:
         """Where the ``kind`` model goes: the project, else a session folder (with a notice)."""
