@@ -196,16 +196,10 @@ def test_write_dataset_round_trip(tmp_path):
     assert list(labels.columns) == ["image", "label"]
     assert labels.label.tolist() == list(CLASSES)
     truth = pd.read_csv(out / "truth.csv")
-    assert list(truth.columns) == [
-        "image",
-        "label",
-        "pixel_size_nm",
-        "percolates_x",
-        "percolates_y",
-        "area_fraction",
-        "n_wires",
-    ]
+    spec = "image label pixel_size_nm percolates_x percolates_y area_fraction n_wires"
+    assert list(truth.columns) == spec.split()
     wires = pd.read_csv(out / "wires.csv")
+    assert list(wires.columns[:4]) == ["image", "wire_id", "width_nm", "length_nm"]
     assert len(wires) == sum(len(item.wires) for item in items) == truth.n_wires.sum()
     for item, row in zip(items, truth.itertuples(), strict=True):
         assert row.image == f"images/{item.name}.tif"

@@ -191,6 +191,21 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float |
     return path
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see either the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 # --- one file ---------------------------------------------------------------------------------
 
 _Decoded = tuple[Any, float | None, dict]  # data, pixel size in nm, metadata

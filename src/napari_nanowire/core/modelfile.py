@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .errors import NanowireError
+from .io import write_bytes_atomic
 
 FORMAT = "napari-nanowire-model"
 FORMAT_VERSION = 1
@@ -80,21 +80,6 @@ def save_model(model: ModelFile, path: str | os.PathLike) -> Path:
     meta = dict(model.meta, format=FORMAT, format_version=FORMAT_VERSION)
     write_bytes_atomic(path, st_save(model.tensors, metadata={META_KEY: json.dumps(meta)}))
     return path
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_model(path: str | os.PathLike) -> ModelFile:

@@ -67,7 +67,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from .errors import NanowireError
-from .io import write_tiff
+from .io import write_bytes_atomic, write_tiff
 
 CLASSES: tuple[str, ...] = ("singular", "dispersed", "bundle", "network")
 WIDTH_RANGE_NM = (5.0, 20.0)
@@ -675,8 +675,6 @@ def write_dataset(items: Sequence[SyntheticImage], out_dir: str | os.PathLike) -
     pixel_size_nm, percolates_x, percolates_y, area_fraction, n_wires); ``image`` is the path
     of the image relative to ``out_dir``.
     """
-    from .project import write_bytes_atomic  # project.py imports this module
-
     out = Path(out_dir)
     names = [item.name for item in items]
     if len(set(names)) != len(names):
