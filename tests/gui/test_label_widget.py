@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_nanowire.core.project import Project
 from napari_nanowire.gui.label_widget import text_overlay
-from napari_nanowire.gui.masks import brush_size_px
+from napari_nanowire.gui.masks import brush_size_px, painted_slices
 from napari_nanowire.gui.state import slice_labels
 
 
@@ -72,14 +72,14 @@ def test_project_saves_labels_and_masks_as_they_change_and_reopens(
         "singular_001": "dispersed",
         "bundle_000": "bundle",
     }
+    touched = []
+    masks.events.paint.connect(lambda event: touched.append(painted_slices(masks, event.value)))
     masks.paint((4, 10, 10), 2)  # one brush stroke on slice 4 ...
-    qtbot.waitUntil(
-        lambda: (
-            (tmp_path / "proj" / "masks.tif").is_file()
-            and Project.open(tmp_path / "proj").load_masks()[4].max() == 2
-        ),
-        timeout=5000,
-    )
+    assert touched == [{4}]
+    saved = tmp_path / "proj" / "masks"
+    qtbot.waitUntil(lambda: (saved / "00004.tif").is_file(), timeout=5000)
+    assert [p.name for p in saved.iterdir()] == ["00004.tif"]  # ... rewrites its slice only
+    assert Project.open(tmp_path / "proj").load_masks()[4].max() == 2
 
     other = make_napari_viewer()
     _, reopened = other.window.add_plugin_dock_widget("napari-nanowire", "Label")

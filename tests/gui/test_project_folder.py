@@ -35,6 +35,11 @@ def test_round_trip_keeps_labels_masks_models_and_the_stack(tmp_path):
     assert again.models == {"encoder": "models/encoder.nwmodel"}
     assert again.model("encoder") == model and again.model("segmenter") is None
     np.testing.assert_array_equal(again.load_masks(), masks)
+    assert [p.name for p in (tmp_path / "p" / "masks").iterdir()] == ["00001.tif"]  # painted
+    masks[2, 0, 0] = 1
+    masks[1] = 0
+    project.save_masks(masks, slices=[1])  # only slice 1 is written: it is empty now
+    assert Project.open(tmp_path / "p").load_masks() is None
     images = again.load_images()
     np.testing.assert_array_equal(images.data, stack)
     assert images.pixel_size_nm == pytest.approx(2.5)

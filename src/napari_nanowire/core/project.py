@@ -5,7 +5,8 @@ crash) loses nothing and the work reopens where it stopped::
 
     project.json      classes, image list, slice names, labels, model paths, settings
     images.tif        the stack, when it did not come from files (e.g. napari sample data)
-    masks.tif         training masks (0 = not labelled, 1 = background, 2.. = mask classes)
+    masks/00007.tif   training mask of slice 7 (0 = not labelled, 1 = background, 2.. = mask
+                      classes); one file per painted slice, so a stroke rewrites one small file
     models/           model files written by training
 
 Every write goes to a temporary file that is then moved into place, so a crash mid-write leaves
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ PROJECT_FILE = "project.json"
 FORMAT = "napari-nanowire-project"
 FORMAT_VERSION = 1
 IMAGES_FILE = "images.tif"
-MASKS_FILE = "masks.tif"
+MASKS_DIR = "masks"
 MODELS_DIR = "models"
 
 PALETTE = ("#e69f00", "#56b4e9", "#009e73", "#cc79a7", "#f0e442", "#0072b2", "#d55e00")
@@ -200,8 +201,11 @@ class Project:
             )
         return read_image(path)
 
-    def save_masks(self, masks: np.ndarray) -> Path:
-        """Write the training masks (N, Y, X), one per slice, as ``masks.tif``."""
+    def save_masks(self, masks: np.ndarray, slices: Iterable[int] | None = None) -> None:
+        """Write the training masks (N, Y, X) of ``slices`` (default: all), one file each.
+
+        A slice with nothing painted has no file (an old one is removed).
+        """
         masks = np.asarray(masks)
         if masks.ndim == 2:
             masks = masks[None]
@@ -209,15 +213,32 @@ class Project:
             raise ProjectError(
                 f"Got masks for {masks.shape[0]} images; the project has {len(self.names)}."
             )
-        return write_tiff(self.folder / MASKS_FILE, masks.astype(np.uint8), self.pixel_size_nm)
+        for index in range(len(masks)) if slices is None else slices:
+            path = self.folder / MASKS_DIR / f"{index:05d}.tif"
+            mask = np.asarray(masks[index])
+            if mask.any():
+                write_tiff(path, mask.astype(np.uint8), self.pixel_size_nm)
+            else:
+                path.unlink(missing_ok=True)
 
     def load_masks(self) -> np.ndarray | None:
-        """The saved training masks as (N, Y, X) uint8, or None when none were saved."""
-        path = self.folder / MASKS_FILE
-        if not path.is_file():
+        """The saved training masks as (N, Y, X) uint8 (zeros where unpainted), or None."""
+        files = sorted(p for p in (self.folder / MASKS_DIR).glob("*.tif") if p.stem.isdigit())
+        if not files:
             return None
-        masks = np.asarray(read_image(path).data, dtype=np.uint8)
-        return masks[None] if masks.ndim == 2 else masks
+        masks = None
+        for path in files:
+            mask = np.asarray(read_image(path).data, dtype=np.uint8)
+            if masks is None:
+                masks = np.zeros((len(self.names), *mask.shape), np.uint8)
+            index = int(path.stem)
+            if not 0 <= index < len(masks) or mask.shape != masks.shape[1:]:
+                raise ProjectError(
+                    f"{path} does not fit the project's {len(masks)} images of "
+                    f"{masks.shape[1:]} px; move it out of the masks folder."
+                )
+            masks[index] = mask
+        return masks
 
     def model_path(self, kind: str) -> Path:
         """Where training writes the ``kind`` model (encoder, classifier, segmenter)."""

@@ -70,12 +70,6 @@ def image_stack(layer: Layer) -> np.ndarray:
     return np.stack(as_stack(layer.data))
 
 
-def slice_image(layer: Layer, index: int) -> np.ndarray:
-    """One 2D slice of the layer as float32."""
-    data = layer.data if layer.ndim == 2 else layer.data[index]
-    return np.asarray(data, dtype=np.float32)
-
-
 def layer_picker(viewer: napari.Viewer, kind: type, label: str, nullable: bool = False):
     """A magicgui drop-down of the viewer's layers of type ``kind``, the newest first.
 

@@ -120,3 +120,26 @@ def dense_class_names(layer: Labels) -> dict[int, str] | None:
     """Dense mask value -> class name from the layer's recorded mask classes, if any."""
     names = layer.metadata.get("mask_classes")
     return {i: str(n) for i, n in enumerate(names) if i > 0} if names else None
+
+
+def painted_slices(layer: Labels, history: list) -> set[int] | None:
+    """The slices a napari paint event's history item touched; None if it cannot be told.
+
+    napari records an edit either as (indices, old values, new values), indices being one
+    array per axis, or as an atom with a ``slice_key`` bounding box. None asks the caller to
+    treat every slice as changed (always correct, only slower).
+    """
+    if layer.ndim == 2:
+        return {0}
+    touched: set[int] = set()
+    count = layer.data.shape[0]
+    try:
+        for atom in history:
+            first = atom.slice_key[0] if hasattr(atom, "slice_key") else atom[0][0]
+            if isinstance(first, slice):
+                touched.update(range(*first.indices(count)))
+            else:
+                touched.update(int(i) for i in np.unique(np.asarray(first)))
+    except (TypeError, IndexError, ValueError):
+        return None
+    return touched

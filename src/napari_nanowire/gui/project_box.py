@@ -127,5 +127,5 @@ class ProjectBox(QGroupBox):
         if masks is not None:
             mask_layer = add_mask_layer(self.viewer, image, project.mask_classes, masks)
             self.viewer.layers.selection.active = image
-        self.state.attach(project, image, mask_layer)
+        self.state.attach(project, image, mask_layer, masks_saved=True)
         return project

@@ -21,6 +21,7 @@ from napari_nanowire.core.project import DEFAULT_MASK_CLASSES, Project, default_
 from napari_nanowire.core.synthetic import CLASSES
 
 from .layers import slice_count, slice_names
+from .masks import painted_slices
 from .notify import report_error
 from .workers import JobRunner
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 LABELS_KEY = "class_labels"
 MASK_SAVE_DELAY_MS = 1500
-"""Masks are saved this long after the last paint stroke (the whole stack is written)."""
+"""Masks are saved this long after the last paint stroke (only the slices it touched)."""
 
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -80,6 +81,7 @@ class WorkflowState:
         self.image_layer: Image | None = None
         self.mask_layer: Labels | None = None
         self.runner = JobRunner()
+        self._dirty: set[int] | None = set()  # slices to save; None = all of them
         self._save_masks_later = qdebounced(self.save_masks, timeout=MASK_SAVE_DELAY_MS)
 
     def color_of(self, name: str) -> str:
@@ -131,8 +133,13 @@ class WorkflowState:
             return self.project.model_path(kind)
         return Path(workdir) / f"{kind}.nwmodel"
 
-    def attach(self, project: Project, image: Image, masks: Labels | None) -> None:
-        """Make ``project`` the open project, kept in step with ``image`` and ``masks``."""
+    def attach(
+        self, project: Project, image: Image, masks: Labels | None, masks_saved: bool = False
+    ) -> None:
+        """Make ``project`` the open project, kept in step with ``image`` and ``masks``.
+
+        ``masks_saved`` says the project already holds ``masks`` (it was just opened).
+        """
         self.detach_masks()
         self.project, self.image_layer = project, image
         self.classes, self.colors = list(project.classes), list(project.colors)
@@ -140,19 +147,20 @@ class WorkflowState:
         self.models = {k: p for k in project.models if (p := project.model(k)) is not None}
         image.metadata[LABELS_KEY] = project.slice_labels()
         if masks is not None:
-            self.watch_masks(masks)
+            self.watch_masks(masks, save=not masks_saved)
         self.project_changed.emit()
         self.classes_changed.emit()
         self.labels_changed.emit(image)
         self.models_changed.emit()
 
-    def watch_masks(self, layer: Labels) -> None:
-        """Save ``layer`` to the project shortly after every paint stroke."""
+    def watch_masks(self, layer: Labels, save: bool = True) -> None:
+        """Save ``layer`` to the project shortly after every paint stroke (and now, if asked)."""
         self.detach_masks()
         self.mask_layer = layer
-        layer.events.paint.connect(self._save_masks_later)
-        layer.events.data.connect(self._save_masks_later)
-        if self.project is not None:
+        layer.events.paint.connect(self._on_paint)
+        layer.events.data.connect(self._on_new_data)
+        if save and self.project is not None:
+            self._dirty = None
             self.save_masks()
 
     def detach_masks(self) -> None:
@@ -160,16 +168,30 @@ class WorkflowState:
         if self.mask_layer is None:
             return
         self._save_masks_later.flush()
-        self.mask_layer.events.paint.disconnect(self._save_masks_later)
-        self.mask_layer.events.data.disconnect(self._save_masks_later)
+        self.mask_layer.events.paint.disconnect(self._on_paint)
+        self.mask_layer.events.data.disconnect(self._on_new_data)
         self.mask_layer = None
+
+    def _on_paint(self, event) -> None:
+        """Remember which slices a stroke touched; save them a moment after the last one."""
+        touched = painted_slices(self.mask_layer, event.value)
+        if touched is None or self._dirty is None:
+            self._dirty = None
+        else:
+            self._dirty |= touched
+        self._save_masks_later()
+
+    def _on_new_data(self, _event=None) -> None:
+        self._dirty = None
+        self._save_masks_later()
 
     def save_masks(self) -> None:
         """Write the mask layer into the project now (no-op without both)."""
         if self.project is None or self.mask_layer is None:
             return
+        slices, self._dirty = self._dirty, set()
         try:
-            self.project.save_masks(np.asarray(self.mask_layer.data))
+            self.project.save_masks(np.asarray(self.mask_layer.data), slices)
         except Exception as err:  # a failed autosave must not stop the user painting
             report_error("Saving the masks", err)
 
