@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NanowireError
-from .io import read_image, write_tiff
-from .modelfile import write_bytes_atomic
+from .io import read_image, write_bytes_atomic, write_tiff
 from .synthetic import CLASSES
 
 PROJECT_FILE = "project.json"
