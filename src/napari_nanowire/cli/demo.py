@@ -9,16 +9,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
     p = sub.add_parser("demo", help="run the workflow headless on built-in synthetic data")
     p.add_argument("--out", default="demo_output", help="folder for data, models and report")
-    p.add_argument("--n-per-class", type=int, default=6, help="synthetic images per class")
+    p.add_argument("--n-per-class", type=int, default=12, help="synthetic images per class")
     p.add_argument("--size", type=int, default=256, help="image size in px")
+    p.add_argument("--epochs", type=int, default=8, help="SSL pretraining epochs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick", action="store_true", help="a few training steps only: checks the plumbing"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print where the report is."""
+    from dataclasses import replace
+
     from napari_nanowire.core.demo import DemoConfig, run_demo
 
-    config = DemoConfig(n_per_class=args.n_per_class, size=args.size, seed=args.seed)
+    config = DemoConfig(
+        n_per_class=args.n_per_class,
+        size=args.size,
+        pretrain_epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+    )
+    if args.quick:
+        config = replace(
+            config, segmenter_steps=4, classifier_epochs=20, pretrain_steps_per_epoch=2
+        )
     run_demo(args.out, config)
     return 0

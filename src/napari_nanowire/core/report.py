@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 def nice_scale_bar_nm(field_nm: float) -> float:
@@ -56,6 +57,33 @@ def save_montage(
             x0, y0 = width * 0.05, height * 0.93
             ax.plot([x0, x0 + bar_px], [y0, y0], color="white", linewidth=3)
             ax.text(x0, y0 - height * 0.03, f"{bar_nm:g} nm", color="white", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_histograms(
+    tables: dict[str, pd.DataFrame], columns: Sequence[str], path: str | Path
+) -> Path:
+    """Save one histogram panel per column, overlaying each named table's values, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2), squeeze=False)
+    for ax, column in zip(axes.flat, columns, strict=True):
+        values = [t[column].dropna().to_numpy() for t in tables.values()]
+        joined = np.concatenate(values) if values else np.array([])
+        bins = np.histogram_bin_edges(joined, bins=30) if joined.size else 10
+        for name, v in zip(tables, values, strict=True):
+            ax.hist(v, bins=bins, alpha=0.55, label=f"{name} (n={v.size})")
+        ax.set_xlabel(column.replace("_nm2", " (nm²)").replace("_nm", " (nm)").replace("_", " "))
+        ax.set_ylabel("domains")
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -710,3 +710,45 @@ def write_dataset(items: Sequence[SyntheticImage], out_dir: str | os.PathLike) -
     for filename, table in tables.items():
         write_bytes_atomic(out / filename, table.to_csv(index=False).encode("utf-8"))
     return out
+
+
+def simulate_strokes(
+    mask: np.ndarray,
+    seed: int | np.random.Generator = 0,
+    n_wire_strokes: int = 6,
+    n_background_strokes: int = 10,
+    stroke_px: int = 40,
+    brush_px: int = 3,
+) -> np.ndarray:
+    """Sparse training strokes such as a user paints them, from a dense 0/1 truth mask.
+
+    Returns uint8 in the training convention: 0 = not labelled, 1 = background, 2 = wire.
+    Wire strokes follow short pieces of the wires' centrelines; background strokes are short
+    straight lines kept a brush width away from any wire.
+    """
+    from scipy.ndimage import binary_dilation
+    from skimage.draw import line
+    from skimage.morphology import disk, skeletonize
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    mask = np.asarray(mask) > 0
+    h, w = mask.shape
+    strokes = np.zeros(mask.shape, np.uint8)
+    centre = np.argwhere(skeletonize(mask))
+    for _ in range(n_wire_strokes if len(centre) else 0):
+        y, x = centre[rng.integers(len(centre))]
+        near = np.abs(centre - (y, x)).max(1) <= stroke_px // 2
+        strokes[tuple(centre[near].T)] = 2
+    brush = disk(max(brush_px // 2, 0))
+    strokes[binary_dilation(strokes == 2, structure=brush) & mask] = 2
+    free = ~binary_dilation(mask, structure=disk(brush_px + 2))
+    for _ in range(n_background_strokes):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        angle = rng.uniform(0, np.pi)
+        y1 = int(np.clip(y0 + stroke_px * np.sin(angle), 0, h - 1))
+        x1 = int(np.clip(x0 + stroke_px * np.cos(angle), 0, w - 1))
+        rr, cc = line(int(y0), int(x0), y1, x1)
+        piece = np.zeros(mask.shape, bool)
+        piece[rr, cc] = True
+        strokes[binary_dilation(piece, structure=brush) & free] = 1
+    return strokes
