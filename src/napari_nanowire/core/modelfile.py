@@ -90,7 +90,11 @@ def load_model(path: str | os.PathLike) -> ModelFile:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"Model file {path} does not exist.")
-    data = path.read_bytes()
+    return parse_model(path.read_bytes(), path)
+
+
+def parse_model(data: bytes, path: str | os.PathLike = "(in memory)") -> ModelFile:
+    """A model file from its bytes (e.g. shipped to a worker); errors name ``path``."""
     if not data:
         raise ModelFileError(f"Model file {path} is empty; train or copy the model again.")
     if data[:2] in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):

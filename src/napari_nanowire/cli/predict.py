@@ -1,0 +1,76 @@
+"""``napari-nanowire predict``: classes and/or masks for image files from one model file."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` sub-command."""
+    p = sub.add_parser(
+        "predict",
+        help="classify and/or segment images with a trained model file",
+        description=(
+            "Run every head of a model file over image files (folders: every image in them). "
+            "A classifier writes OUT/predictions.csv with columns image, class, confidence, "
+            "prob_<class> per class, entropy (0 = sure, 1 = uniform) and margin (top-1 minus "
+            "top-2 probability). A segmenter writes OUT/masks/<stem>.tif (uint8: 0 = "
+            "background, k = mask class k, with the pixel size) and adds the columns mask and "
+            "mask_entropy (mean per-pixel entropy) to predictions.csv."
+        ),
+    )
+    p.add_argument("model", type=Path, metavar="MODEL", help="classifier/segmenter model file")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files or folders")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+    )
+    p.add_argument("--tile", type=int, metavar="PX", help="segmentation tile (default: model's)")
+    p.add_argument(
+        "--save-uncertainty", action="store_true", help="write OUT/uncertainty/<stem>.tif maps"
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster (e.g. tcp://host:8786), one task per file; "
+        "workers must see the images and DIR at the same paths",
+    )
+    p.add_argument(
+        "--retries", type=int, default=2, metavar="N", help="with --scheduler: retries per file"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every image with a progress bar; say where the results are."""
+    from napari_nanowire.cli.pretrain import _show_progress
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import image_files
+    from napari_nanowire.core.predict import predict_files
+
+    paths = []
+    for path in args.images:
+        found = image_files(path) if path.is_dir() else [path]
+        if not found:
+            raise NanowireError(f"Folder {path} holds no image files this reader knows.")
+        paths.extend(found)
+    stop = threading.Event()
+    options = {
+        "pixel_size_nm": args.pixel_size,
+        "tile": args.tile,
+        "save_uncertainty": args.save_uncertainty,
+        "stop": stop,
+    }
+    if args.scheduler:
+        from napari_nanowire.core.distributed import predict_distributed
+
+        events = predict_distributed(
+            args.model, paths, args.out, args.scheduler, retries=args.retries, **options
+        )
+    else:
+        events = predict_files(args.model, paths, args.out, device=args.device, **options)
+    _show_progress(events, stop, enabled=True)
+    return 130 if stop.is_set() else 0

@@ -1,0 +1,302 @@
+"""Using a trained model file: classes, masks and their uncertainty, for one image or many files.
+
+:class:`Predictor` loads a classifier and/or segmenter model file once and predicts images in
+memory (GUI, scripts); :func:`predict_files` runs it over image files and writes the results
+(CLI). Uncertainty, for choosing what to label next: per image, the normalised entropy of the
+class probabilities (0 = certain, 1 = uniform) and the margin between the two most likely
+classes; per pixel, the normalised entropy of the segmenter's class probabilities, and its
+mean over the image.
+
+Output of :func:`predict_files` in ``out_dir``:
+
+- ``predictions.csv``: one row per image (a stack gives one row per frame, named
+  ``path[i]``). With a classifier: ``class``, ``confidence``, ``prob_<class>`` for each class,
+  ``entropy``, ``margin``. With a segmenter: ``mask`` (the mask file, relative to ``out_dir``)
+  and ``mask_entropy`` (mean per-pixel entropy).
+- ``masks/<stem>.tif`` (segmenter): uint8, 0 = background, k = mask class k (the model's
+  ``mask_classes``), the input's shape (a stack gives a stack) and pixel size.
+- ``uncertainty/<stem>.tif`` with ``save_uncertainty``: float32 per-pixel entropy.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from skimage.transform import resize
+
+from .classify import LinearHead, class_probabilities
+from .devices import resolve_device
+from .errors import NanowireError
+from .features import encoder_from, model_heads, prepare_image, resize_labels
+from .io import read_image, write_tiff
+from .modelfile import ModelFile, load_model
+from .progress import Progress, Rate, stop_requested
+from .project import unique_names, write_bytes_atomic
+from .segment import load_segmenter, probability_strips
+
+JOB = "predict"
+
+
+def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Entropy of probability vectors along ``axis``, divided by its maximum: in [0, 1]."""
+    n = probs.shape[axis]
+    if n < 2:
+        return np.zeros_like(np.take(probs, 0, axis), dtype=np.float32)
+    p = np.clip(probs, 1e-12, 1.0)
+    return (-(p * np.log(p)).sum(axis) / np.log(n)).astype(np.float32)
+
+
+def margin(probs: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Difference between the largest and second-largest probability along ``axis``."""
+    top = np.sort(probs, axis=axis)
+    return np.take(top, -1, axis) - np.take(top, -2, axis)
+
+
+def label_next(
+    uncertainty: Sequence[float], n: int = 5, labelled: Sequence[bool] | None = None
+) -> list[int]:
+    """Indices of the ``n`` most uncertain images not yet labelled, most uncertain first."""
+    score = np.asarray(uncertainty, dtype=float)
+    candidates = np.flatnonzero(~np.asarray(labelled, bool)) if labelled is not None else None
+    order = np.argsort(-score, kind="stable")
+    if candidates is not None:
+        order = order[np.isin(order, candidates)]
+    return order[:n].tolist()
+
+
+@dataclass
+class ClassPrediction:
+    """Class probabilities of N images and what follows from them."""
+
+    class_names: list[str]
+    probabilities: np.ndarray  # (N, n_classes)
+
+    @property
+    def classes(self) -> list[str]:
+        """The most likely class of each image."""
+        return [self.class_names[k] for k in self.probabilities.argmax(1)]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """The probability of the most likely class."""
+        return self.probabilities.max(1)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """Normalised entropy per image (higher = less sure)."""
+        return entropy(self.probabilities, 1)
+
+    @property
+    def margin(self) -> np.ndarray:
+        """Top-1 minus top-2 probability per image (lower = less sure)."""
+        return margin(self.probabilities, 1)
+
+    def table(self) -> pd.DataFrame:
+        """class, confidence, prob_<class>..., entropy, margin: one row per image."""
+        table = pd.DataFrame({"class": self.classes, "confidence": self.confidence})
+        for k, name in enumerate(self.class_names):
+            table[f"prob_{name}"] = self.probabilities[:, k]
+        table["entropy"] = self.entropy
+        table["margin"] = self.margin
+        return table
+
+
+@dataclass
+class MaskPrediction:
+    """A predicted mask with its uncertainty."""
+
+    mask: np.ndarray  # uint8, the input's shape; 0 = background, k = class k
+    mean_entropy: float
+    entropy_map: np.ndarray | None = None  # float32, the input's shape, if asked for
+
+
+class Predictor:
+    """A loaded model file, ready to classify and/or segment images of any size."""
+
+    def __init__(self, model: ModelFile, path: str = "", device: str = "auto") -> None:
+        self.model, self.path = model, path
+        self.meta = model.meta
+        self.heads = model_heads(self.meta)
+        if not self.heads:
+            raise NanowireError(
+                f"Model file {path} holds no classifier or segmenter (kind "
+                f"{self.meta.get('kind')!r}); train one with train-classifier or train-segmenter."
+            )
+        self.device = resolve_device(device)
+        self.pixel_size_nm = self.meta.get("pixel_size_nm")
+        self.encoder = encoder_from(model, path)
+        self.head: LinearHead | None = None
+        if "classifier" in self.heads:
+            self.class_names = list(self.meta["class_names"])
+            self.head = LinearHead(self.encoder.out_dim, len(self.class_names))
+            model.load_part("classifier", self.head, path)
+            self.head.eval()
+        self.net = load_segmenter(model, path) if "segmenter" in self.heads else None
+        if self.net is not None:
+            self.mask_classes = list(self.meta["mask_classes"])
+            self.net.encoder = self.encoder  # one encoder serves both heads
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> Predictor:
+        """Load a model file from disk."""
+        return cls(load_model(path), str(path), device)
+
+    def require(self, head: str) -> None:
+        """Refuse a task whose head the model file lacks, saying how to get one."""
+        if head not in self.heads:
+            raise NanowireError(
+                f"Model file {self.path} has no {head} head (it has: {', '.join(self.heads)}); "
+                f"train one with train-{head}."
+            )
+
+    def classify(
+        self, images: Sequence[np.ndarray], pixel_sizes_nm: Sequence[float | None] | None = None
+    ) -> ClassPrediction:
+        """Class probabilities of 2D images (features pooled over tiles, as in training)."""
+        self.require("classifier")
+        settings = self.meta["classifier"]
+        sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
+        prepared = [
+            prepare_image(image, px, self.pixel_size_nm, settings.get("zoom", 1.0))
+            for image, px in zip(images, sizes, strict=True)
+        ]
+        probs = class_probabilities(
+            self.encoder, self.head, prepared, settings["tile"], settings["max_tiles"], self.device
+        )
+        return ClassPrediction(self.class_names, probs)
+
+    def segment(
+        self,
+        image: np.ndarray,
+        pixel_size_nm: float | None = None,
+        entropy_map: bool = False,
+        tile: int | None = None,
+        overlap: int | None = None,
+        batch_size: int = 8,
+    ) -> MaskPrediction:
+        """Mask of a 2D image by blended sliding windows, in memory bounded by one tile strip.
+
+        The image is rescaled to the model's pixel size and the mask resized back.
+        """
+        self.require("segmenter")
+        settings = self.meta["segmenter"]
+        tile = tile or settings["tile"]
+        overlap = settings["overlap"] if overlap is None else overlap
+        prepared = prepare_image(image, pixel_size_nm, self.pixel_size_nm)
+        mask = np.empty(prepared.shape, np.uint8)
+        ent = np.empty(prepared.shape, np.float32) if entropy_map else None
+        total = 0.0
+        strips = probability_strips(self.net, prepared, tile, overlap, batch_size, self.device)
+        for row, probs in strips:
+            rows = slice(row, row + probs.shape[1])
+            mask[rows] = probs.argmax(0)
+            strip_entropy = entropy(probs, 0)
+            total += float(strip_entropy.sum(dtype=np.float64))
+            if ent is not None:
+                ent[rows] = strip_entropy
+        shape = np.shape(image)
+        if ent is not None and ent.shape != shape:
+            ent = resize(ent, shape, order=1, preserve_range=True).astype(np.float32)
+        return MaskPrediction(resize_labels(mask, shape), total / mask.size, ent)
+
+
+def _frames(data: np.ndarray) -> list[np.ndarray]:
+    """The 2D images of an image (one) or a stack (each frame)."""
+    return [data] if data.ndim == 2 else [data[i] for i in range(data.shape[0])]
+
+
+def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The output file stem of each input path: its stem, made unique."""
+    return unique_names([Path(p).stem for p in paths])
+
+
+def predict_file(
+    predictor: Predictor,
+    path: str | os.PathLike,
+    stem: str,
+    out: Path,
+    pixel_size_nm: float | None = None,
+    tile: int | None = None,
+    save_uncertainty: bool = False,
+) -> list[dict]:
+    """Predict one image file (every frame of a stack); write its masks; return its table rows.
+
+    Output files are written atomically under names made from ``stem`` only, so running this
+    twice for the same file (a retried task) rewrites the same complete files.
+    """
+    data = read_image(path, pixel_size_nm)
+    frames = _frames(np.asarray(data.data))
+    names = [str(path)] if len(frames) == 1 else [f"{path}[{i}]" for i in range(len(frames))]
+    file_rows = [{"image": name} for name in names]
+    if "classifier" in predictor.heads:
+        table = predictor.classify(frames, [data.pixel_size_nm] * len(frames)).table()
+        for row, values in zip(file_rows, table.to_dict("records"), strict=True):
+            row.update(values)
+    if "segmenter" in predictor.heads:
+        results = [predictor.segment(f, data.pixel_size_nm, save_uncertainty, tile) for f in frames]
+        shape_of = (lambda a: a[0]) if len(frames) == 1 else np.stack
+        write_tiff(
+            out / "masks" / f"{stem}.tif", shape_of([r.mask for r in results]), data.pixel_size_nm
+        )
+        if save_uncertainty:
+            write_tiff(
+                out / "uncertainty" / f"{stem}.tif",
+                shape_of([r.entropy_map for r in results]),
+                data.pixel_size_nm,
+            )
+        for row, result in zip(file_rows, results, strict=True):
+            row.update(mask=f"masks/{stem}.tif", mask_entropy=result.mean_entropy)
+    return file_rows
+
+
+def write_table(rows: list[dict], out: Path) -> Path:
+    """Write ``out/predictions.csv`` atomically from the rows of :func:`predict_file`."""
+    csv = _io.BytesIO()
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    path = out / "predictions.csv"
+    write_bytes_atomic(path, csv.getvalue())
+    return path
+
+
+def predict_files(
+    model_path: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    device: str = "auto",
+    pixel_size_nm: float | None = None,
+    tile: int | None = None,
+    save_uncertainty: bool = False,
+    stop: threading.Event | None = None,
+) -> Iterator[Progress]:
+    """Predict every image file with every head of a model file; write results to ``out_dir``.
+
+    Yields one Progress per image (frame); ``pixel_size_nm`` overrides the files' own. A stop
+    request ends after the current image, with predictions.csv holding the images done so far.
+    Files are read one at a time, and each output is written atomically.
+    """
+    if not paths:
+        raise NanowireError("No images given: pass at least one image file or folder.")
+    predictor = Predictor.load(model_path, device)
+    out = Path(out_dir)
+    stems = output_stems(paths)
+    rows: list[dict] = []
+    total = len(paths)
+    rate = Rate(total)
+    for n, (path, stem) in enumerate(zip(paths, stems, strict=True)):
+        if stop_requested(stop):
+            break
+        rows.extend(predict_file(predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty))
+        speed, eta = rate.update(1)
+        yield Progress(JOB, n + 1, total, images_per_s=speed, eta_s=eta)
+    write_table(rows, out)
+    stopped = "stopped; " if stop_requested(stop) else ""
+    yield Progress(
+        JOB, len(rows), len(rows), message=f"{stopped}wrote {out / 'predictions.csv'}", done=True
+    )
