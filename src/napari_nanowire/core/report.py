@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 
 def nice_scale_bar_nm(field_nm: float) -> float:
@@ -18,6 +19,15 @@ def nice_scale_bar_nm(field_nm: float) -> float:
         if step * 10**exponent <= target:
             return step * 10**exponent
     return 10**exponent
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Lay out and write a figure as PNG (no pyplot: safe inside napari's Qt session)."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def save_montage(
@@ -32,14 +42,10 @@ def save_montage(
 
     ``overlays`` (optional, one per image) are label images drawn in colour over the image.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(images)
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(2.6 * ncols, 2.8 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (image, title) in enumerate(zip(images, titles, strict=True)):
@@ -57,24 +63,15 @@ def save_montage(
             x0, y0 = width * 0.05, height * 0.93
             ax.plot([x0, x0 + bar_px], [y0, y0], color="white", linewidth=3)
             ax.text(x0, y0 - height * 0.03, f"{bar_nm:g} nm", color="white", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_histograms(
     tables: dict[str, pd.DataFrame], columns: Sequence[str], path: str | Path
 ) -> Path:
     """Save one histogram panel per column, overlaying each named table's values, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * len(columns), 3.2))
+    axes = fig.subplots(1, len(columns), squeeze=False)
     for ax, column in zip(axes.flat, columns, strict=True):
         values = [t[column].dropna().to_numpy() for t in tables.values()]
         joined = np.concatenate(values) if values else np.array([])
@@ -84,9 +81,4 @@ def save_histograms(
         ax.set_xlabel(column.replace("_nm2", " (nm²)").replace("_nm", " (nm)").replace("_", " "))
         ax.set_ylabel("domains")
     axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
