@@ -27,9 +27,14 @@ def nematic_order(skeleton: np.ndarray, blur_px: float = SKELETON_BLUR_PX) -> tu
     """
     if not np.any(skeleton):
         return math.nan, math.nan
-    blurred = ndimage.gaussian_filter(np.asarray(skeleton, dtype=np.float64), blur_px)
+    skeleton = np.asarray(skeleton, dtype=np.float64)
+    # np.gradient needs two samples per axis: a one-pixel-wide image gets a zero row/column.
+    skeleton = np.pad(skeleton, [(0, max(0, 2 - n)) for n in skeleton.shape])
+    blurred = ndimage.gaussian_filter(skeleton, blur_px)
     gy, gx = np.gradient(blurred)
     energy = float(np.sum(gx * gx + gy * gy))
+    if energy == 0:  # a blur without gradients (e.g. a skeleton filling the image): no direction
+        return math.nan, math.nan
     # A wire runs at 90 deg to the gradients: exp(2i(phi + 90 deg)) = -exp(2i phi).
     z = -complex(np.sum(gx * gx - gy * gy), np.sum(2.0 * gx * gy)) / energy
     return float(abs(z)), float(axial_deg(np.rad2deg(np.angle(z)) / 2.0))
