@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from skimage.transform import resize
 
-from .encoders import Encoder, build_encoder
+from .encoders import Encoder
 from .errors import NanowireError
 from .modelfile import ModelFile, ModelFileError
 from .preprocess import normalize
+from .pretrain import load_encoder
 from .tiling import pad_to, spread, tile_starts
 
 MAX_PIXELS = 2**28
@@ -44,9 +45,12 @@ def scale_factor(pixel_size_nm: float | None, model_pixel_size_nm: float | None)
 
 
 def prepare_image(
-    image: np.ndarray, pixel_size_nm: float | None = None, model_pixel_size_nm: float | None = None
+    image: np.ndarray,
+    pixel_size_nm: float | None = None,
+    model_pixel_size_nm: float | None = None,
+    zoom: float = 1.0,
 ) -> np.ndarray:
-    """Normalise a 2D image and rescale it to the model's pixel size; float32.
+    """Normalise a 2D image and rescale it to the model's pixel size, times ``zoom``; float32.
 
     Rescaling that would make the image absurdly large or tiny (a wrong pixel size, usually)
     is refused with a NanowireError naming both sizes.
@@ -54,7 +58,7 @@ def prepare_image(
     image = np.asarray(image)
     if image.ndim != 2:
         raise NanowireError(f"Expected a 2D grayscale image, got an array of shape {image.shape}.")
-    factor = scale_factor(pixel_size_nm, model_pixel_size_nm)
+    factor = scale_factor(pixel_size_nm, model_pixel_size_nm) * zoom
     shape = tuple(max(1, round(n * factor)) for n in image.shape)
     if shape[0] * shape[1] > MAX_PIXELS or min(shape) < 8 <= min(image.shape):
         raise NanowireError(
@@ -63,7 +67,7 @@ def prepare_image(
             "image's pixel size."
         )
     arr = normalize(image)
-    if factor != 1.0:
+    if shape != image.shape:
         arr = resize(arr, shape, order=1, anti_aliasing=factor < 1, preserve_range=True)
     return arr.astype(np.float32, copy=False)
 
@@ -171,6 +175,8 @@ def freeze_batchnorm(module: torch.nn.Module) -> None:
 
 HEADS = ("classifier", "segmenter")
 CLASS_KEYS = {"classifier": "class_names", "segmenter": "mask_classes"}
+PRETRAIN_ONLY = ("optimizer_groups", "grad_scaler", "format", "format_version")
+"""Encoder-file metadata that only resuming pretraining needs (or that saving rewrites)."""
 
 
 def model_heads(meta: dict) -> list[str]:
@@ -179,14 +185,11 @@ def model_heads(meta: dict) -> list[str]:
 
 
 def encoder_from(model: ModelFile, path: str = "") -> Encoder:
-    """The encoder stored in any napari-nanowire model file (encoder, classifier, segmenter)."""
-    name = model.meta.get("encoder")
+    """The encoder stored in any napari-nanowire model file, in eval mode; errors name ``path``."""
     try:
-        encoder = build_encoder(str(name))
-    except ValueError as err:
-        raise ModelFileError(f"Model file {path}: {err} Was it made by a newer version?") from None
-    model.load_part("encoder", encoder, path)
-    return encoder
+        return load_encoder(model)[0]
+    except ModelFileError as err:
+        raise ModelFileError(str(err).replace("(in memory)", path or "(in memory)")) from None
 
 
 def add_head(
@@ -202,14 +205,14 @@ def add_head(
 
     Other heads in ``base`` are kept when the encoder is unchanged; when training changed the
     encoder they no longer fit it and are dropped (returned, so the caller can say so). The
-    SSL projector is not carried over: predicting does not need it.
+    SSL projector and optimizer state are not carried over: predicting does not need them.
     """
     others = [h for h in model_heads(base.meta) if h != head]
     dropped = others if encoder_changed else []
     kept = [h for h in others if h not in dropped]
-    gone = {head, *dropped, *(CLASS_KEYS[h] for h in (head, *dropped)), "format", "format_version"}
-    meta = {k: v for k, v in base.meta.items() if k not in gone}
     heads = [h for h in HEADS if h in (*kept, head)]
+    gone = {head, *dropped, *(CLASS_KEYS[h] for h in HEADS if h not in kept), *PRETRAIN_ONLY}
+    meta = {k: v for k, v in base.meta.items() if k not in gone}
     meta.update({"heads": heads, "kind": "+".join(heads), CLASS_KEYS[head]: list(class_names)})
     meta[head] = head_meta
     model = ModelFile(meta=meta)

@@ -328,7 +328,6 @@ def train_segmenter(
         JOB,
         len(history),
         config.steps,
-        loss=history[-1] if history else None,
         metrics=metrics,
         message=f"saved {out}{note}",
         done=True,
