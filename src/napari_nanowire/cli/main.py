@@ -14,7 +14,16 @@ import sys
 from napari_nanowire import __version__
 from napari_nanowire.core.errors import NanowireError
 
-COMMANDS: tuple[str, ...] = ("measure", "pretrain", "synth")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "gui",
+    "measure",
+    "predict",
+    "pretrain",
+    "synth",
+    "train-classifier",
+    "train-segmenter",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,128 @@
+"""``napari-nanowire train-classifier``: a few labelled images in, a classifier model file out."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train-classifier`` sub-command."""
+    p = sub.add_parser(
+        "train-classifier",
+        help="train an image classifier on a pretrained encoder from a few labelled images",
+        description=(
+            "Fit a linear classifier on frozen encoder features of labelled images (seconds on "
+            "a CPU; one image per class is enough to start), optionally fine-tuning the encoder. "
+            "Writes one model file with the encoder and the classifier. If the --encoder file "
+            "already holds a segmenter, it is kept (unless --fine-tune changes the encoder)."
+        ),
+    )
+    p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
+    p.add_argument(
+        "--labels",
+        required=True,
+        type=Path,
+        metavar="CSV",
+        help="table with columns image and label (or class); one row per labelled image",
+    )
+    p.add_argument(
+        "--images-root",
+        type=Path,
+        metavar="DIR",
+        help="folder the image paths are relative to (default: the table's folder)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
+    p.add_argument("--fine-tune", action="store_true", help="also train the encoder end to end")
+    p.add_argument("--epochs", type=int, metavar="N", help="linear head steps (default 300)")
+    p.add_argument("--fine-tune-epochs", type=int, metavar="N", help="fine-tune passes (20)")
+    p.add_argument("--tile", type=int, metavar="PX", help="feature tile (default: encoder's)")
+    p.add_argument(
+        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the labelled images, train with a progress bar, report the metrics."""
+    from napari_nanowire.cli.pretrain import _show_progress
+    from napari_nanowire.core.classify import ClassifierConfig, train_classifier
+
+    check_out(args.out, args.overwrite)
+    table = read_label_table(args.labels)
+    root = args.images_root or args.labels.parent
+    images, sizes = read_labelled_images([root / p for p in table["image"]], args.pixel_size)
+    given = {
+        k: getattr(args, k)
+        for k in ("epochs", "fine_tune_epochs", "tile", "device", "seed")
+        if getattr(args, k) is not None
+    }
+    config = ClassifierConfig(fine_tune=args.fine_tune, **given)
+    counts = table["label"].value_counts().sort_index()
+    print(
+        f"training a classifier on {len(images)} image(s): "
+        + ", ".join(f"{name} {count}" for name, count in counts.items())
+    )
+    stop = threading.Event()
+    events = train_classifier(
+        args.encoder, images, list(table["label"]), args.out, sizes, config, stop
+    )
+    _show_progress(events, stop, enabled=True)
+    return 130 if stop.is_set() else 0
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing model file unless asked to."""
+    from napari_nanowire.core.errors import NanowireError
+
+    if out.exists() and not overwrite:
+        raise NanowireError(
+            f"{out} exists; pass --overwrite to replace it or choose another --out."
+        )
+
+
+def read_label_table(path: Path):
+    """The (image, label) table of a labels CSV; the label column may be called 'class'."""
+    import pandas as pd
+
+    from napari_nanowire.core.errors import NanowireError
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise NanowireError(f"Cannot read labels table {path}: {err}") from None
+    column = next((c for c in ("label", "class") if c in table.columns), None)
+    if "image" not in table.columns or column is None:
+        raise NanowireError(
+            f"Labels table {path} needs columns 'image' and 'label' (or 'class'); it has "
+            f"{', '.join(map(str, table.columns)) or 'none'}."
+        )
+    table = table.rename(columns={column: "label"})[["image", "label"]]
+    table = table[(table["image"].str.strip() != "") & (table["label"].str.strip() != "")]
+    if table.empty:
+        raise NanowireError(f"Labels table {path} has no labelled rows; add image,label rows.")
+    return table
+
+
+def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:
+    """The 2D image and pixel size of each file; a stack is refused (one label per image)."""
+    import numpy as np
+
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import read_image
+
+    images, sizes = [], []
+    for path in paths:
+        data = read_image(path, pixel_size_nm)
+        if data.data.ndim != 2:
+            raise NanowireError(
+                f"{path} is a stack of {data.data.shape[0]} images, but a labels table gives "
+                "one label per file; save the images as separate files and label each."
+            )
+        images.append(np.asarray(data.data))
+        sizes.append(data.pixel_size_nm)
+    return images, sizes

@@ -1,0 +1,125 @@
+"""``napari-nanowire train-segmenter``: images with stroke or dense masks in, a segmenter out."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train-segmenter`` sub-command."""
+    p = sub.add_parser(
+        "train-segmenter",
+        help="train a U-Net segmenter on a pretrained encoder from masks or a few strokes",
+        description=(
+            "Train a U-Net decoder (and, with a lower learning rate, the encoder) from masks "
+            "matched to images by file name stem. Masks: 0 = not labelled, 1 = background, "
+            "2.. = classes (a few painted strokes are enough); with --dense-masks, 0 = "
+            "background and 1.. = classes. Writes one model file with encoder and segmenter; "
+            "a classifier in the --encoder file is kept only with --freeze-encoder."
+        ),
+    )
+    p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
+    p.add_argument("--images", required=True, type=Path, metavar="DIR", help="image folder")
+    p.add_argument("--masks", required=True, type=Path, metavar="DIR", help="mask folder")
+    p.add_argument("--dense-masks", action="store_true", help="masks: 0 = background, 1.. = class")
+    p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
+    p.add_argument(
+        "--class-names",
+        metavar="A,B",
+        help="foreground class names, comma-separated, in mask "
+        "value order (default 'foreground', or class_1, class_2, ...)",
+    )
+    p.add_argument("--steps", type=int, metavar="N", help="training steps (default 400)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="crops per step (default 8)")
+    p.add_argument("--tile", type=int, metavar="PX", help="crop/tile side, multiple of 32 (128)")
+    p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
+    p.add_argument(
+        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Match masks to images, train with a progress bar, report the metrics."""
+    from napari_nanowire.cli.pretrain import _show_progress
+    from napari_nanowire.cli.train_classifier import check_out
+    from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
+
+    check_out(args.out, args.overwrite)
+    pairs = match_masks(args.images, args.masks)
+    images, masks, sizes = read_pairs(pairs, args.pixel_size)
+    given = {
+        k: getattr(args, k)
+        for k in ("steps", "batch_size", "tile", "device", "seed")
+        if getattr(args, k) is not None
+    }
+    config = SegmenterConfig(
+        dense_masks=args.dense_masks, freeze_encoder=args.freeze_encoder, **given
+    )
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
+    stop = threading.Event()
+    events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
+    _show_progress(events, stop, enabled=True)
+    return 130 if stop.is_set() else 0
+
+
+def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) file pairs with the same stem; says which files found no partner."""
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import image_files
+
+    for folder, what in ((images_dir, "--images"), (masks_dir, "--masks")):
+        if not folder.is_dir():
+            raise NanowireError(f"{what} {folder} is not a folder; pass the folder of files.")
+    images = {p.stem: p for p in image_files(images_dir)}
+    masks = {p.stem: p for p in image_files(masks_dir)}
+    pairs = [(images[s], masks[s]) for s in images if s in masks]
+    lonely_images = sorted(s for s in images if s not in masks)
+    lonely_masks = sorted(s for s in masks if s not in images)
+    if not pairs:
+        raise NanowireError(
+            f"No mask in {masks_dir} has the file name (without extension) of an image in "
+            f"{images_dir}: name each mask like its image, e.g. images/a.tif and masks/a.tif."
+        )
+    if lonely_images:
+        print(f"images without a mask (not used): {', '.join(lonely_images)}")
+    if lonely_masks:
+        print(f"masks without an image (not used): {', '.join(lonely_masks)}")
+    return pairs
+
+
+def read_pairs(
+    pairs: list[tuple[Path, Path]], pixel_size_nm: float | None
+) -> tuple[list, list, list]:
+    """2D images, masks and pixel sizes (a stack pairs frame by frame with a mask stack)."""
+    import numpy as np
+
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import read_image
+
+    images, masks, sizes = [], [], []
+    for image_path, mask_path in pairs:
+        image = read_image(image_path, pixel_size_nm)
+        mask = np.asarray(read_image(mask_path).data)
+        if mask.shape != image.data.shape:
+            raise NanowireError(
+                f"Mask {mask_path} is {mask.shape} but image {image_path} is "
+                f"{image.data.shape}; a mask must match its image pixel for pixel."
+            )
+        if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
+            raise NanowireError(
+                f"Mask {mask_path} holds {mask.dtype} values; save masks as integer label images."
+            )
+        data = np.asarray(image.data)
+        frames = [(data, mask)] if data.ndim == 2 else list(zip(data, mask, strict=True))
+        for frame, frame_mask in frames:
+            images.append(frame)
+            masks.append(frame_mask)
+            sizes.append(image.pixel_size_nm)
+    return images, masks, sizes
