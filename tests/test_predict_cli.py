@@ -1,0 +1,255 @@
+"""The train-classifier, train-segmenter and predict commands, end to end and on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+
+from napari_nanowire.cli.main import main
+from napari_nanowire.core.encoders import build_encoder
+from napari_nanowire.core.io import read_image, write_tiff
+from napari_nanowire.core.modelfile import ModelFile, load_model, save_model
+from napari_nanowire.core.synthetic import generate_dataset, write_dataset
+
+PX = 2.0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A synthetic data set on disk (2 images a class, 64 px) and a random-init encoder file."""
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(generate_dataset(2, size=64, pixel_size_nm=PX, seed=0), root / "data")
+    torch.manual_seed(0)
+    encoder = ModelFile(meta={"kind": "encoder", "encoder": "tiny", "image_size": 48})
+    encoder.set_part("encoder", build_encoder("tiny"))
+    save_model(encoder, root / "encoder.nwmodel")
+    return root
+
+
+@pytest.fixture(scope="module")
+def both_heads(dataset):
+    """A model file with a segmenter and, trained on its frozen encoder, a classifier."""
+    seg, both = dataset / "seg.nwmodel", dataset / "both.nwmodel"
+    data = dataset / "data"
+    common = ["--device", "cpu", "--seed", "0"]
+    assert (
+        main(
+            [
+                "train-segmenter",
+                "--encoder",
+                str(dataset / "encoder.nwmodel"),
+                "--images",
+                str(data / "images"),
+                "--masks",
+                str(data / "masks"),
+                "--dense-masks",
+                "--out",
+                str(seg),
+                "--steps",
+                "3",
+                "--tile",
+                "32",
+                "--batch-size",
+                "2",
+                "--class-names",
+                "nanowire",
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--encoder",
+                str(seg),
+                "--labels",
+                str(data / "labels.csv"),
+                "--out",
+                str(both),
+                "--epochs",
+                "50",
+                *common,
+            ]
+        )
+        == 0
+    )
+    return both
+
+
+def test_predict_writes_documented_columns_and_masks(dataset, both_heads, tmp_path):
+    meta = load_model(both_heads).meta
+    assert meta["heads"] == ["classifier", "segmenter"]
+    images = sorted((dataset / "data" / "images").glob("*.tif"))[:3]
+    assert main(["predict", str(both_heads), *map(str, images), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    classes = meta["class_names"]
+    assert list(table.columns) == [
+        "image",
+        "class",
+        "confidence",
+        *[f"prob_{c}" for c in classes],
+        "entropy",
+        "margin",
+        "mask",
+        "mask_entropy",
+    ]
+    assert table["image"].tolist() == [str(p) for p in images]
+    probs = table[[f"prob_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(table["confidence"], probs.max(1), atol=1e-6)
+    assert set(table["class"]) <= set(classes)
+    assert table["entropy"].between(0, 1).all() and table["margin"].between(0, 1).all()
+    mask = read_image(tmp_path / table["mask"][0])
+    assert mask.data.dtype == np.uint8 and mask.data.shape == (64, 64)
+    assert mask.pixel_size_nm == pytest.approx(PX) and set(np.unique(mask.data)) <= {0, 1}
+
+
+def test_predict_a_stack_gives_a_row_per_frame(both_heads, tmp_path):
+    stack = np.stack([i.image for i in generate_dataset(1, size=64, pixel_size_nm=PX, seed=5)])
+    write_tiff(tmp_path / "stack.tif", stack, PX)
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(both_heads),
+                str(tmp_path / "stack.tif"),
+                "--out",
+                str(out),
+                "--save-uncertainty",
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(out / "predictions.csv")
+    assert table["image"].tolist() == [f"{tmp_path / 'stack.tif'}[{i}]" for i in range(4)]
+    assert tifffile.imread(out / "masks" / "stack.tif").shape == (4, 64, 64)
+    assert tifffile.imread(out / "uncertainty" / "stack.tif").dtype == np.float32
+
+
+def run_error(argv, capsys) -> str:
+    """Run a command that must fail with exit 2; return its one-line message."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    return err
+
+
+def test_predict_with_an_encoder_only_file_says_to_train(dataset, tmp_path, capsys):
+    image = dataset / "data" / "images" / "bundle_000.tif"
+    err = run_error(
+        ["predict", str(dataset / "encoder.nwmodel"), str(image), "--out", str(tmp_path)], capsys
+    )
+    assert "no classifier or segmenter" in err and "encoder.nwmodel" in err
+
+
+def test_predict_an_unreadable_image_names_it(both_heads, tmp_path, capsys):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    err = run_error(["predict", str(both_heads), str(bad), "--out", str(tmp_path / "o")], capsys)
+    assert "broken.tif" in err
+
+
+def write_labels(path, rows, header="image,label"):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "match"),
+    [
+        ("file,label", ["images/bundle_000.tif,bundle"], "needs columns 'image' and 'label'"),
+        (
+            "image,class",
+            ["images/bundle_000.tif,bundle", "images/bundle_001.tif,bundle"],
+            "another class",
+        ),
+        ("image,label", [], "no labelled rows"),
+        ("image,label", ["images/missing.tif,bundle", "images/bundle_000.tif,x"], "missing.tif"),
+    ],
+)
+def test_train_classifier_label_table_errors(dataset, tmp_path, capsys, header, rows, match):
+    labels = write_labels(tmp_path / "labels.csv", rows, header)
+    root = dataset / "data"
+    err = run_error(
+        [
+            "train-classifier",
+            "--encoder",
+            str(dataset / "encoder.nwmodel"),
+            "--labels",
+            str(labels),
+            "--images-root",
+            str(root),
+            "--out",
+            str(tmp_path / "c.nwmodel"),
+        ],
+        capsys,
+    )
+    assert match in err
+
+
+def test_train_classifier_refuses_a_stack_and_an_existing_output(dataset, tmp_path, capsys):
+    write_tiff(tmp_path / "s.tif", np.zeros((2, 32, 32), np.float32), PX)
+    labels = write_labels(tmp_path / "labels.csv", ["s.tif,a", "s.tif,b"])
+    enc = str(dataset / "encoder.nwmodel")
+    args = ["train-classifier", "--encoder", enc, "--labels", str(labels), "--out"]
+    assert "stack of 2 images" in run_error([*args, str(tmp_path / "c.nwmodel")], capsys)
+    assert "--overwrite" in run_error([*args, enc], capsys)
+
+
+def test_train_segmenter_matching_errors(dataset, tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    write_tiff(images / "a.tif", np.zeros((32, 32), np.float32), PX)
+    write_tiff(masks / "b.tif", np.zeros((32, 32), np.uint8), PX)
+    args = [
+        "train-segmenter",
+        "--encoder",
+        str(dataset / "encoder.nwmodel"),
+        "--images",
+        str(images),
+        "--masks",
+        str(masks),
+        "--out",
+        str(tmp_path / "s.nwmodel"),
+    ]
+    assert "No mask in" in run_error(args, capsys)
+    write_tiff(masks / "a.tif", np.zeros((16, 32), np.uint8), PX)
+    err = run_error(args, capsys)
+    assert "a.tif" in err and "pixel for pixel" in err
+
+
+def test_train_segmenter_says_which_files_are_unmatched(dataset, tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    item = generate_dataset(1, size=64, pixel_size_nm=PX, seed=0)[1]
+    write_tiff(images / "a.tif", item.image, PX)
+    write_tiff(images / "lonely.tif", item.image, PX)
+    write_tiff(masks / "a.tif", item.mask, PX)
+    code = main(
+        [
+            "train-segmenter",
+            "--encoder",
+            str(dataset / "encoder.nwmodel"),
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--dense-masks",
+            "--out",
+            str(tmp_path / "s.nwmodel"),
+            "--steps",
+            "1",
+            "--tile",
+            "32",
+            "--batch-size",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    assert "images without a mask (not used): lonely" in capsys.readouterr().out
