@@ -43,7 +43,7 @@ class DemoConfig:
     pretrain_epochs: int = 8
     pretrain_steps_per_epoch: int | None = 10
     classifier_epochs: int = 300
-    segmenter_steps: int = 150
+    segmenter_steps: int = 60
     device: str = "auto"
     seed: int = 0
 
