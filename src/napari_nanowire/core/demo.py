@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .classify import ClassifierConfig, train_classifier
-from .io import read_image, write_bytes_atomic
+from .io import read_images, write_bytes_atomic
 from .measure import MeasureOptions, measure_masks
 from .predict import Predictor
 from .pretrain import PretrainConfig, pretrain
@@ -96,7 +96,7 @@ def run_demo(
         seed=config.seed,
     )
     data_dir = write_dataset(items, out / "data")
-    stack = read_image(data_dir / "images")
+    stack = read_images([data_dir / "images" / f"{item.name}.tif" for item in items])
     images = [np.asarray(frame) for frame in stack.data]
     labels = [item.label for item in items]
     px = [stack.pixel_size_nm] * len(images)
@@ -194,8 +194,7 @@ def run_demo(
     truth = pd.concat([item.wires for item in items])
     lap("measure", t0)
 
-    picks = [i for c in CLASSES for i in test_idx if labels[i] == c][: 3 * len(CLASSES)]
-    picks = [i for c in CLASSES for i in [j for j in picks if labels[j] == c][:3]]
+    picks = [i for c in CLASSES for i in [j for j in test_idx if labels[j] == c][:3]]
     titles = [
         f"{items[i].name}\n→ {predictions['class'].iloc[i]} {predictions['confidence'].iloc[i]:.0%}"
         for i in picks
