@@ -25,6 +25,7 @@ from napari_nanowire.core.modelfile import ModelFile, load_model
 from napari_nanowire.core.predict import Predictor, entropy, label_next, margin
 from napari_nanowire.core.pretrain import PretrainConfig, pretrain
 from napari_nanowire.core.synthetic import generate_dataset
+from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 4.0  # 64 px images then show 256 nm: enough field to tell the morphologies apart
 

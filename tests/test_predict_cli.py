@@ -13,6 +13,7 @@ from napari_nanowire.core.encoders import build_encoder
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.modelfile import ModelFile, load_model, save_model
 from napari_nanowire.core.synthetic import generate_dataset, write_dataset
+from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 2.0
 

@@ -24,6 +24,7 @@ from napari_nanowire.core.segment import (
 )
 from napari_nanowire.core.synthetic import generate_dataset
 from napari_nanowire.core.tiling import assemble, blend_window, sliding_window, tile_starts
+from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 2.0
 

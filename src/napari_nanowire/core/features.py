@@ -137,33 +137,31 @@ def random_crop(
     image: np.ndarray,
     tile: int,
     targets: np.ndarray | None = None,
+    anchors: np.ndarray | None = None,
     fill: int = -1,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A random ``tile`` x ``tile`` crop, randomly flipped/rotated, of an image and its targets.
 
-    With ``targets`` the crop contains at least one labelled pixel (value >= 0), so sparse
-    strokes are always seen; images smaller than a tile are mirror-padded, their targets padded
-    with ``fill`` (not labelled).
+    ``anchors`` (flat indices of labelled pixels) makes the crop contain one of them, so
+    sparse strokes are always seen. Images smaller than a tile are mirror-padded and their
+    targets padded with ``fill`` (not labelled).
     """
     height, width = image.shape
-    padded = pad_to(image, tile, tile)
-    if targets is not None:
-        labelled = np.flatnonzero(targets >= 0)
-        cy, cx = np.unravel_index(rng.choice(labelled), targets.shape)
-        y = int(np.clip(cy - rng.integers(tile), 0, padded.shape[0] - tile))
-        x = int(np.clip(cx - rng.integers(tile), 0, padded.shape[1] - tile))
+    if anchors is not None:
+        cy, cx = np.unravel_index(rng.choice(anchors), (height, width))
+        y = int(np.clip(cy - rng.integers(tile), 0, max(height - tile, 0)))
+        x = int(np.clip(cx - rng.integers(tile), 0, max(width - tile, 0)))
     else:
-        y = int(rng.integers(padded.shape[0] - tile + 1))
-        x = int(rng.integers(padded.shape[1] - tile + 1))
+        y = int(rng.integers(max(height - tile, 0) + 1))
+        x = int(rng.integers(max(width - tile, 0) + 1))
     k = int(rng.integers(8))
-    crop = dihedral(padded[y : y + tile, x : x + tile], k)
+    crop = dihedral(pad_to(image[y : y + tile, x : x + tile], tile, tile), k)
     if targets is None:
         return np.ascontiguousarray(crop), None
-    full = np.full(padded.shape, fill, targets.dtype)
-    full[:height, :width] = targets
-    return np.ascontiguousarray(crop), np.ascontiguousarray(
-        dihedral(full[y : y + tile, x : x + tile], k)
-    )
+    part = targets[y : y + tile, x : x + tile]
+    padded = np.full((tile, tile), fill, targets.dtype)
+    padded[: part.shape[0], : part.shape[1]] = part
+    return np.ascontiguousarray(crop), np.ascontiguousarray(dihedral(padded, k))
 
 
 def freeze_batchnorm(module: torch.nn.Module) -> None:

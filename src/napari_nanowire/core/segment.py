@@ -272,6 +272,7 @@ def train_segmenter(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(config.steps, 1))
     rng = np.random.default_rng(config.seed)
     usable = [i for i, t in enumerate(targets) if (t >= 0).any()]
+    anchors = [np.flatnonzero(t >= 0) if (t < 0).any() else None for t in targets]
     history: list[float] = []
     rate = Rate(config.steps)
     start = time.perf_counter()
@@ -281,7 +282,7 @@ def train_segmenter(
         net.train()
         freeze_batchnorm(encoder)
         crops = [
-            random_crop(rng, prepared[i], config.tile, targets[i], IGNORE)
+            random_crop(rng, prepared[i], config.tile, targets[i], anchors[i], IGNORE)
             for i in rng.choice(usable, size=config.batch_size)
         ]
         x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
