@@ -1,0 +1,452 @@
+"""Label efficiency: how few labels the classifier and the segmenter need, on synthetic data.
+
+Classification: accuracy on held-out images against labelled images per class (1, 2, 4, 8, 16)
+for a linear classifier on frozen features of a SimCLR encoder, a Barlow Twins encoder, a
+randomly initialised encoder (same architecture and input), and a classical baseline
+(hand-made intensity, texture, orientation and shape features, same logistic regression). Each
+point is the median and interquartile range over random label draws (the same draws for every
+method), as in Lu et al. 2022, Fig. 5.
+
+Segmentation: foreground IoU and Dice on held-out images against labelled images (1, 2, 5,
+10), trained from dense masks or from simulated strokes (skeleton pieces on wires and short
+lines on background, as a user paints them), on the SimCLR and the random encoder.
+
+Both SSL encoders are pretrained here on the unlabelled pool (labels unused). Defaults are
+sized for a 2-core CPU (under 30 minutes); ``--full`` is the GPU-size run.
+
+Usage: .venv/bin/python benchmarks/label_efficiency.py [--full] [--quick]
+Writes benchmarks/out/label_efficiency.json, benchmarks/out/label_efficiency_*.csv and the
+plot benchmarks/label_efficiency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+from skimage.draw import line
+from skimage.feature import (
+    graycomatrix,
+    graycoprops,
+    local_binary_pattern,
+    structure_tensor,
+    structure_tensor_eigenvalues,
+)
+from skimage.filters import threshold_otsu
+from skimage.morphology import skeletonize
+
+from napari_nanowire.core.classify import feature_zoom, fit_linear_head
+from napari_nanowire.core.encoders import build_encoder
+from napari_nanowire.core.features import pooled_features, prepare_image
+from napari_nanowire.core.modelfile import load_model, save_model
+from napari_nanowire.core.predict import Predictor
+from napari_nanowire.core.preprocess import normalize
+from napari_nanowire.core.pretrain import PretrainConfig, load_encoder, pretrain
+from napari_nanowire.core.segment import SegmenterConfig, iou_dice, train_segmenter
+from napari_nanowire.core.synthetic import CLASSES, generate_dataset
+
+HERE = Path(__file__).parent
+OUT = HERE / "out"
+PLOT = HERE / "label_efficiency.png"
+METHODS = ("simclr", "barlow", "random", "classical")
+COLORS = {"simclr": "#0072b2", "barlow": "#009e73", "random": "#d55e00", "classical": "#7f7f7f"}
+
+
+@dataclass
+class Settings:
+    """Everything that sizes a run (recorded in the JSON)."""
+
+    size: int = 128
+    pixel_size_nm: float = 2.0
+    difficulty: float = 0.5
+    pool_per_class: int = 40
+    test_per_class: int = 25
+    encoder: str = "tiny"
+    image_size: int = 64
+    ssl_epochs: int = 30
+    ssl_batch: int = 64
+    labels_per_class: tuple[int, ...] = (1, 2, 4, 8, 16)
+    splits: int = 20
+    seg_images: tuple[int, ...] = (1, 2, 5, 10)
+    seg_methods: tuple[str, ...] = ("simclr", "random")
+    seg_repeats: int = 2
+    seg_steps: int = 120
+    seg_tile: int = 64
+    seg_test: int = 12
+    device: str = "cpu"
+    seed: int = 0
+
+
+FULL = Settings(
+    size=256,
+    pool_per_class=100,
+    test_per_class=50,
+    encoder="resnet18",
+    image_size=128,
+    ssl_epochs=200,
+    ssl_batch=128,
+    splits=50,
+    seg_methods=("simclr", "barlow", "random"),
+    seg_repeats=5,
+    seg_steps=1000,
+    seg_tile=128,
+    seg_test=40,
+    device="auto",
+)
+QUICK = Settings(
+    size=96,
+    pool_per_class=16,
+    test_per_class=8,
+    ssl_epochs=2,
+    splits=3,
+    seg_images=(1, 2),
+    seg_repeats=1,
+    seg_steps=10,
+    seg_test=4,
+    labels_per_class=(1, 2, 4),
+)
+
+
+# --- encoders ------------------------------------------------------------------------------
+
+
+def pretrain_encoders(pool, s: Settings, workdir: Path) -> tuple[dict[str, Path], dict]:
+    """SimCLR and Barlow Twins encoders pretrained on the pool, plus a random one alike."""
+    paths, seconds = {}, {}
+    images = [item.image for item in pool]
+    for method in ("simclr", "barlow"):
+        config = PretrainConfig(
+            method=method,
+            encoder=s.encoder,
+            epochs=s.ssl_epochs,
+            batch_size=s.ssl_batch,
+            image_size=s.image_size,
+            device=s.device,
+            seed=s.seed,
+        )
+        paths[method] = workdir / f"{method}.nwmodel"
+        start = time.perf_counter()
+        for event in pretrain(
+            images, config, paths[method], pixel_sizes_nm=[s.pixel_size_nm] * len(images)
+        ):
+            last = event
+        seconds[method] = time.perf_counter() - start
+        print(f"pretrained {method}: {last.step} steps in {seconds[method]:.0f} s, {last.metrics}")
+    random_file = load_model(paths["simclr"])  # same meta (input size, zoom), fresh weights
+    torch.manual_seed(s.seed)
+    random_file.set_part("encoder", build_encoder(s.encoder))
+    paths["random"] = save_model(random_file, workdir / "random.nwmodel")
+    return paths, seconds
+
+
+def encoder_features(path: Path, items, s: Settings) -> np.ndarray:
+    """Pooled features as the classifier computes them (same zoom and tiles)."""
+    encoder, model = load_encoder(path)
+    tile = model.meta["image_size"]
+    zoom = feature_zoom(model.meta, tile)
+    prepared = [
+        prepare_image(i.image, i.pixel_size_nm, model.meta["pixel_size_nm"], zoom) for i in items
+    ]
+    return pooled_features(encoder, prepared, tile, max_tiles=16, device=s.device)
+
+
+# --- classical baseline ----------------------------------------------------------------------
+
+
+def classical_features(image: np.ndarray) -> np.ndarray:
+    """Hand-made descriptors of one image: intensity, GLCM, LBP, orientation, dark-phase shape."""
+    norm = normalize(image)
+    percentiles = np.percentile(norm, [1, 5, 25, 50, 75, 95, 99])
+    levels = 32
+    quant = np.clip((norm - norm.min()) / (np.ptp(norm) + 1e-9) * levels, 0, levels - 1)
+    glcm = graycomatrix(
+        quant.astype(np.uint8),
+        [1, 3, 6],
+        [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+        levels,
+        symmetric=True,
+        normed=True,
+    )
+    texture = []
+    for prop in ("contrast", "homogeneity", "energy", "correlation"):
+        values = graycoprops(glcm, prop)  # (distances, angles)
+        texture += [*values.mean(1), *(values.max(1) - values.min(1))]
+    lbp = []
+    for radius in (1, 3):
+        codes = local_binary_pattern(quant.astype(np.uint8), 8, radius, method="uniform")
+        lbp += list(np.bincount(codes.astype(int).ravel(), minlength=10)[:10] / codes.size)
+    a_rr, a_rc, a_cc = structure_tensor(norm, sigma=2.0, order="rc")
+    l1, l2 = structure_tensor_eigenvalues([a_rr, a_rc, a_cc])
+    energy = l1 + l2 + 1e-9
+    coherence = float(((l1 - l2) / energy).mean())
+    doubled = (a_cc - a_rr + 2j * a_rc).sum() / energy.sum()  # nematic order of gradients
+    dark = norm < threshold_otsu(norm)
+    labels, n = ndimage.label(dark)
+    sizes = np.bincount(labels.ravel())[1:] if n else np.array([0])
+    spans = ndimage.find_objects(labels)
+    largest = int(np.argmax(sizes)) if n else 0
+    span_x = (spans[largest][1].stop - spans[largest][1].start) / dark.shape[1] if n else 0.0
+    span_y = (spans[largest][0].stop - spans[largest][0].start) / dark.shape[0] if n else 0.0
+    shape = [dark.mean(), n / dark.size * 1e3, sizes.max() / dark.size, max(span_x, span_y)]
+    return np.array(
+        [*percentiles, *texture, *lbp, coherence, abs(doubled), *shape], dtype=np.float32
+    )
+
+
+# --- classification --------------------------------------------------------------------------
+
+
+def classification(features: dict[str, tuple[np.ndarray, np.ndarray]], pool_y, test_y, s):
+    """Accuracy of every method for every label count and split (one row each)."""
+    rows = []
+    for n in s.labels_per_class:
+        for split in range(s.splits):
+            rng = np.random.default_rng([s.seed, n, split])
+            picked = np.concatenate(
+                [
+                    rng.choice(np.flatnonzero(pool_y == c), n, replace=False)
+                    for c in range(len(CLASSES))
+                ]
+            )
+            for method, (pool_f, test_f) in features.items():
+                head, _ = fit_linear_head(pool_f[picked], pool_y[picked], len(CLASSES), seed=split)
+                with torch.no_grad():
+                    pred = head(torch.as_tensor(test_f)).argmax(1).numpy()
+                accuracy = float((pred == test_y).mean())
+                rows.append(dict(method=method, labels_per_class=n, split=split, accuracy=accuracy))
+    return pd.DataFrame(rows)
+
+
+# --- segmentation ----------------------------------------------------------------------------
+
+
+def strokes(
+    mask: np.ndarray, rng: np.random.Generator, n_wire: int = 4, n_bg: int = 4
+) -> np.ndarray:
+    """Simulated user strokes: pieces of wire skeletons (2) and short background lines (1)."""
+    out = np.zeros(mask.shape, np.uint8)
+    skeleton = np.argwhere(skeletonize(mask.astype(bool)))
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    for cy, cx in skeleton[rng.choice(len(skeleton), min(n_wire, len(skeleton)), replace=False)]:
+        near = (yy - cy) ** 2 + (xx - cx) ** 2 <= 12**2
+        piece = np.zeros(mask.shape, bool)
+        piece[tuple(skeleton.T)] = True
+        out[ndimage.binary_dilation(piece & near) & mask.astype(bool)] = 2
+    far = ndimage.distance_transform_edt(mask == 0) > 3
+    candidates = np.argwhere(far)
+    for cy, cx in candidates[
+        rng.choice(len(candidates), min(n_bg, len(candidates)), replace=False)
+    ]:
+        angle = rng.uniform(0, np.pi)
+        ey = int(np.clip(cy + 20 * np.sin(angle), 0, mask.shape[0] - 1))
+        ex = int(np.clip(cx + 20 * np.cos(angle), 0, mask.shape[1] - 1))
+        rr, cc = line(int(cy), int(cx), ey, ex)
+        stroke = np.zeros(mask.shape, bool)
+        stroke[rr, cc] = True
+        out[ndimage.binary_dilation(stroke) & far & (out == 0)] = 1
+    return out
+
+
+def segmentation(paths: dict[str, Path], pool, test, s: Settings, workdir: Path) -> pd.DataFrame:
+    """IoU/Dice on the test images for every encoder, label count, mask kind and repeat."""
+    rows = []
+    for repeat in range(s.seg_repeats):
+        for n in s.seg_images:
+            rng = np.random.default_rng([s.seed, 99, n, repeat])
+            chosen = [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+            for kind in ("dense", "sparse"):
+                masks = [i.mask if kind == "dense" else strokes(i.mask, rng) for i in chosen]
+                for method in s.seg_methods:
+                    config = SegmenterConfig(
+                        steps=s.seg_steps,
+                        tile=s.seg_tile,
+                        dense_masks=kind == "dense",
+                        device=s.device,
+                        seed=repeat,
+                    )
+                    out = workdir / f"seg_{method}.nwmodel"
+                    start = time.perf_counter()
+                    list(
+                        train_segmenter(
+                            paths[method],
+                            [i.image for i in chosen],
+                            masks,
+                            out,
+                            [s.pixel_size_nm] * n,
+                            config=config,
+                        )
+                    )
+                    seconds = time.perf_counter() - start
+                    predictor = Predictor.load(out, s.device)
+                    preds = [predictor.segment(i.image, i.pixel_size_nm).mask for i in test]
+                    iou, dice = iou_dice(
+                        np.concatenate([p.ravel() for p in preds]),
+                        np.concatenate([i.mask.ravel() for i in test]),
+                        2,
+                    )
+                    labelled = (
+                        float(np.mean([(m > 0).mean() for m in masks])) if kind == "sparse" else 1.0
+                    )
+                    rows.append(
+                        dict(
+                            method=method,
+                            masks=kind,
+                            images=n,
+                            repeat=repeat,
+                            iou=iou,
+                            dice=dice,
+                            labelled_fraction=labelled,
+                            train_s=seconds,
+                        )
+                    )
+                    print(
+                        f"segmentation {method} {kind} n={n} repeat {repeat}: "
+                        f"IoU {iou:.3f} ({seconds:.0f} s)"
+                    )
+    return pd.DataFrame(rows)
+
+
+# --- summary and plot ------------------------------------------------------------------------
+
+
+def summarise(table: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Median and quartiles of ``value`` per group."""
+    grouped = table.groupby(keys)[value]
+    return pd.DataFrame(
+        {"median": grouped.median(), "q25": grouped.quantile(0.25), "q75": grouped.quantile(0.75)}
+    ).reset_index()
+
+
+def plot(cls_summary: pd.DataFrame, seg_summary: pd.DataFrame, s: Settings, path: Path) -> None:
+    """Two panels: accuracy vs labels per class, IoU vs labelled images (median, IQR band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method in METHODS:
+        part = cls_summary[cls_summary["method"] == method]
+        x = part["labels_per_class"]
+        ax1.plot(x, part["median"], "o-", color=COLORS[method], label=method)
+        ax1.fill_between(x, part["q25"], part["q75"], color=COLORS[method], alpha=0.2)
+    ax1.axhline(1 / len(CLASSES), color="k", ls=":", lw=1, label="chance")
+    ax1.set(
+        xscale="log",
+        xlabel="labelled images per class",
+        ylabel="test accuracy",
+        title=f"Classification ({len(CLASSES)} classes, linear head)",
+        ylim=(0, 1),
+    )
+    ax1.minorticks_off()
+    ax1.set_xticks(s.labels_per_class, [str(n) for n in s.labels_per_class])
+    ax1.legend(fontsize=8)
+    for (method, kind), part in seg_summary.groupby(["method", "masks"]):
+        x = part["images"]
+        style = "o-" if kind == "dense" else "s--"
+        ax2.plot(x, part["median"], style, color=COLORS[method], label=f"{method}, {kind}")
+        ax2.fill_between(x, part["q25"], part["q75"], color=COLORS[method], alpha=0.15)
+    ax2.set(
+        xscale="log",
+        xlabel="labelled images",
+        ylabel="test IoU (wires)",
+        title="Segmentation (U-Net, dense masks or strokes)",
+        ylim=(0, 1),
+    )
+    ax2.minorticks_off()
+    ax2.set_xticks(s.seg_images, [str(n) for n in s.seg_images])
+    ax2.legend(fontsize=8)
+    fig.suptitle(
+        f"Synthetic TEM, {s.size} px at {s.pixel_size_nm} nm/px, difficulty {s.difficulty}; "
+        f"{s.encoder} encoder, {s.ssl_epochs} SSL epochs",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="the GPU-size run")
+    p.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
+    p.add_argument("--device", help="override the device (default cpu, auto with --full)")
+    p.add_argument("--ssl-epochs", type=int, help="override the pretraining epochs")
+    p.add_argument("--pool-per-class", type=int, help="override the unlabelled pool size")
+    args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up in logs as they come
+    s = FULL if args.full else QUICK if args.quick else Settings()
+    overrides = {k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class")}
+    s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+    start = time.perf_counter()
+    load_before = os.getloadavg()
+    pool = generate_dataset(s.pool_per_class, s.size, s.pixel_size_nm, s.difficulty, seed=s.seed)
+    test = generate_dataset(
+        s.test_per_class, s.size, s.pixel_size_nm, s.difficulty, seed=s.seed + 1000
+    )
+    pool_y = np.array([CLASSES.index(i.label) for i in pool])
+    test_y = np.array([CLASSES.index(i.label) for i in test])
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        paths, ssl_seconds = pretrain_encoders(pool, s, workdir)
+        features = {
+            m: (encoder_features(paths[m], pool, s), encoder_features(paths[m], test, s))
+            for m in ("simclr", "barlow", "random")
+        }
+        features["classical"] = tuple(
+            np.stack([classical_features(i.image) for i in items]) for items in (pool, test)
+        )
+        cls = classification(features, pool_y, test_y, s)
+        seg_test = [test[i] for i in np.linspace(0, len(test) - 1, s.seg_test).round().astype(int)]
+        seg = segmentation(paths, pool, seg_test, s, workdir)
+    cls_summary = summarise(cls, ["method", "labels_per_class"], "accuracy")
+    seg_summary = summarise(seg, ["method", "masks", "images"], "iou")
+    dice_summary = summarise(seg, ["method", "masks", "images"], "dice")
+    OUT.mkdir(exist_ok=True)
+    cls.to_csv(OUT / "label_efficiency_classification.csv", index=False)
+    seg.to_csv(OUT / "label_efficiency_segmentation.csv", index=False)
+    plot(cls_summary, seg_summary, s, PLOT)
+    elapsed = time.perf_counter() - start
+    print("\nClassification accuracy, median [IQR] over", s.splits, "label draws")
+    print(
+        cls_summary.pivot(index="labels_per_class", columns="method", values="median")
+        .round(3)
+        .to_string()
+    )
+    print("\nSegmentation IoU, median over", s.seg_repeats, "repeats")
+    print(
+        seg_summary.pivot(index="images", columns=["method", "masks"], values="median")
+        .round(3)
+        .to_string()
+    )
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, torch {torch.__version__}",
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "settings": asdict(s),
+        "pretrain_seconds": ssl_seconds,
+        "total_seconds": elapsed,
+        "classification": cls_summary.to_dict("records"),
+        "segmentation_iou": seg_summary.to_dict("records"),
+        "segmentation_dice": dice_summary.to_dict("records"),
+    }
+    (OUT / "label_efficiency.json").write_text(json.dumps(result, indent=1))
+    print(f"\ntotal {elapsed / 60:.1f} min; wrote {PLOT} and {OUT / 'label_efficiency.json'}")
+
+
+if __name__ == "__main__":
+    main()
