@@ -118,7 +118,7 @@ def test_segmenter_learns_wires_and_predicts_held_out_images(tmp_path):
     train = generate_dataset(2, size=64, pixel_size_nm=PX, difficulty=0.3, seed=0)
     test = generate_dataset(1, size=96, pixel_size_nm=PX, difficulty=0.3, seed=100)
     out = tmp_path / "seg.nwmodel"
-    config = SegmenterConfig(steps=40, tile=64, dense_masks=True, device="cpu")
+    config = SegmenterConfig(steps=60, tile=64, dense_masks=True, device="cpu")
     events = list(
         train_segmenter(
             encoder_file(), [i.image for i in train], [i.mask for i in train], out, config=config
@@ -132,11 +132,11 @@ def test_segmenter_learns_wires_and_predicts_held_out_images(tmp_path):
         np.concatenate([i.mask.ravel() for i in test]),
         2,
     )
-    # Measured with this recipe (8 images, 40 steps, 4 held-out 96 px images) over encoder,
-    # data and test seeds 0-5: IoU 0.54-0.84, median 0.73; bound 0.45. Calling every pixel a
-    # wire scores the wire area fraction (under 0.5 here).
+    # Measured with this recipe (8 images, 60 steps, 4 held-out 96 px images, one torch
+    # thread) over encoder, data and test seeds 0-7: IoU 0.47-0.90, median 0.76; bound 0.40.
+    # Calling every pixel a wire scores the wire area fraction (0.20 here).
     truth = np.concatenate([i.mask.ravel() for i in test])
-    assert truth.mean() < 0.45 < iou
+    assert truth.mean() < 0.40 < iou
     assert all(p.mask.dtype == np.uint8 and p.mask.shape == (96, 96) for p in preds)
     meta = load_model(out).meta
     assert meta["kind"] == "segmenter" and meta["mask_classes"] == ["background", "foreground"]
