@@ -75,13 +75,13 @@ class Settings:
     test_per_class: int = 25
     encoder: str = "tiny"
     image_size: int = 64
-    ssl_epochs: int = 30
+    ssl_epochs: int = 200
     ssl_batch: int = 64
     labels_per_class: tuple[int, ...] = (1, 2, 4, 8, 16)
     splits: int = 20
     seg_images: tuple[int, ...] = (1, 2, 5, 10)
     seg_methods: tuple[str, ...] = ("simclr", "random")
-    seg_repeats: int = 2
+    seg_repeats: int = 3
     seg_steps: int = 120
     seg_tile: int = 64
     seg_test: int = 12
@@ -142,7 +142,7 @@ def pretrain_encoders(pool, s: Settings, workdir: Path) -> tuple[dict[str, Path]
             images, config, paths[method], pixel_sizes_nm=[s.pixel_size_nm] * len(images)
         ):
             last = event
-        seconds[method] = time.perf_counter() - start
+        seconds[method] = round(time.perf_counter() - start, 1)
         print(f"pretrained {method}: {last.step} steps in {seconds[method]:.0f} s, {last.metrics}")
     random_file = load_model(paths["simclr"])  # same meta (input size, zoom), fresh weights
     torch.manual_seed(s.seed)
@@ -378,6 +378,21 @@ def plot(cls_summary: pd.DataFrame, seg_summary: pd.DataFrame, s: Settings, path
     plt.close(fig)
 
 
+def markdown(summary: pd.DataFrame, index: str, columns: list[str]) -> str:
+    """A markdown table of "median [q25, q75]" cells, rows ``index``, columns ``columns``."""
+    cells = summary.assign(
+        cell=[f"{m:.2f} [{a:.2f}, {b:.2f}]" for m, a, b in summary[["median", "q25", "q75"]].values]
+    )
+    table = cells.pivot(index=index, columns=columns, values="cell")
+    heads = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in table.columns]
+    lines = [f"| {index} | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    lines += [
+        f"| {i} | " + " | ".join(row) + " |"
+        for i, row in zip(table.index, table.values, strict=True)
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="the GPU-size run")
@@ -385,11 +400,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", help="override the device (default cpu, auto with --full)")
     p.add_argument("--ssl-epochs", type=int, help="override the pretraining epochs")
     p.add_argument("--pool-per-class", type=int, help="override the unlabelled pool size")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: two threads on a 2-core machine shared with other "
+        "work ran 10-15x slower here, one thread on an idle one only ~1.5x)",
+    )
     args = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines show up in logs as they come
+    torch.set_num_threads(args.threads)
     s = FULL if args.full else QUICK if args.quick else Settings()
     overrides = {k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class")}
     s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+    OUT.mkdir(exist_ok=True)
+    times = {}
     start = time.perf_counter()
     load_before = os.getloadavg()
     pool = generate_dataset(s.pool_per_class, s.size, s.pixel_size_nm, s.difficulty, seed=s.seed)
@@ -398,9 +423,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     pool_y = np.array([CLASSES.index(i.label) for i in pool])
     test_y = np.array([CLASSES.index(i.label) for i in test])
+    times["data"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         paths, ssl_seconds = pretrain_encoders(pool, s, workdir)
+        times.update({f"pretrain {m}": t for m, t in ssl_seconds.items()})
+        mark = time.perf_counter()
         features = {
             m: (encoder_features(paths[m], pool, s), encoder_features(paths[m], test, s))
             for m in ("simclr", "barlow", "random")
@@ -409,43 +437,43 @@ def main(argv: list[str] | None = None) -> None:
             np.stack([classical_features(i.image) for i in items]) for items in (pool, test)
         )
         cls = classification(features, pool_y, test_y, s)
+        times["classification"] = time.perf_counter() - mark
+        cls.to_csv(OUT / "label_efficiency_classification.csv", index=False)
+        cls_summary = summarise(cls, ["method", "labels_per_class"], "accuracy")
+        print(f"\nClassification accuracy, median [IQR] over {s.splits} label draws")
+        print(markdown(cls_summary, "labels_per_class", ["method"]))
+        mark = time.perf_counter()
         seg_test = [test[i] for i in np.linspace(0, len(test) - 1, s.seg_test).round().astype(int)]
         seg = segmentation(paths, pool, seg_test, s, workdir)
-    cls_summary = summarise(cls, ["method", "labels_per_class"], "accuracy")
+        times["segmentation"] = time.perf_counter() - mark
+    seg.to_csv(OUT / "label_efficiency_segmentation.csv", index=False)
     seg_summary = summarise(seg, ["method", "masks", "images"], "iou")
     dice_summary = summarise(seg, ["method", "masks", "images"], "dice")
-    OUT.mkdir(exist_ok=True)
-    cls.to_csv(OUT / "label_efficiency_classification.csv", index=False)
-    seg.to_csv(OUT / "label_efficiency_segmentation.csv", index=False)
     plot(cls_summary, seg_summary, s, PLOT)
     elapsed = time.perf_counter() - start
-    print("\nClassification accuracy, median [IQR] over", s.splits, "label draws")
-    print(
-        cls_summary.pivot(index="labels_per_class", columns="method", values="median")
-        .round(3)
-        .to_string()
-    )
-    print("\nSegmentation IoU, median over", s.seg_repeats, "repeats")
-    print(
-        seg_summary.pivot(index="images", columns=["method", "masks"], values="median")
-        .round(3)
-        .to_string()
-    )
+    print(f"\nSegmentation IoU, median [IQR] over {s.seg_repeats} repeats")
+    print(markdown(seg_summary, "images", ["method", "masks"]))
+    print(f"\nSegmentation Dice, median [IQR] over {s.seg_repeats} repeats")
+    print(markdown(dice_summary, "images", ["method", "masks"]))
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, torch {torch.__version__}",
+        f"{platform.python_version()}, torch {torch.__version__}, {args.threads} thread(s)",
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "settings": asdict(s),
-        "pretrain_seconds": ssl_seconds,
+        "seconds": times,
         "total_seconds": elapsed,
         "classification": cls_summary.to_dict("records"),
         "segmentation_iou": seg_summary.to_dict("records"),
         "segmentation_dice": dice_summary.to_dict("records"),
     }
     (OUT / "label_efficiency.json").write_text(json.dumps(result, indent=1))
-    print(f"\ntotal {elapsed / 60:.1f} min; wrote {PLOT} and {OUT / 'label_efficiency.json'}")
+    phases = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+    print(
+        f"\ntotal {elapsed / 60:.1f} min ({phases}); "
+        f"load average before/after {load_before[0]:.1f}/{os.getloadavg()[0]:.1f}; wrote {PLOT}"
+    )
 
 
 if __name__ == "__main__":
