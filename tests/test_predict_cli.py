@@ -203,54 +203,37 @@ def test_train_classifier_refuses_a_stack_and_an_existing_output(dataset, tmp_pa
     assert "--overwrite" in run_error([*args, enc], capsys)
 
 
-def test_train_segmenter_matching_errors(dataset, tmp_path, capsys):
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    write_tiff(images / "a.tif", np.zeros((32, 32), np.float32), PX)
-    write_tiff(masks / "b.tif", np.zeros((32, 32), np.uint8), PX)
-    args = [
+def segmenter_args(dataset, folder, *extra: str) -> list[str]:
+    """train-segmenter on ``folder``/images and ``folder``/masks with the test encoder."""
+    return [
         "train-segmenter",
         "--encoder",
         str(dataset / "encoder.nwmodel"),
         "--images",
-        str(images),
+        str(folder / "images"),
         "--masks",
-        str(masks),
+        str(folder / "masks"),
         "--out",
-        str(tmp_path / "s.nwmodel"),
+        str(folder / "s.nwmodel"),
+        *extra,
     ]
+
+
+def test_train_segmenter_matching_errors(dataset, tmp_path, capsys):
+    write_tiff(tmp_path / "images" / "a.tif", np.zeros((32, 32), np.float32), PX)
+    write_tiff(tmp_path / "masks" / "b.tif", np.zeros((32, 32), np.uint8), PX)
+    args = segmenter_args(dataset, tmp_path)
     assert "No mask in" in run_error(args, capsys)
-    write_tiff(masks / "a.tif", np.zeros((16, 32), np.uint8), PX)
+    write_tiff(tmp_path / "masks" / "a.tif", np.zeros((16, 32), np.uint8), PX)
     err = run_error(args, capsys)
     assert "a.tif" in err and "pixel for pixel" in err
 
 
 def test_train_segmenter_says_which_files_are_unmatched(dataset, tmp_path, capsys):
-    images, masks = tmp_path / "images", tmp_path / "masks"
     item = generate_dataset(1, size=64, pixel_size_nm=PX, seed=0)[1]
-    write_tiff(images / "a.tif", item.image, PX)
-    write_tiff(images / "lonely.tif", item.image, PX)
-    write_tiff(masks / "a.tif", item.mask, PX)
-    code = main(
-        [
-            "train-segmenter",
-            "--encoder",
-            str(dataset / "encoder.nwmodel"),
-            "--images",
-            str(images),
-            "--masks",
-            str(masks),
-            "--dense-masks",
-            "--out",
-            str(tmp_path / "s.nwmodel"),
-            "--steps",
-            "1",
-            "--tile",
-            "32",
-            "--batch-size",
-            "1",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert code == 0
+    write_tiff(tmp_path / "images" / "a.tif", item.image, PX)
+    write_tiff(tmp_path / "images" / "lonely.tif", item.image, PX)
+    write_tiff(tmp_path / "masks" / "a.tif", item.mask, PX)
+    extra = ("--dense-masks", "--steps", "1", "--tile", "32", "--batch-size", "1")
+    assert main(segmenter_args(dataset, tmp_path, *extra, "--device", "cpu")) == 0
     assert "images without a mask (not used): lonely" in capsys.readouterr().out

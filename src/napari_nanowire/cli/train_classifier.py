@@ -38,13 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, metavar="N", help="linear head steps (default 300)")
     p.add_argument("--fine-tune-epochs", type=int, metavar="N", help="fine-tune passes (20)")
     p.add_argument("--tile", type=int, metavar="PX", help="feature tile (default: encoder's)")
+    add_common_options(p)
+    p.set_defaults(func=run)
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options every training command shares: pixel size, device, seed, overwrite."""
     p.add_argument(
         "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.set_defaults(func=run)
+
+
+def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The named options the user gave (left-out ones keep the config's defaults)."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +66,7 @@ def run(args: argparse.Namespace) -> int:
     table = read_label_table(args.labels)
     root = args.images_root or args.labels.parent
     images, sizes = read_labelled_images([root / p for p in table["image"]], args.pixel_size)
-    given = {
-        k: getattr(args, k)
-        for k in ("epochs", "fine_tune_epochs", "tile", "device", "seed")
-        if getattr(args, k) is not None
-    }
+    given = given_options(args, ("epochs", "fine_tune_epochs", "tile", "device", "seed"))
     config = ClassifierConfig(fine_tune=args.fine_tune, **given)
     counts = table["label"].value_counts().sort_index()
     print(

@@ -6,6 +6,8 @@ import argparse
 import threading
 from pathlib import Path
 
+from napari_nanowire.cli.train_classifier import add_common_options, check_out, given_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train-segmenter`` sub-command."""
@@ -35,29 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, metavar="B", help="crops per step (default 8)")
     p.add_argument("--tile", type=int, metavar="PX", help="crop/tile side, multiple of 32 (128)")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
-    p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
-    )
-    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_common_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Match masks to images, train with a progress bar, report the metrics."""
     from napari_nanowire.cli.pretrain import _show_progress
-    from napari_nanowire.cli.train_classifier import check_out
     from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
 
     check_out(args.out, args.overwrite)
     pairs = match_masks(args.images, args.masks)
     images, masks, sizes = read_pairs(pairs, args.pixel_size)
-    given = {
-        k: getattr(args, k)
-        for k in ("steps", "batch_size", "tile", "device", "seed")
-        if getattr(args, k) is not None
-    }
+    given = given_options(args, ("steps", "batch_size", "tile", "device", "seed"))
     config = SegmenterConfig(
         dense_masks=args.dense_masks, freeze_encoder=args.freeze_encoder, **given
     )
