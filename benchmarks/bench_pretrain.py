@@ -64,8 +64,12 @@ def _images(n_per_class: int = 4, size: int = 512):
     return [item.image for item in generate_dataset(n_per_class, size=size, seed=0)]
 
 
-def _network(args: argparse.Namespace, channels_last: bool):
-    """Encoder + projector exactly as pretrain() builds them, with an AdamW optimizer."""
+def _network(args: argparse.Namespace, channels_last: bool, fused: bool = True):
+    """Encoder + projector exactly as pretrain() builds them, with an AdamW optimizer.
+
+    ``fused`` AdamW is what pretrain() and the fastest bare loop use; the reference uses the
+    default (per-tensor) AdamW, as most training scripts do.
+    """
     import torch
 
     from napari_nanowire.core.encoders import build_encoder
@@ -78,7 +82,7 @@ def _network(args: argparse.Namespace, channels_last: bool):
     net = SSLNet(encoder, build_projector(args.method, encoder.out_dim, *dims)).to(args.device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    return net, torch.optim.AdamW(net.parameters(), lr=1e-3)
+    return net, torch.optim.AdamW(net.parameters(), lr=1e-3, fused=fused or None)
 
 
 def _flops_per_step(args: argparse.Namespace) -> float:
@@ -184,7 +188,7 @@ def phase_reference(args: argparse.Namespace) -> dict:
         num_workers=args.ref_workers,
     )
     loss_fn = NTXentLoss(temperature=0.2) if args.method == "simclr" else BarlowTwinsLoss(5e-3)
-    net, opt = _network(args, channels_last=False)
+    net, opt = _network(args, channels_last=False, fused=False)
     batches = iter(loader)
 
     def step() -> None:

@@ -220,12 +220,21 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tens
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, model: ModelFile, groups: list) -> None:
-    """Restore optimizer state saved by :func:`_optimizer_tensors` with its param groups."""
+    """Restore optimizer state saved by :func:`_optimizer_tensors` with its param groups.
+
+    State tensors get their parameter's memory layout back (files store them contiguous):
+    fused AdamW silently mixes up elements when a state tensor's strides differ from its
+    parameter's (channels_last convolution weights).
+    """
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in model.part("optimizer").items():
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    for param, param_state in optimizer.state.items():
+        for name, value in param_state.items():
+            if value.shape == param.shape:
+                param_state[name] = torch.empty_like(param).copy_(value)
 
 
 def load_encoder(path_or_modelfile: str | os.PathLike | ModelFile) -> tuple[Encoder, ModelFile]:
@@ -329,6 +338,7 @@ class _Trainer:
             [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.lr,
             weight_decay=cfg.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),  # 5x faster than the per-tensor loop
         )
         self.amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
