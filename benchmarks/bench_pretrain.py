@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ref-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--threads", type=int, help="torch threads per phase (default: torch's)")
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    p.add_argument("--out", type=Path, default=OUT, help="JSON report (default: %(default)s)")
     p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # child process
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # child process
     return p.parse_args(argv)
@@ -340,14 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     table = _table(best, args)
     print(table)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("phase", "result")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k not in ("phase", "result", "out")}
     report = {"machine": machine, "settings": settings, "flops_per_step": flops}
     report.update(best=best, runs=runs)
     report["machine"]["load_avg_after"] = os.getloadavg()
     report["table"] = table
-    OUT.write_text(json.dumps(report, indent=2))
-    print(f"wrote {OUT}")
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
     return 0
 
 
