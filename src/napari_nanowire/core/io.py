@@ -38,8 +38,9 @@ class ReadError(NanowireError):
 class ImageData:
     """An image or stack as read from disk, with its calibration.
 
-    ``data`` is (Y, X) for one image and (N, Y, X) for a stack, in the file's own dtype; it is
-    a numpy array (a memory map for very large TIFFs) or a dask array (very large EM files).
+    ``data`` is (Y, X) for one image and (N, Y, X) for a stack, in the file's own dtype: a numpy
+    array, or, for inputs read lazily (see :func:`read_image`), a memory map (uncompressed TIFF)
+    or a dask array (compressed TIFFs, EM files, folders) whose frames are read when indexed.
     ``pixel_size_nm`` is None when the file carries no usable calibration.
     """
 
@@ -65,7 +66,7 @@ EM_FORMATS = {  # suffix -> (rosettasciio module, format name)
 SUPPORTED_SUFFIXES: tuple[str, ...] = TIFF_SUFFIXES + PICTURE_SUFFIXES + tuple(EM_FORMATS)
 
 LAZY_BYTES = 1 << 30
-"""Files larger than this are memory-mapped (TIFF) or read lazily with dask (EM formats)."""
+"""Inputs (a file, or a folder's files together) larger than this are read lazily."""
 
 MAX_PIXEL_SIZE_NM = 10_000.0
 """Calibrations coarser than 10 µm/px are print or screen resolutions (72-300 dpi is 85-350 µm
@@ -110,12 +111,21 @@ def pixel_size_from_units(value: float, unit: str) -> float:
     return float(Fraction(_positive_number(value, "A pixel size")) * factor)
 
 
-def read_image(path: str | os.PathLike, pixel_size_nm: float | None = None) -> ImageData:
+def read_image(
+    path: str | os.PathLike, pixel_size_nm: float | None = None, lazy: bool | None = None
+) -> ImageData:
     """Read one image file, a multi-page file as a stack, or a folder of images as a stack.
 
     A folder gives every readable image in it (hidden files and sub-folders skipped), in
     natural order (img2 before img10), as one stack; see :func:`read_images` for the rules.
     ``pixel_size_nm`` overrides the file's calibration (e.g. when the file has none).
+
+    ``lazy`` (default: when the input is larger than :data:`LAZY_BYTES`) reads only headers
+    and leaves the pixels on disk until a frame is indexed, so stacks larger than memory open:
+    uncompressed TIFFs are memory-mapped; compressed TIFFs, PNG/JPEG/BMP files and folders
+    become dask arrays of per-page or per-file reads; EM files become rosettasciio's dask
+    arrays. Shapes, dtypes and pixel sizes come from the headers, and the size and pixel-size
+    checks of a folder run on them.
     """
     path, pixel_size_nm = Path(path), _given_pixel_size(pixel_size_nm)
     if not path.exists():
@@ -124,8 +134,9 @@ def read_image(path: str | os.PathLike, pixel_size_nm: float | None = None) -> I
         files = image_files(path)
         if not files:
             raise ReadError(_no_images_message(path))
-        return _stack([_read_file(f) for f in files], path, pixel_size_nm)
-    return _override_pixel_size(_read_file(path), pixel_size_nm)
+        lazy = _too_big(files) if lazy is None else lazy
+        return _stack([_read_file(f, lazy) for f in files], path, pixel_size_nm, lazy)
+    return _override_pixel_size(_read_file(path, lazy), pixel_size_nm)
 
 
 def read_images(
@@ -144,7 +155,9 @@ def read_images(
     if len(paths) == 1:
         return read_image(paths[0], pixel_size_nm)
     source = Path(os.path.commonpath([p.absolute() for p in paths]))
-    return _stack([read_image(p) for p in paths], source, pixel_size_nm)
+    files = [f for p in paths for f in (image_files(p) if p.is_dir() else [p])]
+    lazy = _too_big(files)
+    return _stack([read_image(p, lazy=lazy) for p in paths], source, pixel_size_nm, lazy)
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -168,42 +181,109 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None) -> Path:
-    """Write a 2D image or (N, Y, X) stack as an ImageJ TIFF with the pixel size in nm.
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` when the block ends.
 
-    The file is written to a temporary name and moved into place, so a crash never leaves a
-    half-written file. ImageJ/Fiji and :func:`read_image` both read the pixel size back.
+    If the block raises (or a generator holding it is closed early) the temporary file is
+    removed instead, so ``path`` is always either the old file or a complete new one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict = {"imagej": True}
-    if pixel_size_nm:
-        kwargs["resolution"] = (1.0 / pixel_size_nm, 1.0 / pixel_size_nm)
-        kwargs["metadata"] = {"unit": "nm", "axes": "ZYX" if np.ndim(data) == 3 else "YX"}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        tifffile.imwrite(tmp, data, **kwargs)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None) -> Path:
+    """Write a 2D image or (N, Y, X) stack as an ImageJ TIFF with the pixel size in nm.
+
+    The file is written atomically (:func:`atomic_path`), so a crash never leaves a
+    half-written file. ImageJ/Fiji and :func:`read_image` both read the pixel size back.
+    """
+    calibration = _imagej_calibration(pixel_size_nm, np.ndim(data))
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, **calibration)
+    return Path(path)
+
+
+class TiffFrameWriter:
+    """Writes an ImageJ TIFF of a known (Y, X) or (N, Y, X) shape one 2D frame at a time.
+
+    The header goes first, with the whole shape, then each frame into its place in the
+    file's one contiguous block of pixels, so a stack of any length is written holding one
+    frame in memory. Use :func:`tiff_frame_writer`, which makes the file appear only once
+    every frame is in it.
+    """
+
+    def __init__(self, fh: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.fh, self.shape, self.dtype = fh, shape, dtype
+        self.count = 1 if len(shape) == 2 else shape[0]
+        self.written = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        """Write the next frame (cast to the file's dtype)."""
+        if self.written == self.count or np.shape(frame) != self.shape[-2:]:
+            raise ValueError(
+                f"frame {self.written} of shape {np.shape(frame)} does not fit a TIFF of shape "
+                f"{self.shape} with {self.written} of {self.count} frames written"
+            )
+        self.fh.write(np.ascontiguousarray(frame, self.dtype).data)
+        self.written += 1
+
+
+class _Incomplete(Exception):
+    """Raised to drop a frame-by-frame TIFF that did not get all its frames."""
+
+
+@contextmanager
+def tiff_frame_writer(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, pixel_size_nm: float | None
+) -> Iterator[TiffFrameWriter]:
+    """A :class:`TiffFrameWriter` for ``path``; the file appears there only when complete.
+
+    If the block ends (or raises) before every frame was appended, no file is left under
+    ``path``: a stopped or crashed run never leaves a partial stack under the final name.
+    """
+    dtype = np.dtype(dtype).newbyteorder("<")
+    calibration = _imagej_calibration(pixel_size_nm, len(shape))
+    try:
+        with atomic_path(path) as tmp:
+            with tifffile.TiffWriter(tmp, imagej=True) as tif:
+                offset, _ = tif.write(
+                    None, shape=shape, dtype=dtype, returnoffset=True, **calibration
+                )
+            with open(tmp, "r+b") as fh:
+                fh.seek(offset)
+                writer = TiffFrameWriter(fh, tuple(shape), dtype)
+                yield writer
+            if writer.written < writer.count:
+                raise _Incomplete
+    except _Incomplete:
+        pass
+
+
+def _imagej_calibration(pixel_size_nm: float | None, ndim: int) -> dict:
+    """tifffile's ImageJ resolution and metadata for a pixel size in nm (none if None)."""
+    if not pixel_size_nm:
+        return {}
+    return {
+        "resolution": (1.0 / pixel_size_nm, 1.0 / pixel_size_nm),
+        "metadata": {"unit": "nm", "axes": "ZYX" if ndim == 3 else "YX"},
+    }
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so readers see either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 # --- one file ---------------------------------------------------------------------------------
@@ -211,7 +291,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 _Decoded = tuple[Any, float | None, dict]  # data, pixel size in nm, metadata
 
 
-def _read_file(path: Path) -> ImageData:
+def _read_file(path: Path, lazy: bool | None = None) -> ImageData:
     """Read one file with the reader for its suffix, check it is an image, and name its slices."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -223,7 +303,8 @@ def _read_file(path: Path) -> ImageData:
     size = path.stat().st_size
     if size == 0:
         raise ReadError(f"Cannot read {path}: the file is empty (0 bytes). Copy it again.")
-    data, pixel_size_nm, metadata = _decoder(suffix)(path, size > LAZY_BYTES)
+    lazy = size > LAZY_BYTES if lazy is None else lazy
+    data, pixel_size_nm, metadata = _decoder(suffix)(path, lazy)
     data = _checked_image(data, path)
     names = [path.stem] if data.ndim == 2 else [f"{path.stem}[{i}]" for i in range(len(data))]
     return ImageData(data, pixel_size_nm, path, names, metadata)
@@ -260,12 +341,13 @@ def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
 
     The pixel size comes from OME-XML in OME-TIFFs, else from the resolution tags.
 
-    Large files are memory-mapped when they are stored uncompressed, so they are not loaded.
+    Read lazily, files stored uncompressed are memory-mapped, others become a dask array of
+    per-page reads; either way no pixel is read here.
     """
     with _library_errors(path, "TIFF"), _tifffile_errors(), tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes
-        data = _memmap_tiff(path) if lazy else None
+        data = _lazy_tiff(path, series) if lazy else None
         if data is None:
             data = series.asarray()
         page = tif.pages.first
@@ -279,7 +361,7 @@ def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
         else _tiff_calibration(resolution, imagej_unit, resolution_unit)
     )
     if "S" in axes:
-        data, metadata["color"] = _to_gray(np.moveaxis(data, axes.index("S"), -1), path)
+        data, metadata["color"] = _to_gray(np.moveaxis(data, axes.index("S"), -1), path, lazy)
     return data, pixel_size_nm, {"format": "TIFF", "axes": axes.replace("S", ""), **metadata}
 
 
@@ -309,6 +391,36 @@ def _memmap_tiff(path: Path) -> np.ndarray | None:
         return tifffile.memmap(path, mode="r")
     except ValueError:
         return None
+
+
+def _lazy_tiff(path: Path, series: Any) -> Any | None:
+    """A memory map of the TIFF, else a dask array of its pages, else None (read it whole)."""
+    data = _memmap_tiff(path)
+    return _paged_tiff(path, series) if data is None else data
+
+
+def _paged_tiff(path: Path, series: Any) -> Any | None:
+    """The series as a dask array reading one page per chunk, or None if pages do not tile it.
+
+    Each chunk opens the file and reads its page alone, so frames are read when indexed.
+    """
+    import dask.array as da
+    from dask import delayed
+
+    pages, page = series.pages, series.keyframe
+    if any(p is None for p in pages) or len(pages) * page.size != math.prod(series.shape):
+        return None
+    frames = [
+        da.from_delayed(delayed(_read_tiff_page)(path, p.index), page.shape, page.dtype)
+        for p in pages
+    ]
+    return da.stack(frames).reshape(series.shape)
+
+
+def _read_tiff_page(path: Path, index: int) -> np.ndarray:
+    """The pixels of one page of a TIFF file."""
+    with _library_errors(path, "TIFF"), _tifffile_errors(), tifffile.TiffFile(path) as tif:
+        return tif.pages[index].asarray()
 
 
 def _tiff_calibration(
@@ -368,24 +480,51 @@ def _decode_imagej_unit(unit: str) -> str:
 
 
 def _decode_picture(path: Path, lazy: bool) -> _Decoded:
-    """A PNG/JPEG/BMP as gray; these formats carry no microscope calibration."""
+    """A PNG/JPEG/BMP as gray; these formats carry no microscope calibration.
+
+    Read lazily, the shape and dtype come from the header and the pixels are read when used.
+    """
     import imageio.v3 as iio
 
     format_name = path.suffix.lstrip(".").upper()
-    with _library_errors(path, format_name):
-        data = iio.imread(path)
+    if lazy:
+        import dask.array as da
+        from dask import delayed
+
+        with _library_errors(path, format_name):
+            props = iio.improps(path)
+        data = da.from_delayed(delayed(_read_picture)(path), props.shape, props.dtype)
+    else:
+        data = _read_picture(path)
     metadata: dict = {"format": format_name}
     if data.ndim == 3:
-        data, metadata["color"] = _to_gray(data, path)
+        data, metadata["color"] = _to_gray(data, path, lazy)
     return data, None, metadata
 
 
-def _to_gray(data: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
+def _read_picture(path: Path) -> np.ndarray:
+    """The pixels of a PNG/JPEG/BMP file."""
+    import imageio.v3 as iio
+
+    with _library_errors(path, path.suffix.lstrip(".").upper()):
+        return iio.imread(path)
+
+
+def _to_gray(data: Any, path: Path, lazy: bool = False) -> tuple[Any, str]:
     """Channels-last gray+alpha, RGB or RGBA data as one gray channel, and what was done.
 
     Alpha is dropped. Equal R, G and B (a gray image saved as colour) give that channel
-    unchanged; real colour is converted to luminance in the input's dtype.
+    unchanged; real colour is converted to luminance in the input's dtype. Lazy data is
+    converted frame by frame as frames are read, each frame by the same rule.
     """
+    if lazy:
+        import dask.array as da
+
+        frames = da.asarray(data).rechunk({-1: -1})
+        gray = frames.map_blocks(
+            lambda block: _to_gray(block, path)[0], drop_axis=frames.ndim - 1, dtype=data.dtype
+        )
+        return gray, "converted to gray frame by frame when read (colour to luminance)"
     channels = data.shape[-1]
     if channels not in (1, 2, 3, 4):
         raise ReadError(
@@ -599,10 +738,13 @@ def _check_finite(data: np.ndarray, path: Path) -> None:
         )
 
 
-def _stack(images: list[ImageData], source: Path, pixel_size_nm: float | None) -> ImageData:
+def _stack(
+    images: list[ImageData], source: Path, pixel_size_nm: float | None, lazy: bool = False
+) -> ImageData:
     """Read images as one (N, Y, X) stack from ``source``; refuses mixed sizes and pixel sizes.
 
-    Mixed pixel sizes are accepted when ``pixel_size_nm`` is given: it applies to all.
+    Mixed pixel sizes are accepted when ``pixel_size_nm`` is given: it applies to all. A
+    ``lazy`` stack is a dask array with one frame per chunk, read when indexed.
     """
     if len(images) == 1:
         return _override_pixel_size(replace(images[0], source=source), pixel_size_nm)
@@ -630,7 +772,7 @@ def _stack(images: list[ImageData], source: Path, pixel_size_nm: float | None) -
             "pixel size explicitly if they really share one."
         )
     data = _concatenate(
-        [image.data if image.data.ndim == 3 else image.data[None] for image in images]
+        [image.data if image.data.ndim == 3 else image.data[None] for image in images], lazy
     )
     metadata = {
         "files": [str(image.source) for image in images],
@@ -653,13 +795,21 @@ def _describe_pixel_size(size: float | None) -> str:
     return "none" if size is None else f"{size:g} nm/px"
 
 
-def _concatenate(arrays: list[Any]) -> Any:
-    """Join arrays along the first axis, lazily if any of them is a dask array."""
-    if all(isinstance(a, np.ndarray) for a in arrays):
+def _concatenate(arrays: list[Any], lazy: bool = False) -> Any:
+    """Join arrays along the first axis; a dask array if ``lazy`` or any of them is one.
+
+    Memory maps joined lazily stay on disk: each becomes chunks of one frame.
+    """
+    if not lazy and all(isinstance(a, np.ndarray) for a in arrays):
         return np.concatenate(arrays)
     import dask.array as da
 
-    return da.concatenate([da.asarray(a) for a in arrays])
+    return da.concatenate([da.asarray(a, chunks=(1, -1, -1)) for a in arrays])
+
+
+def _too_big(files: list[Path]) -> bool:
+    """Whether files together are too large to read into memory: read them lazily."""
+    return sum(f.stat().st_size for f in files if f.is_file()) > LAZY_BYTES
 
 
 def _override_pixel_size(image: ImageData, pixel_size_nm: float | None) -> ImageData:

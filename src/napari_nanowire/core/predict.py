@@ -16,6 +16,15 @@ Output of :func:`predict_files` in ``out_dir``:
 - ``masks/<stem>.tif`` (segmenter): uint8, 0 = background, k = mask class k (the model's
   ``mask_classes``), the input's shape (a stack gives a stack) and pixel size.
 - ``uncertainty/<stem>.tif`` with ``save_uncertainty``: float32 per-pixel entropy.
+
+Memory: files are predicted frame by frame. Each frame is read alone (large inputs open
+lazily, see :func:`~napari_nanowire.core.io.read_image`), classified, segmented, and its mask
+appended to the output file, so peak memory is that of one frame, never of the stack: about
+20 bytes per pixel of one frame for segmentation (measured: tests/test_big_data.py), plus 8 with
+``save_uncertainty``, plus the model and the libraries (about 1 GB for torch on a CPU). An
+8k x 8k frame thus needs about 1.3 GB over the libraries, whether the stack holds 1 or 1,000
+frames. Mask files appear under their names only once complete: a stopped or crashed run
+leaves no partial stack behind.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import io as _io
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +45,7 @@ from .classify import LinearHead, class_probabilities
 from .devices import resolve_device
 from .errors import NanowireError
 from .features import encoder_from, model_heads, prepare_image, resize_labels
-from .io import read_image, write_tiff
+from .io import read_image, tiff_frame_writer
 from .modelfile import ModelFile, load_model
 from .progress import Progress, Rate, stop_requested
 from .project import unique_names, write_bytes_atomic
@@ -207,14 +217,60 @@ class Predictor:
         return MaskPrediction(resize_labels(mask, shape), total / mask.size, ent)
 
 
-def _frames(data: np.ndarray) -> list[np.ndarray]:
-    """The 2D images of an image (one) or a stack (each frame)."""
-    return [data] if data.ndim == 2 else [data[i] for i in range(data.shape[0])]
-
-
 def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     """The output file stem of each input path: its stem, made unique."""
     return unique_names([Path(p).stem for p in paths])
+
+
+def frame_count(path: str | os.PathLike) -> int:
+    """How many 2D images ``path`` holds, from its headers (its pixels are not read)."""
+    data = read_image(path, lazy=True).data
+    return 1 if data.ndim == 2 else len(data)
+
+
+def predict_frames(
+    predictor: Predictor,
+    path: str | os.PathLike,
+    stem: str,
+    out: Path,
+    pixel_size_nm: float | None = None,
+    tile: int | None = None,
+    save_uncertainty: bool = False,
+    stop: threading.Event | None = None,
+) -> Iterator[dict]:
+    """Predict one image file frame by frame, yielding each frame's table row as it is done.
+
+    Masks are appended to their files frame by frame; the files appear (atomically, under
+    names made from ``stem`` only) after the last frame. A stop request ends the file after
+    the current frame without writing its masks, as does closing the generator early.
+    """
+    data = read_image(path, pixel_size_nm)
+    image, px = data.data, data.pixel_size_nm
+    count = 1 if image.ndim == 2 else len(image)
+    with ExitStack() as files:
+        masks = maps = None
+        if "segmenter" in predictor.heads:
+            masks = files.enter_context(
+                tiff_frame_writer(out / "masks" / f"{stem}.tif", image.shape, np.uint8, px)
+            )
+            if save_uncertainty:
+                maps = files.enter_context(
+                    tiff_frame_writer(out / "uncertainty" / f"{stem}.tif", image.shape, "f4", px)
+                )
+        for i in range(count):
+            if stop_requested(stop):
+                return
+            frame = np.asarray(image if image.ndim == 2 else image[i])
+            row = {"image": str(path) if image.ndim == 2 else f"{path}[{i}]"}
+            if "classifier" in predictor.heads:
+                row.update(predictor.classify([frame], [px]).table().to_dict("records")[0])
+            if masks is not None:
+                result = predictor.segment(frame, px, save_uncertainty, tile)
+                masks.append(result.mask)
+                if maps is not None:
+                    maps.append(result.entropy_map)
+                row.update(mask=f"masks/{stem}.tif", mask_entropy=result.mean_entropy)
+            yield row
 
 
 def predict_file(
@@ -231,29 +287,7 @@ def predict_file(
     Output files are written atomically under names made from ``stem`` only, so running this
     twice for the same file (a retried task) rewrites the same complete files.
     """
-    data = read_image(path, pixel_size_nm)
-    frames = _frames(np.asarray(data.data))
-    names = [str(path)] if len(frames) == 1 else [f"{path}[{i}]" for i in range(len(frames))]
-    file_rows = [{"image": name} for name in names]
-    if "classifier" in predictor.heads:
-        table = predictor.classify(frames, [data.pixel_size_nm] * len(frames)).table()
-        for row, values in zip(file_rows, table.to_dict("records"), strict=True):
-            row.update(values)
-    if "segmenter" in predictor.heads:
-        results = [predictor.segment(f, data.pixel_size_nm, save_uncertainty, tile) for f in frames]
-        shape_of = (lambda a: a[0]) if len(frames) == 1 else np.stack
-        write_tiff(
-            out / "masks" / f"{stem}.tif", shape_of([r.mask for r in results]), data.pixel_size_nm
-        )
-        if save_uncertainty:
-            write_tiff(
-                out / "uncertainty" / f"{stem}.tif",
-                shape_of([r.entropy_map for r in results]),
-                data.pixel_size_nm,
-            )
-        for row, result in zip(file_rows, results, strict=True):
-            row.update(mask=f"masks/{stem}.tif", mask_entropy=result.mean_entropy)
-    return file_rows
+    return list(predict_frames(predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty))
 
 
 def write_table(rows: list[dict], out: Path) -> Path:
@@ -277,24 +311,35 @@ def predict_files(
 ) -> Iterator[Progress]:
     """Predict every image file with every head of a model file; write results to ``out_dir``.
 
-    Yields one Progress per image (frame); ``pixel_size_nm`` overrides the files' own. A stop
-    request ends after the current image, with predictions.csv holding the images done so far.
-    Files are read one at a time, and each output is written atomically.
+    Yields one Progress per frame, out of the frames of all files (counted from their headers
+    first); ``pixel_size_nm`` overrides the files' own. A stop request ends after the current
+    frame, with predictions.csv holding the files done so far (a stack stopped part-way is
+    left out, and its mask file not written). Frames are read one at a time, so memory does
+    not grow with the stack (see the module docstring), and each output is written atomically.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
     predictor = Predictor.load(model_path, device)
     out = Path(out_dir)
     stems = output_stems(paths)
+    counts = [frame_count(path) for path in paths]
+    total = sum(counts)
     rows: list[dict] = []
-    total = len(paths)
     rate = Rate(total)
-    for n, (path, stem) in enumerate(zip(paths, stems, strict=True)):
+    done = 0
+    for path, stem, count in zip(paths, stems, counts, strict=True):
+        file_rows = []
+        for row in predict_frames(
+            predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty, stop
+        ):
+            file_rows.append(row)
+            done += 1
+            speed, eta = rate.update(1)
+            yield Progress(JOB, done, total, images_per_s=speed, eta_s=eta)
+        if len(file_rows) == count:  # not stopped part-way: its masks are written
+            rows.extend(file_rows)
         if stop_requested(stop):
             break
-        rows.extend(predict_file(predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty))
-        speed, eta = rate.update(1)
-        yield Progress(JOB, n + 1, total, images_per_s=speed, eta_s=eta)
     write_table(rows, out)
     stopped = "stopped; " if stop_requested(stop) else ""
     yield Progress(
