@@ -8,6 +8,9 @@ signals those files give (the real files were checked by hand, see the report).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import imageio.v3 as iio
 import mrcfile
 import numpy as np
@@ -24,6 +27,7 @@ from napari_nanowire.core.io import (
     pixel_size_from_units,
     read_image,
     read_images,
+    tiff_frame_writer,
     write_tiff,
 )
 
@@ -196,6 +200,108 @@ def test_large_tiff_is_memory_mapped_not_loaded(tmp_path, monkeypatch):
     assert np.array_equal(image.data, stack) and image.pixel_size_nm == 1.5
 
 
+@contextmanager
+def no_pixel_reads() -> Iterator[None]:
+    """Within the block, any read of TIFF or picture pixels fails: opens must read headers."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pixels were read")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tifffile.TiffPage, "asarray", refuse)
+        patch.setattr(tifffile.TiffPageSeries, "asarray", refuse)
+        patch.setattr(iio, "imread", refuse)
+        yield
+
+
+def test_large_compressed_tiff_opens_as_a_dask_array_of_pages(tmp_path, monkeypatch):
+    stack = gray((4, 12, 16))
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, stack, imagej=True, compression="zlib", resolution=(2.0, 2.0),
+                     metadata={"unit": "nm", "axes": "ZYX"})  # fmt: skip
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    with no_pixel_reads():
+        image = read_image(path)
+    assert not isinstance(image.data, np.ndarray)  # a dask array: memmap is impossible here
+    assert image.data.chunks[0] == (1, 1, 1, 1) and image.pixel_size_nm == 0.5
+    assert image.names == [f"big[{i}]" for i in range(4)]
+    assert np.array_equal(np.asarray(image.data[2]), stack[2])
+    assert np.array_equal(np.asarray(image.data), stack)
+
+
+def test_large_colour_picture_opens_lazily_and_turns_gray_when_read(tmp_path, monkeypatch):
+    rgb = gray((12, 16, 3), np.uint8)
+    iio.imwrite(tmp_path / "colour.png", rgb)
+    eager = read_image(tmp_path / "colour.png")
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    with no_pixel_reads():
+        lazy = read_image(tmp_path / "colour.png")
+    assert not isinstance(lazy.data, np.ndarray) and lazy.data.shape == (12, 16)
+    assert np.array_equal(np.asarray(lazy.data), eager.data)
+
+
+def test_large_folder_opens_lazily_from_headers_in_natural_order(tmp_path, monkeypatch):
+    write_tiff(tmp_path / "img10.tif", gray(), 0.8)
+    write_tiff(tmp_path / "img2.tif", gray((2, 12, 16)), 0.8)
+    tifffile.imwrite(tmp_path / "img3.tif", gray(), compression="zlib", resolution=(1.25, 1.25),
+                     resolutionunit="NONE", imagej=True, metadata={"unit": "nm"})  # fmt: skip
+    eager = read_image(tmp_path)
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    with no_pixel_reads():
+        lazy = read_image(tmp_path)
+    assert not isinstance(lazy.data, np.ndarray) and set(lazy.data.chunks[0]) == {1}
+    assert lazy.names == eager.names == ["img2[0]", "img2[1]", "img3", "img10"]
+    assert lazy.pixel_size_nm == eager.pixel_size_nm == 0.8
+    assert lazy.data.dtype == eager.data.dtype
+    assert np.array_equal(np.asarray(lazy.data), eager.data)
+    assert np.array_equal(np.asarray(lazy.data[3]), eager.data[3])
+
+
+def test_small_inputs_stay_numpy_arrays(tmp_path):
+    write_tiff(tmp_path / "a.tif", gray(), 1.0)
+    tifffile.imwrite(tmp_path / "b.tif", gray(), compression="zlib", resolution=(1.0, 1.0),
+                     resolutionunit="NONE", imagej=True, metadata={"unit": "nm"})  # fmt: skip
+    assert type(read_image(tmp_path / "b.tif").data) is np.ndarray
+    assert type(read_image(tmp_path).data) is np.ndarray
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (3, 12, 16)])
+def test_frame_writer_gives_the_imagej_file_write_tiff_gives(tmp_path, shape):
+    data = gray(shape, np.uint8)
+    with tiff_frame_writer(tmp_path / "f.tif", shape, np.uint8, 1.25) as writer:
+        for frame in [data] if data.ndim == 2 else data:
+            writer.append(frame)
+    read = read_image(tmp_path / "f.tif")
+    assert read.data.shape == shape and read.pixel_size_nm == 1.25
+    assert np.array_equal(read.data, data)
+    assert tifffile.TiffFile(tmp_path / "f.tif").series[0].axes == (
+        "ZYX" if len(shape) == 3 else "YX"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["f.tif"]
+
+
+def test_frame_writer_leaves_no_file_unless_every_frame_came(tmp_path):
+    target = tmp_path / "f.tif"
+    with tiff_frame_writer(target, (3, 12, 16), np.float32, None) as writer:
+        writer.append(gray(dtype=np.float32))
+    assert not target.exists()
+    write_tiff(target, gray(), None)
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError), tiff_frame_writer(target, (3, 12, 16), np.uint8, None) as w:
+        w.append(gray(dtype=np.uint8))
+        raise RuntimeError("crash mid-stack")
+    with (
+        pytest.raises(ValueError, match="does not fit"),
+        tiff_frame_writer(target, (12, 16), np.uint8, None) as w,
+    ):
+        w.append(gray((3, 3), np.uint8))
+    assert target.read_bytes() == before  # the old file, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["f.tif"]  # no temporary files left
+
+
 # --- pictures and colour ----------------------------------------------------------------------
 
 
@@ -268,12 +374,13 @@ def test_folder_joins_stacks_and_single_images(tmp_path):
     assert stack.names == ["a[0]", "a[1]", "b"]
 
 
-def test_folder_with_images_of_different_sizes_is_refused_listing_them(tmp_path):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_folder_with_images_of_different_sizes_is_refused_listing_them(tmp_path, lazy):
     write_tiff(tmp_path / "small1.tif", gray((12, 16)), 1.0)
     write_tiff(tmp_path / "small2.tif", gray((12, 16)), 1.0)
     write_tiff(tmp_path / "big.tif", gray((20, 20)), 1.0)
     with pytest.raises(ReadError) as error:
-        read_image(tmp_path)
+        read_image(tmp_path, lazy=lazy)
     message = str(error.value)
     assert str(tmp_path) in message and "different sizes" in message
     assert "12x16 px (2 files, e.g. small1.tif, small2.tif)" in message
@@ -281,12 +388,13 @@ def test_folder_with_images_of_different_sizes_is_refused_listing_them(tmp_path)
     assert "one by one" in message
 
 
-def test_folder_with_different_pixel_sizes_is_refused_unless_one_is_given(tmp_path):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_folder_with_different_pixel_sizes_is_refused_unless_one_is_given(tmp_path, lazy):
     write_tiff(tmp_path / "a.tif", gray(), 1.0)
     write_tiff(tmp_path / "b.tif", gray(), 2.0)
     with pytest.raises(ReadError, match=r"pixel sizes differ \(a.tif: 1 nm/px, b.tif: 2 nm/px"):
-        read_image(tmp_path)
-    assert read_image(tmp_path, pixel_size_nm=1.5).pixel_size_nm == 1.5
+        read_image(tmp_path, lazy=lazy)
+    assert read_image(tmp_path, pixel_size_nm=1.5, lazy=lazy).pixel_size_nm == 1.5
 
 
 def test_read_images_stacks_files_in_the_given_order(tmp_path):

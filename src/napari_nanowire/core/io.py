@@ -16,10 +16,12 @@ import os
 import re
 import tempfile
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -404,17 +406,11 @@ def _paged_tiff(path: Path, series: Any) -> Any | None:
 
     Each chunk opens the file and reads its page alone, so frames are read when indexed.
     """
-    import dask.array as da
-    from dask import delayed
-
     pages, page = series.pages, series.keyframe
     if any(p is None for p in pages) or len(pages) * page.size != math.prod(series.shape):
         return None
-    frames = [
-        da.from_delayed(delayed(_read_tiff_page)(path, p.index), page.shape, page.dtype)
-        for p in pages
-    ]
-    return da.stack(frames).reshape(series.shape)
+    readers = [partial(_read_tiff_page, path, p.index) for p in pages]
+    return _lazy_frames(readers, page.shape, page.dtype).reshape(series.shape)
 
 
 def _read_tiff_page(path: Path, index: int) -> np.ndarray:
@@ -488,12 +484,9 @@ def _decode_picture(path: Path, lazy: bool) -> _Decoded:
 
     format_name = path.suffix.lstrip(".").upper()
     if lazy:
-        import dask.array as da
-        from dask import delayed
-
         with _library_errors(path, format_name):
             props = iio.improps(path)
-        data = da.from_delayed(delayed(_read_picture)(path), props.shape, props.dtype)
+        data = _lazy_frames([partial(_read_picture, path)], props.shape, props.dtype)[0]
     else:
         data = _read_picture(path)
     metadata: dict = {"format": format_name}
@@ -798,13 +791,37 @@ def _describe_pixel_size(size: float | None) -> str:
 def _concatenate(arrays: list[Any], lazy: bool = False) -> Any:
     """Join arrays along the first axis; a dask array if ``lazy`` or any of them is one.
 
-    Memory maps joined lazily stay on disk: each becomes chunks of one frame.
+    Joined lazily, each frame is read from its array (memory map or dask) when indexed.
     """
     if not lazy and all(isinstance(a, np.ndarray) for a in arrays):
         return np.concatenate(arrays)
+    readers = [partial(_frame, a, i) for a in arrays for i in range(len(a))]
+    return _lazy_frames(readers, arrays[0].shape[1:], np.result_type(*arrays))
+
+
+def _frame(data: Any, index: int) -> np.ndarray:
+    """One frame of a stack (numpy, memory map or dask), read into memory."""
+    return np.asarray(data[index])
+
+
+def _lazy_frames(readers: list[Callable[[], np.ndarray]], frame_shape: tuple, dtype: Any) -> Any:
+    """A dask array (N, *frame_shape) whose frame k is ``readers[k]()``, read when indexed.
+
+    One blockwise layer, so indexing one frame costs the same whatever N; a stack of one task
+    per frame is re-ordered whole at every index (measured: 70 ms per frame at 1,000 frames).
+    """
     import dask.array as da
 
-    return da.concatenate([da.asarray(a, chunks=(1, -1, -1)) for a in arrays])
+    def block(block_info: dict) -> np.ndarray:
+        return np.asarray(readers[block_info[None]["chunk-location"][0]](), dtype)[None]
+
+    return da.map_blocks(
+        block,
+        chunks=((1,) * len(readers), *((n,) for n in frame_shape)),
+        dtype=dtype,
+        meta=np.empty((0,) * (len(frame_shape) + 1), dtype),
+        name=f"read-frames-{uuid.uuid4().hex}",
+    )
 
 
 def _too_big(files: list[Path]) -> bool:
