@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +11,11 @@ import tifffile
 import torch
 
 from napari_nanowire.cli.main import main
+from napari_nanowire.core.batch import save_random_model
 from napari_nanowire.core.encoders import build_encoder
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.modelfile import ModelFile, load_model, save_model
+from napari_nanowire.core.predict import predict_files
 from napari_nanowire.core.synthetic import generate_dataset, write_dataset
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
@@ -237,3 +241,19 @@ def test_train_segmenter_says_which_files_are_unmatched(dataset, tmp_path, capsy
     extra = ("--dense-masks", "--steps", "1", "--tile", "32", "--batch-size", "1")
     assert main(segmenter_args(dataset, tmp_path, *extra, "--device", "cpu")) == 0
     assert "images without a mask (not used): lonely" in capsys.readouterr().out
+
+
+def test_stop_mid_stack_keeps_finished_files_and_leaves_no_partial_stack(tmp_path):
+    rng = np.random.default_rng(1)
+    model = save_random_model(tmp_path / "model.nwmodel", tile=32)
+    single = write_tiff(tmp_path / "a.tif", rng.random((48, 48), dtype=np.float32), PX)
+    stack = write_tiff(tmp_path / "b.tif", rng.random((3, 48, 48), dtype=np.float32), PX)
+    out, stop, events = tmp_path / "out", threading.Event(), []
+    for event in predict_files(model, [single, stack], out, device="cpu", stop=stop):
+        events.append(event)
+        if event.step == 2:  # the stack's first frame is done
+            stop.set()
+    assert [(e.step, e.total_steps) for e in events[:-1]] == [(1, 4), (2, 4)]  # per frame
+    assert events[-1].done and events[-1].message.startswith("stopped")
+    assert pd.read_csv(out / "predictions.csv")["image"].tolist() == [str(single)]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["a.tif"]  # nor temp files
