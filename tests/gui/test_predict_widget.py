@@ -29,3 +29,53 @@ def test_predicting_without_a_model_says_to_train_one(viewer, dock, monkeypatch)
     assert "No classifier yet: train one in the Train widget" in shown[0]
     assert "No segmenter yet" in shown[1]
     assert widget.next_suggestion() is None  # nothing classified yet: a notice, no error
+
+
+def test_a_lazy_stack_is_predicted_slice_by_slice_never_loaded_whole(
+    viewer, dock, qtbot, tmp_path, monkeypatch
+):
+    import weakref
+
+    import dask.array as da
+    import tifffile
+    from conftest import wait_for_job
+
+    from napari_nanowire.core import io
+    from napari_nanowire.core.batch import save_random_model
+
+    stack = np.random.default_rng(0).random((6, 64, 64), dtype=np.float32)
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, stack, imagej=True, compression="zlib", resolution=(0.5, 0.5),
+                     metadata={"unit": "nm", "axes": "ZYX"})  # fmt: skip
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)  # as if the file were larger than memory
+    (layer,) = viewer.open(path, plugin="napari-nanowire")
+    assert isinstance(layer.data, da.Array)  # the reader passed the lazy array through
+    model = save_random_model(tmp_path / "model.nwmodel", tile=32)
+    widget = dock("Predict")
+    widget.state.set_model("classifier", model)
+    widget.state.set_model("segmenter", model)
+    widget.reset_choices()
+    widget.image.value = layer
+    reads, alive, most = [], [0], [0]  # ndim of each read; arrays read and not yet freed
+    to_numpy = da.Array.__array__
+
+    def counted(self, *args, **kwargs):
+        out = to_numpy(self, *args, **kwargs)
+        reads.append(self.ndim)
+        alive[0] += 1
+        most[0] = max(most[0], alive[0])
+        weakref.finalize(out, lambda: alive.__setitem__(0, alive[0] - 1))
+        return out
+
+    monkeypatch.setattr(da.Array, "__array__", counted)
+    assert widget.classify()
+    wait_for_job(qtbot, widget)
+    widget.scope.value = "all"
+    assert widget.segment()
+    wait_for_job(qtbot, widget)
+    assert reads.count(2) >= 12 and set(reads) == {2}  # slice by slice, never the stack
+    # measured 2 alive at most (the slice in use while the next is read); reading the whole
+    # stack first (as_stack(data)) measured all 6. Bound 3 (napari may hold one it shows).
+    assert most[0] <= 3
+    assert len(widget.predictions) == 6
+    assert viewer.layers["big segmentation"].data.shape == (6, 64, 64)

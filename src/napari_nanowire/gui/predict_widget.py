@@ -71,35 +71,38 @@ def ranked_table(
 def classify_slices(path: Path, data, px: float | None, stop) -> Iterator[Progress]:
     """Classify every slice of ``data`` with the model in ``path``, one slice a step.
 
-    Returns the :class:`ClassPrediction`, or None when stopped.
+    Slices are read one at a time, so a lazy (dask or memory-mapped) stack is never loaded
+    whole. Returns the :class:`ClassPrediction`, or None when stopped.
     """
     from napari_nanowire.core.predict import ClassPrediction, Predictor
 
     predictor = Predictor.load(path)
     predictor.require("classifier")
-    images = as_stack(data)
+    count = 1 if np.ndim(data) == 2 else len(data)
     rows = []
-    for i, image in enumerate(images):
+    for i in range(count):
         if stop.is_set():
             return None
-        rows.append(predictor.classify([image], [px]).probabilities[0])
-        yield Progress("predict", i + 1, len(images), message="classified")
+        rows.append(predictor.classify(as_stack(data, [i]), [px]).probabilities[0])
+        yield Progress("predict", i + 1, count, message="classified")
     return ClassPrediction(predictor.class_names, np.stack(rows))
 
 
 def segment_slices(path: Path, data, indices: list[int], px: float | None, stop):
     """Masks of the slices ``indices`` of ``data`` with the segmenter in ``path``.
 
-    Returns (indices, masks, mask class names), or None when stopped.
+    Slices are read one at a time (see :func:`classify_slices`). Returns (indices, masks,
+    mask class names), or None when stopped.
     """
     from napari_nanowire.core.predict import Predictor
 
     predictor = Predictor.load(path)
     predictor.require("segmenter")
     masks = []
-    for k, image in enumerate(as_stack(data, indices)):
+    for k, index in enumerate(indices):
         if stop.is_set():
             return None
+        (image,) = as_stack(data, [index])
         masks.append(predictor.segment(image, px).mask)
         yield Progress("predict", k + 1, len(indices), message="segmented")
     return indices, masks, predictor.mask_classes
