@@ -17,7 +17,7 @@ Usage: .venv/bin/python benchmarks/bench_inference.py [--sizes 1024 2048 4096] [
        [--stack-frames 20 100] [--stack-side 1024]
 An 8k x 8k image: --sizes 8192 (about 1.3 GB over the imports; the naive whole-image peer
 runs only up to --naive-up-to, 2048 by default, as it holds every feature map at once).
-Writes benchmarks/out/bench_inference.json.
+Writes benchmarks/out/bench_inference.json (--out to choose).
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def main() -> None:
         "--stack-frames", type=int, nargs="*", default=[20, 100], help="stack lengths (none: skip)"
     )
     p.add_argument("--stack-side", type=int, default=1024, help="frame size of the stacks")
+    p.add_argument("--out", type=Path, default=OUT, help=f"JSON report (default {OUT})")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--stack-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -185,7 +186,7 @@ def main() -> None:
             f"| {r['frames']} | {r['side']} | {r['s_per_image']:.2f} | {r['images_per_s']:.2f} | "
             f"{r['base_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['bytes_per_px']:.1f} |"
         )
-    OUT.parent.mkdir(exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": platform.platform(),
@@ -194,7 +195,7 @@ def main() -> None:
         "load": os.getloadavg(),
         "threads": args.threads,
     }
-    OUT.write_text(json.dumps({"meta": meta, "rows": rows, "stacks": stacks}, indent=1))
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows, "stacks": stacks}, indent=1))
 
 
 if __name__ == "__main__":
