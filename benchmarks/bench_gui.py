@@ -12,8 +12,9 @@ in its own subprocess under Xvfb, so its peak RSS is its own:
 - ``gui-quiet``: the same with napari's animated "in progress" GIF in the status bar paused
   (a peer reaching into napari's private widgets): what that animation costs;
 - ``thread``: the same core ``pretrain()`` generator driven from a plain Python thread in the
-  same viewer, its events dropped: the cost of training in the process (GIL, CPU) without any
-  progress handling, to split our Qt-side cost from the training's.
+  same viewer (with the plugin's torch thread policy), its events dropped: the cost of training
+  in the process (GIL, CPU) without any progress handling, to split our Qt-side cost from the
+  training's.
 
 Reported per phase: max, p99, p95 and median stall, stalls over 100 ms, peak RSS, and the worst
 stalls with when they happened (seconds since the button press, the job's last event, worker
@@ -88,6 +89,7 @@ class Recorder:
         self.spans: list[tuple[str, str, float, float]] = []  # name, thread, start, end
         self.events: list[tuple[float, str]] = []
         self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.job_threads: set[int] = set()  # torch threads the training ran on
         self.timer = None
 
     def start_ticking(self) -> None:
@@ -138,11 +140,20 @@ class Recorder:
 
 def instrument_all(rec: Recorder) -> None:
     """Time the worker's training phases and the main thread's progress handlers."""
+    import torch
+
     from napari_nanowire.core import modelfile, pretrain
     from napari_nanowire.gui import plots, train_widget, workers
 
-    for method in ("__init__", "train_step", "end_epoch", "knn", "model_file", "save"):
+    for method in ("__init__", "end_epoch", "knn", "model_file", "save"):
         rec.instrument(pretrain._Trainer, method, f"worker {method}")
+    step = rec.timed("worker train_step", pretrain._Trainer.train_step)
+
+    def train_step(trainer):
+        rec.job_threads.add(torch.get_num_threads())
+        return step(trainer)
+
+    pretrain._Trainer.train_step = train_step
     rec.instrument(modelfile, "st_save", "worker safetensors.save")
     rec.instrument(modelfile, "write_bytes_atomic", "worker write file")
     rec.instrument(workers.JobRunner, "start", "main JobRunner.start")
@@ -267,6 +278,7 @@ def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder) -> None:
     """The core pretrain() in a plain thread, with the Train widget's settings."""
     from napari_nanowire.core.pretrain import PretrainConfig, pretrain
     from napari_nanowire.gui.state import slice_labels
+    from napari_nanowire.gui.workers import job_thread_policy
 
     layer = viewer.layers["synthetic TEM"]
     images, labels = list(np.asarray(layer.data)), slice_labels(layer)
@@ -280,8 +292,9 @@ def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder) -> None:
     sizes = [layer.metadata["pixel_size_nm"]] * len(images)
 
     def drive() -> None:
-        for event in pretrain(images, config, out, pixel_sizes_nm=sizes, labels=labels):
-            rec.event(f"pretrain {describe(event)} (worker side)")
+        with job_thread_policy():
+            for event in pretrain(images, config, out, pixel_sizes_nm=sizes, labels=labels):
+                rec.event(f"pretrain {describe(event)} (worker side)")
         rec.event("finished pretrain")
 
     rec.event("press pretrain")
@@ -340,7 +353,7 @@ def run_phase(args: argparse.Namespace) -> dict:
         viewer.close()
     return {
         "phase": args.phase,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": sorted(rec.job_threads),
         "rss_viewer_mb": rss_viewer_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "ticks": rec.ticks,
@@ -453,11 +466,12 @@ def child_argv(args: argparse.Namespace) -> list[str]:
 
 
 def print_report(results: list[dict]) -> None:
-    print("| phase | s | torch threads | max ms | p99 | p95 | median | >100 ms | peak RSS MiB |")
+    print("| phase | s | job threads | max ms | p99 | p95 | median | >100 ms | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        threads = ",".join(map(str, r["torch_threads"])) or "-"
         print(
-            f"| {r['phase']} | {r['duration_s']:.0f} | {r['torch_threads']} | {r['max_ms']:.0f} "
+            f"| {r['phase']} | {r['duration_s']:.0f} | {threads} | {r['max_ms']:.0f} "
             f"| {r['p99_ms']:.0f} | {r['p95_ms']:.0f} | {r['median_ms']:.1f} | "
             f"{r['over_100ms']} | {r['peak_rss_mb']:.0f} |"
         )

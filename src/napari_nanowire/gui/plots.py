@@ -56,10 +56,10 @@ class ThemedCanvas(FigureCanvasQTAgg):
 class LossPlot(ThemedCanvas):
     """Loss per step on the left axis; accuracy-like metrics (0-1) on the right.
 
-    A full matplotlib draw costs about 50 ms of the main thread here, so the curves are
-    blitted onto a cached background (about 1 ms); the axes are drawn again only when their
-    limits or the legend change: the x axis spans the whole run from its first event, and the
-    loss axis grows when a loss exceeds it.
+    A full matplotlib draw costs about 30-90 ms of the main thread here, so the curves, the
+    legend and the title are blitted onto a cached background (about 1 ms); the axes are drawn
+    again only when their limits change: at a run's first event (the x axis spans the whole run,
+    the loss axis fits its first loss) and when a loss exceeds the loss axis.
     """
 
     def __init__(self, theme: str = "dark") -> None:
@@ -78,10 +78,11 @@ class LossPlot(ThemedCanvas):
             key: self.metric_ax.plot([], [], "o-", color=color, markersize=4, label=key)[0]
             for key, color in zip(ACCURACY_KEYS, ACCURACY_COLORS, strict=True)
         }
-        for line in self._lines():
-            line.set_animated(True)
+        for artist in self._blitted():
+            artist.set_animated(True)
         self._background = None
         self._stale_axes = False
+        self._fresh = True  # no loss yet in this run: the next one sets the loss axis
         self.mpl_connect("draw_event", self._on_draw)
         self.steps: list[int] = []
         self.losses: list[float] = []
@@ -89,16 +90,22 @@ class LossPlot(ThemedCanvas):
         self._redraw = qthrottled(self.redraw, timeout=REDRAW_MS)
         self.start("")
 
-    def _lines(self) -> list:
-        return [self.loss_line, *self.metric_lines.values()]
+    def _blitted(self) -> list:
+        """What is drawn over the cached axes at every redraw (the legend too, when shown)."""
+        legend = self.metric_ax.get_legend()
+        extra = [legend] if legend is not None else []
+        return [self.loss_ax.title, self.loss_line, *self.metric_lines.values(), *extra]
 
     def start(self, title: str) -> None:
-        """Forget the previous run and show an empty plot titled ``title``."""
+        """Forget the previous run and show an empty plot titled ``title``.
+
+        The axes keep their limits until the run's first event sets them, so that starting a
+        run costs no full draw of its own.
+        """
         self.loss_ax.set_title(title or "training curve: starts with a training run", fontsize=9)
         self.steps, self.losses, self.metrics = [], [], {}
-        self.loss_ax.set_xlim(0, 1)
-        self.loss_ax.set_ylim(0, 1)
-        self.redraw(full=True)
+        self._fresh = True
+        self.redraw()
 
     def add(self, event: Progress) -> None:
         """Record one progress event; the plot follows within a fifth of a second."""
@@ -117,13 +124,14 @@ class LossPlot(ThemedCanvas):
         """Draw what arrived since the last redraw."""
         self._redraw.flush()
 
-    def redraw(self, full: bool = False) -> None:
+    def redraw(self) -> None:
         """Put the recorded data into the lines and repaint them (the axes too if needed)."""
         self.loss_line.set_data(self.steps, self.losses)
         for key, line in self.metric_lines.items():
             points = self.metrics.get(key, [])
             line.set_data([x for x, _ in points], [y for _, y in points])
-        full = self._update_limits() or self._update_legend() or full or self._stale_axes
+        self._update_legend()
+        full = self._update_limits() or self._stale_axes
         if full or self._background is None:
             self._stale_axes = False
             self.draw_idle()
@@ -133,19 +141,25 @@ class LossPlot(ThemedCanvas):
         self.blit(self.figure.bbox)
 
     def _update_limits(self) -> bool:
-        """Grow the loss axis to hold every loss; True if it changed."""
+        """Fit the loss axis to the run's first loss, then grow it to hold every loss.
+
+        True if it changed.
+        """
         top = max(self.losses, default=0.0)
-        if not np.isfinite(top) or top <= self.loss_ax.get_ylim()[1]:
+        if not self.losses or not np.isfinite(top):
             return False
+        if not self._fresh and top <= self.loss_ax.get_ylim()[1]:
+            return False
+        self._fresh = False
         self.loss_ax.set_ylim(0, top * 1.1)
         return True
 
-    def _update_legend(self) -> bool:
-        """Show a legend entry for every metric that has values; True if it changed."""
+    def _update_legend(self) -> None:
+        """Show a legend entry for every metric that has values (blitted like the curves)."""
         shown = [line for key, line in self.metric_lines.items() if self.metrics.get(key)]
         legend = self.metric_ax.get_legend()
         if len(shown) == (len(legend.get_texts()) if legend is not None else 0):
-            return False
+            return
         if legend is not None:
             legend.remove()
         if shown:
@@ -153,7 +167,7 @@ class LossPlot(ThemedCanvas):
             legend.get_frame().set_facecolor(self.background)
             for text in legend.get_texts():
                 text.set_color(self.text)
-        return True
+            legend.set_animated(True)
 
     def _on_draw(self, _event) -> None:
         """After a full draw: keep the background and put the curves on it."""
@@ -161,8 +175,8 @@ class LossPlot(ThemedCanvas):
         self._draw_lines()
 
     def _draw_lines(self) -> None:
-        for line in self._lines():
-            line.axes.draw_artist(line)
+        for artist in self._blitted():
+            artist.axes.draw_artist(artist)
 
 
 class HistogramPlot(ThemedCanvas):

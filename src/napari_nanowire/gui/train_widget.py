@@ -28,7 +28,7 @@ from .pixel_size_widget import layer_pixel_size_nm
 from .plots import LossPlot
 from .state import slice_labels, state_for, unwrap_viewer
 from .torch_guard import import_torchvision
-from .workers import Job, progress_text
+from .workers import Job, progress_text, show_fraction
 
 if TYPE_CHECKING:
     import napari
@@ -185,9 +185,6 @@ class TrainWidget(QWidget):
         except NanowireError as err:
             report_error(title, err)
             return False
-        self.plot.start(title)
-        self.bar.setValue(0)
-        self.status.setText(f"{title}: starting…")
         started = self.state.runner.start(
             title,
             job,
@@ -195,6 +192,10 @@ class TrainWidget(QWidget):
             on_done=lambda _result: self._saved(title, kind, out),
             on_finish=lambda: self._set_running(False),
         )
+        if started:  # after napari's activity entry, which repaints the window at once
+            self.plot.start(title)
+            show_fraction(self.bar, 0.0)
+            self.status.setText(f"{title}: starting…")
         self._set_running(started)
         return started
 
@@ -300,7 +301,7 @@ class TrainWidget(QWidget):
         return self.state.model_out(kind, self._workdir or Path())
 
     def _on_progress(self, event: Progress) -> None:
-        self.bar.setValue(int(round(100 * event.fraction)))
+        show_fraction(self.bar, event.fraction)
         self.status.setText(progress_text(event))
         self.plot.add(event)
         if event.message.startswith("warning"):

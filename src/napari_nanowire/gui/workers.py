@@ -5,17 +5,27 @@ steps and end when a ``threading.Event`` is set. :class:`JobRunner` runs such a 
 napari thread worker, so the viewer stays responsive; mirrors its progress in napari's activity
 dock; hands every event to the widget that started it; turns failures into notifications; and
 refuses a second job while one runs (two trainings would fight for the same cores).
+
+Two things keep the viewer responsive while a job runs (measured with benchmarks/bench_gui.py):
+the job's torch leaves one CPU core to the GUI, and progress is shown at most every
+:data:`SHOW_EVERY_MS`, since every repaint of napari's window costs the main thread a full
+window composition (15-35 ms under software OpenGL).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import QProgressBar
+from superqt.utils import qthrottled
 
 from napari_nanowire.core.progress import Progress, format_eta
 
@@ -23,6 +33,38 @@ from .notify import report_error
 
 Job = Callable[[threading.Event], Iterator[Progress]]
 """Starts a core job; the job stops soon after the event is set. A return value is its result."""
+
+SHOW_EVERY_MS = 200
+"""Progress reaches the widget and the activity dock at most this often (the last events)."""
+
+
+def job_threads(default: int, cores: int | None) -> int:
+    """Torch CPU threads for a job run from the viewer: ``default``, leaving one core to the GUI.
+
+    With as many torch threads as cores, the threads (spinning while they wait for each other)
+    and the GUI's repaints fight over every core: on 2 cores under Xvfb, pretraining in the
+    viewer ran 3x slower with 2 threads than with 1 and the event loop stalled ~20 ms every
+    tick instead of under 1 ms (benchmarks/bench_gui.py).
+    """
+    return max(1, min(default, (cores or 1) - 1))
+
+
+@contextmanager
+def job_thread_policy() -> Iterator[None]:
+    """Run the enclosed torch work of this thread on :func:`job_threads` threads.
+
+    Only when torch is loaded: a job that never loaded it (e.g. measuring) has no threads.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(job_threads(before, os.cpu_count()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class JobFailed(Exception):
@@ -41,9 +83,22 @@ class JobFailed(Exception):
 def _drive(job: Job, stop: threading.Event) -> Generator[Progress, None, Any]:
     """Run ``job`` in the worker thread, passing its events on and returning its result."""
     try:
-        return (yield from job(stop))
+        with job_thread_policy():
+            return (yield from job(stop))
     except Exception as err:
         raise JobFailed(err) from err
+
+
+def show_fraction(bar: QProgressBar, fraction: float) -> None:
+    """Set ``bar`` to ``fraction`` (0-1), painted with the next repaint of the window.
+
+    QProgressBar.setValue repaints at once, and in napari's window every repaint composes the
+    whole window (15-35 ms of the main thread under software OpenGL, 100-270 ms measured while
+    training loaded the CPU); with updates off it only marks the bar for the next repaint.
+    """
+    bar.setUpdatesEnabled(False)
+    bar.setValue(int(round(100 * fraction)))
+    bar.setUpdatesEnabled(True)  # schedules the repaint
 
 
 def progress_text(event: Progress) -> str:
@@ -70,6 +125,10 @@ class JobRunner:
         self.worker: GeneratorWorker | None = None
         self._stop: threading.Event | None = None
         self._bar: progress | None = None
+        self._description = ""
+        self._on_progress: Callable[[Progress], None] | None = None
+        self._pending: list[Progress] = []
+        self._show = qthrottled(self._show_pending, timeout=SHOW_EVERY_MS)
 
     @property
     def running(self) -> bool:
@@ -86,19 +145,21 @@ class JobRunner:
     ) -> bool:
         """Run ``job`` in the background; False (and a polite notice) if one already runs.
 
-        ``on_progress`` gets every event, ``on_done`` the job's result when it ends without
-        error (also after Stop), ``on_finish`` is called last in every case. All run on the
-        main thread.
+        ``on_progress`` gets every event, in order, at most every :data:`SHOW_EVERY_MS` (the
+        events since the last time, all before ``on_done``); ``on_done`` the job's result when
+        it ends without error (also after Stop); ``on_finish`` is called last in every case.
+        All run on the main thread.
         """
         if self.busy(title):
             return False
         self.title = title
         self._stop = threading.Event()
-        self._bar = progress(total=0, desc=title)
+        self._on_progress, self._pending = on_progress, []
+        self._bar, self._description = progress(total=0, desc=title), title
         worker = create_worker(_drive, job, self._stop, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._relay)
-        if on_progress is not None:
-            worker.yielded.connect(on_progress)
+        worker.yielded.connect(self._receive)
+        for ended in (worker.returned, worker.errored, worker.finished):
+            ended.connect(self._flush)  # connected first: runs before the others
         if on_done is not None:
             worker.returned.connect(lambda result: self._safely(title, on_done, result))
         worker.errored.connect(lambda err: report_error(title, getattr(err, "error", err)))
@@ -137,15 +198,41 @@ class JobRunner:
         except Exception as err:  # shown, never a traceback dialog
             report_error(f"Showing the result of {title.lower()}", err)
 
+    def _receive(self, event: Progress) -> None:
+        """Keep ``event`` and show it now, or with later ones when the throttle allows."""
+        self._pending.append(event)
+        self._show()
+
+    def _flush(self, *_) -> None:
+        """Show the events still kept back (the job ended)."""
+        self._show.flush()
+
+    def _show_pending(self) -> None:
+        """Mirror the last event kept so far in the activity dock, then hand them all to the widget.
+
+        The activity dock goes first: napari's progress bar processes Qt events when it changes,
+        which would otherwise also run the widget's pending plot redraw in the same stall.
+        """
+        events, self._pending = self._pending, []
+        if not events:
+            return
+        self._relay(events[-1])
+        if self._on_progress is not None:
+            for event in events:
+                self._on_progress(event)
+
     def _relay(self, event: Progress) -> None:
-        """Mirror a progress event in napari's activity dock."""
+        """Mirror a progress event in napari's activity dock (what changed only)."""
         bar = self._bar
         if bar is None:
             return
         if bar.total != event.total_steps:
             bar.total = event.total_steps
+        description = f"{self.title}: {event.message}" if event.message else self.title
+        if description != self._description:
+            self._description = description
+            bar.set_description(description)
         bar.n = event.step
-        bar.set_description(f"{self.title}: {event.message}" if event.message else self.title)
         bar.refresh()
 
     def _finished(self) -> None:

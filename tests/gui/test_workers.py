@@ -1,0 +1,100 @@
+"""Background jobs keep the viewer responsive: torch thread policy, batched progress, cheap plot.
+
+What these check was found with benchmarks/bench_gui.py (stalls of napari's event loop while
+training); the timings themselves live there, not here.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from napari_nanowire.core.progress import Progress
+from napari_nanowire.gui import workers
+from napari_nanowire.gui.plots import LossPlot
+from napari_nanowire.gui.workers import JobRunner, job_threads
+
+
+@pytest.mark.parametrize(
+    ("default", "cores", "expected"),
+    [(2, 2, 1), (8, 8, 7), (4, 16, 4), (1, 1, 1), (2, None, 1)],
+)
+def test_jobs_leave_one_core_to_the_gui(default, cores, expected):
+    assert job_threads(default, cores) == expected
+
+
+def run(qtbot, runner: JobRunner, job, **callbacks) -> None:
+    assert runner.start("Test job", job, **callbacks)
+    qtbot.waitUntil(lambda: not runner.running, timeout=30_000)
+
+
+def torch_threads_in_new_thread() -> int:
+    import torch
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_a_job_runs_on_the_policy_threads_and_gives_them_back(qtbot, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(workers, "job_threads", lambda default, cores: 2)
+    before = torch.get_num_threads()  # 1: the session pins one thread (conftest)
+    results = []
+
+    def job(stop):
+        yield Progress("test", 1, 1)
+        return torch.get_num_threads()
+
+    run(qtbot, JobRunner(), job, on_done=results.append)
+    assert results == [2] != [before]
+    assert torch.get_num_threads() == before
+    assert torch_threads_in_new_thread() == before
+
+
+def test_every_event_reaches_the_widget_in_order_before_the_result(qtbot, monkeypatch):
+    relayed, shown, at_done = [], [], []
+    runner = JobRunner()
+    relay = runner._relay
+    monkeypatch.setattr(runner, "_relay", lambda event: (relayed.append(event), relay(event)))
+
+    def job(stop):
+        for step in range(1, 51):
+            yield Progress("test", step, 50)
+        return "result"
+
+    run(qtbot, runner, job, on_progress=shown.append, on_done=lambda _: at_done.append(len(shown)))
+    assert [event.step for event in shown] == list(range(1, 51))
+    assert at_done == [50]
+    # 50 events in a burst are shown in a few batches, each one repaint of the window
+    assert relayed[-1].step == 50 and len(relayed) < 50
+
+
+def test_new_metrics_and_runs_are_blitted_without_redrawing_the_axes(qtbot):
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.draw_idle = plot.draw  # full draws at once, so they can be counted
+    full_draws = []
+    plot.mpl_connect("draw_event", full_draws.append)
+
+    def add(step: int, loss: float, **metrics) -> None:
+        plot.add(Progress("test", step, 10, loss=loss, metrics=metrics))
+        plot.finish()
+
+    plot.start("pretraining")
+    add(1, 4.0)  # the run's first event sets both axes: one full draw
+    drawn = len(full_draws)
+    assert plot.loss_ax.get_xlim()[1] == 10 and plot.loss_ax.get_ylim()[1] == pytest.approx(4.4)
+    add(2, 3.0, knn_accuracy=0.5)
+    legend = plot.metric_ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["knn_accuracy"]
+    plot.start("classifier training")
+    assert plot.loss_ax.get_title() == "classifier training"
+    assert len(full_draws) == drawn  # a legend and a new run's title cost no full draw
+    add(1, 1.5)
+    assert plot.loss_ax.get_ylim()[1] == pytest.approx(1.65)  # fitted to the new run
+    assert len(full_draws) == drawn + 1
