@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "prob_<class> per class, entropy (0 = sure, 1 = uniform) and margin (top-1 minus "
             "top-2 probability). A segmenter writes OUT/masks/<stem>.tif (uint8: 0 = "
             "background, k = mask class k, with the pixel size) and adds the columns mask and "
-            "mask_entropy (mean per-pixel entropy) to predictions.csv."
+            "mask_entropy (mean per-pixel entropy) to predictions.csv. Stacks are predicted "
+            "frame by frame (files larger than 1 GiB are read lazily), so memory stays that of "
+            "one frame whatever the stack's length; the progress bar counts frames."
         ),
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="classifier/segmenter model file")

@@ -2,8 +2,8 @@
 
 The model file's bytes are scattered to every worker once; each worker parses them into a
 :class:`~napari_nanowire.core.predict.Predictor` on first use and keeps it for later tasks.
-Each task predicts one file with :func:`~napari_nanowire.core.predict.predict_file`, which
-writes its masks atomically under names fixed by the client, and returns its table rows; the
+Each task predicts one file with :func:`~napari_nanowire.core.predict.predict_frames`, which
+writes its masks atomically under names fixed by the client and yields its table rows; the
 client writes ``predictions.csv`` once, in input order. A failed task is retried (``retries``)
 and simply rewrites the same complete files, so retries neither lose nor duplicate outputs.
 The outputs are the same as :func:`~napari_nanowire.core.predict.predict_files` writes.
@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import NanowireError
 from .modelfile import load_model, parse_model
-from .predict import JOB, Predictor, output_stems, predict_file, write_table
+from .predict import JOB, Predictor, output_stems, predict_frames, write_table
 from .progress import Progress, Rate, stop_requested
 
 _PREDICTORS: dict[str, Predictor] = {}
@@ -40,7 +40,7 @@ def _predict_task(
     model_bytes: bytes, name: str, path: str, stem: str, out: str, options: dict[str, Any]
 ) -> list[dict]:
     """One task: predict one file on a worker, write its outputs, return its table rows."""
-    return predict_file(_predictor(model_bytes, name), path, stem, Path(out), **options)
+    return list(predict_frames(_predictor(model_bytes, name), path, stem, Path(out), **options))
 
 
 def connect(scheduler: Any, timeout_s: float = 10.0) -> Any:

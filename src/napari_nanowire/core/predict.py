@@ -19,12 +19,14 @@ Output of :func:`predict_files` in ``out_dir``:
 
 Memory: files are predicted frame by frame. Each frame is read alone (large inputs open
 lazily, see :func:`~napari_nanowire.core.io.read_image`), classified, segmented, and its mask
-appended to the output file, so peak memory is that of one frame, never of the stack: about
-20 bytes per pixel of one frame for segmentation (measured: tests/test_big_data.py), plus 8 with
-``save_uncertainty``, plus the model and the libraries (about 1 GB for torch on a CPU). An
-8k x 8k frame thus needs about 1.3 GB over the libraries, whether the stack holds 1 or 1,000
-frames. Mask files appear under their names only once complete: a stopped or crashed run
-leaves no partial stack behind.
+appended to the output file, so peak memory is bounded by one frame, never the stack: about
+25 bytes per pixel of the largest frame (numpy's share 20 B/px, tests/test_big_data.py; RSS
+24 B/px at 8192 px, benchmarks/bench_inference.py), plus 8 B/px with ``save_uncertainty``,
+plus the libraries and the model (about 0.8 GB with torch on a CPU). An 8k x 8k frame thus
+needs about 1.6 GB over the libraries, whether the stack holds 1 or 1,000 frames; predicting
+20 and 100 frames of 1024 px peaked at 983 and 1038 MiB of RSS, and 200 frames of 512 px
+stayed at 950 MiB from frame 20 on. Mask files appear under their names only once complete:
+a stopped or crashed run leaves no partial stack behind.
 """
 
 from __future__ import annotations
@@ -241,8 +243,9 @@ def predict_frames(
     """Predict one image file frame by frame, yielding each frame's table row as it is done.
 
     Masks are appended to their files frame by frame; the files appear (atomically, under
-    names made from ``stem`` only) after the last frame. A stop request ends the file after
-    the current frame without writing its masks, as does closing the generator early.
+    names made from ``stem`` only) after the last frame, so running this twice for the same
+    file (a retried task) rewrites the same complete files. A stop request ends the file
+    after the current frame without writing its masks, as does closing the generator early.
     """
     data = read_image(path, pixel_size_nm)
     image, px = data.data, data.pixel_size_nm
@@ -273,25 +276,8 @@ def predict_frames(
             yield row
 
 
-def predict_file(
-    predictor: Predictor,
-    path: str | os.PathLike,
-    stem: str,
-    out: Path,
-    pixel_size_nm: float | None = None,
-    tile: int | None = None,
-    save_uncertainty: bool = False,
-) -> list[dict]:
-    """Predict one image file (every frame of a stack); write its masks; return its table rows.
-
-    Output files are written atomically under names made from ``stem`` only, so running this
-    twice for the same file (a retried task) rewrites the same complete files.
-    """
-    return list(predict_frames(predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty))
-
-
 def write_table(rows: list[dict], out: Path) -> Path:
-    """Write ``out/predictions.csv`` atomically from the rows of :func:`predict_file`."""
+    """Write ``out/predictions.csv`` atomically from the rows of :func:`predict_frames`."""
     csv = _io.BytesIO()
     pd.DataFrame(rows).to_csv(csv, index=False)
     path = out / "predictions.csv"

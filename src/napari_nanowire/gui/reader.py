@@ -1,6 +1,9 @@
 """napari reader contribution: TEM image files, folders of images and lists of files.
 
-The reading itself is :mod:`napari_nanowire.core.io`. A file that cannot be read raises its
+The reading itself is :mod:`napari_nanowire.core.io`. Inputs larger than
+:data:`~napari_nanowire.core.io.LAZY_BYTES` come back lazy (a memory map or a dask array read
+frame by frame) and go to napari as they are, so stacks larger than memory open; napari reads
+the slice on screen. A file that cannot be read raises its
 :class:`~napari_nanowire.core.io.ReadError`; napari catches reader exceptions and shows the
 message to the user (in the reader dialog when a file is dropped or opened from the menu).
 """
