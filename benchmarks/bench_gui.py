@@ -185,11 +185,11 @@ def wait_s(seconds: float) -> None:
     run_until(lambda: time.perf_counter() >= end)
 
 
-def open_viewer(args: argparse.Namespace):
+def open_viewer(args: argparse.Namespace, work: Path):
     """napari as ``napari-nanowire gui`` opens it, with a stack of 4 x n_per_class images.
 
     The slices carry their true classes (so pretraining reports k-NN accuracy) and, unless
-    ``--no-project``, a new project holds them as the README's workflow starts.
+    ``--no-project``, a new project in ``work`` holds them as the README's workflow starts.
     """
     from napari_nanowire.cli.gui import open_viewer as open_gui
     from napari_nanowire.gui.sample_data import make_sample_stack
@@ -204,7 +204,7 @@ def open_viewer(args: argparse.Namespace):
     viewer.layers.selection.active = image
     if not args.no_project:
         label = viewer.window.dock_widgets["Label (napari-nanowire)"]
-        label.project_box.new_project(Path(tempfile.mkdtemp(prefix="bench-gui-")) / "project")
+        label.project_box.new_project(work / "project")
     state_for(viewer).set_labels(image, list(image.metadata["true_class_labels"]))
     return viewer
 
@@ -274,7 +274,7 @@ def run_gui_jobs(viewer, args: argparse.Namespace, rec: Recorder) -> None:
         wait_s(1.0)
 
 
-def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder) -> None:
+def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder, work: Path) -> None:
     """The core pretrain() in a plain thread, with the Train widget's settings."""
     from napari_nanowire.core.pretrain import PretrainConfig, pretrain
     from napari_nanowire.gui.state import slice_labels
@@ -288,7 +288,7 @@ def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder) -> None:
         batch_size=args.batch_size,
         image_size=args.image_size,
     )
-    out = Path(tempfile.mkdtemp(prefix="bench-gui-")) / "encoder.nwmodel"
+    out = work / "encoder.nwmodel"
     sizes = [layer.metadata["pixel_size_nm"]] * len(images)
 
     def drive() -> None:
@@ -317,7 +317,8 @@ def run_phase(args: argparse.Namespace) -> dict:
     import psutil
     from pyvirtualdisplay import Display
 
-    with Display(size=(1600, 1000), color_depth=24):
+    work = tempfile.TemporaryDirectory(prefix="bench-gui-")  # models of 100+ MB: not kept
+    with work, Display(size=(1600, 1000), color_depth=24):
         from napari_nanowire.gui.torch_guard import import_torchvision
 
         import_torchvision()
@@ -327,7 +328,7 @@ def run_phase(args: argparse.Namespace) -> dict:
             torch.set_num_threads(args.threads)
         rec = Recorder(args.interval_ms)
         instrument_all(rec)
-        viewer = open_viewer(args)
+        viewer = open_viewer(args, Path(work.name))
         if args.phase.startswith("gui"):
             train_widget(viewer, args)
             if "segmenter" in args.jobs:
@@ -347,7 +348,7 @@ def run_phase(args: argparse.Namespace) -> dict:
         elif args.phase.startswith("gui"):
             run_gui_jobs(viewer, args, rec)
         else:
-            run_thread_job(viewer, args, rec)
+            run_thread_job(viewer, args, rec, Path(work.name))
         rec.stop_ticking()
         stop_sampling.set()
         viewer.close()
