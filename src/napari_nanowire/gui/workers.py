@@ -42,9 +42,10 @@ def job_threads(default: int, cores: int | None) -> int:
     """Torch CPU threads for a job run from the viewer: ``default``, leaving one core to the GUI.
 
     With as many torch threads as cores, the threads (spinning while they wait for each other)
-    and the GUI's repaints fight over every core: on 2 cores under Xvfb, pretraining in the
-    viewer ran 3x slower with 2 threads than with 1 and the event loop stalled ~20 ms every
-    tick instead of under 1 ms (benchmarks/bench_gui.py).
+    and the GUI's repaints fight over every core. Measured with benchmarks/bench_gui.py on 2
+    cores under Xvfb: a tiny-encoder pretraining step in the viewer took 3-7x longer with 2
+    threads than with 1, and the event loop stalled 16-20 ms at every tick instead of under
+    1 ms; the price, a ResNet-18 step at 112 px on an otherwise idle machine, ~20 % longer.
     """
     return max(1, min(default, (cores or 1) - 1))
 
