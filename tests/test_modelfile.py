@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from napari_nanowire.core.encoders import build_encoder
@@ -28,6 +29,32 @@ def test_round_trip_keeps_weights_and_meta(tmp_path):
     loaded.load_part("encoder", encoder, path)
     for key, value in encoder.state_dict().items():
         assert torch.equal(value, model.tensors["encoder." + key])
+
+
+def test_every_tensor_kind_reads_back_exactly_with_the_safetensors_library(tmp_path):
+    # save_model writes the safetensors layout itself (chunk by chunk, to free the GIL):
+    # the library's own reader must get every dtype, a 0-d and an empty tensor back bit-exact.
+    gen = torch.Generator().manual_seed(0)
+    tensors = {
+        "a.f32": torch.randn(3, 5, generator=gen),
+        "a.f64": torch.randn(7, generator=gen, dtype=torch.float64),
+        "a.f16": torch.randn(2, 3, generator=gen).half(),
+        "a.bf16": torch.randn(4, generator=gen).bfloat16(),
+        "a.i64": torch.tensor(12345678901),
+        "a.i8": torch.arange(-3, 3, dtype=torch.int8),
+        "a.u8": torch.arange(9, dtype=torch.uint8).reshape(3, 3),
+        "a.bool": torch.tensor([True, False, True]),
+        "a.empty": torch.zeros(0, 4),
+        "a.strided": torch.arange(12.0).reshape(3, 4).t(),
+    }
+    path = save_model(ModelFile(tensors=tensors, meta={"kind": "encoder"}), tmp_path / "m.nwmodel")
+    with safe_open(str(path), framework="pt") as fh:
+        assert set(fh.keys()) == set(tensors)
+        for name, expected in tensors.items():
+            got = fh.get_tensor(name)
+            assert got.dtype == expected.dtype and got.shape == expected.shape, name
+            assert torch.equal(got, expected), name
+    assert load_model(path).meta["kind"] == "encoder"
 
 
 def test_pickle_file_is_refused_without_running_it(tmp_path):

@@ -280,10 +280,12 @@ def _imagej_calibration(pixel_size_nm: float | None, ndim: int) -> dict:
     }
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see either the old or the new file, never half."""
+def write_bytes_atomic(path: Path, *chunks: bytes | memoryview) -> None:
+    """Replace ``path`` with the ``chunks`` written one after another, so readers see either the
+    old or the new file, never half. Chunks are written as given: large buffers go to the disk
+    without a copy and without holding the GIL."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
+        fh.writelines(chunks)
         fh.flush()
         os.fsync(fh.fileno())
 
