@@ -10,8 +10,8 @@ Weights are random (core.batch.random_model): cost does not depend on them.
 The stack figure: images/s and peak RSS of ``predict_files`` (the CLI's code path) over an
 N-frame stack file, written zlib-compressed page by page and read lazily (the child lowers
 ``io.LAZY_BYTES`` to 0, as for a stack larger than memory), for each N of --stack-frames:
-peak RSS should be flat in N. B/px is peak RSS over what the process held before the image
-(imports, model), per pixel of one image.
+peak RSS should be flat in N ("growth" is peak RSS over what the process held before the
+first frame: imports, model). For single images, B/px is that growth per pixel of the image.
 
 Usage: .venv/bin/python benchmarks/bench_inference.py [--sizes 1024 2048 4096] [--threads 2]
        [--stack-frames 20 100] [--stack-side 1024]
@@ -127,7 +127,7 @@ def one_stack(frames: int, side: int, encoder: str, tile: int) -> dict:
         "images_per_s": frames / elapsed,
         "base_rss_mib": base,
         "peak_rss_mib": peak,
-        "bytes_per_px": (peak - base) * 2**20 / side**2,
+        "growth_mib": peak - base,
     }
 
 
@@ -179,12 +179,12 @@ def main() -> None:
             f"{r['bytes_per_px']:.1f} |"
         )
     if stacks:
-        print("\n| frames | side | s/image | images/s | RSS before MiB | peak RSS MiB | B/px |")
+        print("\n| frames | side | s/image | images/s | RSS before MiB | peak MiB | growth MiB |")
         print("|---|---|---|---|---|---|---|")
     for r in stacks:
         print(
             f"| {r['frames']} | {r['side']} | {r['s_per_image']:.2f} | {r['images_per_s']:.2f} | "
-            f"{r['base_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['bytes_per_px']:.1f} |"
+            f"{r['base_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['growth_mib']:.0f} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
