@@ -154,7 +154,7 @@ def instrument_all(rec: Recorder) -> None:
         return step(trainer)
 
     pretrain._Trainer.train_step = train_step
-    rec.instrument(modelfile, "st_save", "worker safetensors.save")
+    rec.instrument(modelfile, "_safetensors_layout", "worker safetensors layout")
     rec.instrument(modelfile, "write_bytes_atomic", "worker write file")
     rec.instrument(workers.JobRunner, "start", "main JobRunner.start")
     rec.instrument(workers.JobRunner, "_relay", "main activity-dock relay")
