@@ -16,7 +16,7 @@ same physical size.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,9 +118,12 @@ def _pack_shelves(sizes: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int
 class CropSampler:
     """Draws random resized crops of ``out_size`` px from a fixed set of normalised images.
 
-    ``images`` are 2D float arrays (already normalised); ``ranges`` their crop side ranges
-    (see :func:`crop_ranges`). Images are drawn with probability proportional to how many
-    distinct crops they hold (area over mean crop area), so a large micrograph gives many views.
+    ``images`` are 2D arrays, normalised already or by ``prepare``, which is applied to each
+    image as it is read, once: memory-mapped or dask frames are read one at a time and only
+    the pyramid levels crops need are kept, so a stack larger than memory can be sampled.
+    ``ranges`` are their crop side ranges (see :func:`crop_ranges`). Images are drawn with
+    probability proportional to how many distinct crops they hold (area over mean crop area),
+    so a large micrograph gives many views.
     """
 
     def __init__(
@@ -131,15 +134,16 @@ class CropSampler:
         *,
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         device: torch.device | str = "cpu",
+        prepare: Callable[[np.ndarray], np.ndarray] = np.asarray,
     ) -> None:
-        if not images:
+        if not len(images):
             raise NanowireError("No images to crop from.")
         self.out_size = int(out_size)
         self.device = torch.device(device)
         self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
         shapes = [tuple(int(n) for n in np.shape(img)) for img in images]
         self.ranges = list(ranges)
-        tiles, index = self._pyramid_tiles(images, shapes)
+        tiles, index = self._pyramid_tiles(images, shapes, prepare)
         atlas, origins = self._build_atlas(tiles)
         self.atlas = atlas.to(self.device)
         n, n_levels = len(images), max(lvl for _, lvl in index) + 1
@@ -164,13 +168,17 @@ class CropSampler:
         return float(self.views.sum())
 
     def _pyramid_tiles(
-        self, images: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]]
+        self,
+        images: Sequence[np.ndarray],
+        shapes: Sequence[tuple[int, ...]],
+        prepare: Callable[[np.ndarray], np.ndarray],
     ) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
         """The needed pyramid levels of every image, each with a 1 px replicated border."""
         tiles, index = [], []
         for i, (img, shape) in enumerate(zip(images, shapes, strict=True)):
             first, last = _level_span(self.ranges[i], shape, self.out_size)
-            level = torch.as_tensor(np.ascontiguousarray(img, dtype=np.float32))[None, None]
+            pixels = np.ascontiguousarray(prepare(img), dtype=np.float32)
+            level = torch.as_tensor(pixels)[None, None]
             for lvl in range(last + 1):
                 if lvl >= first:
                     tiles.append(F.pad(level, (1, 1, 1, 1), mode="replicate")[0, 0])

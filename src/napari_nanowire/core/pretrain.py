@@ -283,13 +283,13 @@ class _Trainer:
             config.augment.crop_scale,
             config.augment.crop_fov_nm,
         )
-        normalised = [preprocess.normalize(im) for im in images]
         self.sampler = CropSampler(
-            normalised,
+            images,
             ranges,
             config.image_size,
             ratio=config.augment.crop_ratio,
             device=device,
+            prepare=preprocess.normalize,
         )
         self.crop_side_px = float(np.mean([math.sqrt(r.mean_area) for r in ranges]))
         self._set_up_labels(labels)

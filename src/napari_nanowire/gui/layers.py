@@ -53,15 +53,24 @@ def check_image_layer(layer: Layer) -> None:
         )
 
 
+def layer_frames(data, indices: list[int] | None = None) -> list:
+    """The 2D slices of (Y, X) or (N, Y, X) layer data (those at ``indices``, or all), unread.
+
+    Slices of a memory map or dask array stay on disk until used, so a stack larger than
+    memory can be handed to pretraining, which reads one frame at a time.
+    """
+    if np.ndim(data) == 2:
+        return [data]
+    indices = range(len(data)) if indices is None else indices
+    return [data[i] for i in indices]
+
+
 def as_stack(data, indices: list[int] | None = None) -> list[np.ndarray]:
     """2D float32 slices of (Y, X) or (N, Y, X) layer data (those at ``indices``, or all).
 
     Safe to call in a worker thread: it reads the array and touches no layer.
     """
-    if np.ndim(data) == 2:
-        return [np.asarray(data, dtype=np.float32)]
-    indices = range(len(data)) if indices is None else indices
-    return [np.asarray(data[i], dtype=np.float32) for i in indices]
+    return [np.asarray(frame, dtype=np.float32) for frame in layer_frames(data, indices)]
 
 
 def image_stack(layer: Layer) -> np.ndarray:
