@@ -133,9 +133,10 @@ def _show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
 
 
 def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, list, list]:
-    """Names, 2D images and pixel sizes of every plane of every file (folders: each file)."""
-    import numpy as np
+    """Names, 2D images and pixel sizes of every plane of every file (folders: each file).
 
+    Planes of big (lazily read) files stay unread here: pretraining reads them one at a time.
+    """
     from napari_nanowire.core.errors import NanowireError
     from napari_nanowire.core.io import image_files, read_image
 
@@ -149,7 +150,7 @@ def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, l
             planes = data.data if data.data.ndim == 3 else [data.data]
             for name, plane in zip(data.names, planes, strict=True):
                 names.append(name)
-                images.append(np.asarray(plane))
+                images.append(plane)
                 sizes.append(data.pixel_size_nm)
     return names, images, sizes
 
