@@ -34,6 +34,7 @@ from .pixel_size_widget import layer_pixel_size_nm
 from .plots import HistogramPlot
 from .state import state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
+from .workers import show_fraction
 
 if TYPE_CHECKING:
     import napari
@@ -121,7 +122,7 @@ class MeasureWidget(QWidget):
         except NanowireError as err:
             report_error(title, err)
             return False
-        self.bar.setValue(0)
+        show_fraction(self.bar, 0.0)
         return self.state.runner.start(
             title, job, on_progress=self._on_progress, on_done=self._show_results
         )
@@ -168,7 +169,7 @@ class MeasureWidget(QWidget):
         return job
 
     def _on_progress(self, event: Progress) -> None:
-        self.bar.setValue(int(round(100 * event.fraction)))
+        show_fraction(self.bar, event.fraction)
         self.status.setText(f"Measuring {event.step} of {event.total_steps}: {event.message}")
 
     def _show_results(self, result: tuple[pd.DataFrame, pd.DataFrame] | None) -> None:

@@ -37,6 +37,7 @@ from .pixel_size_widget import layer_pixel_size_nm
 from .state import slice_labels, state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
 from .torch_guard import import_torchvision
+from .workers import show_fraction
 
 if TYPE_CHECKING:
     import napari
@@ -167,7 +168,7 @@ class PredictWidget(QWidget):
         except NanowireError as err:
             report_error(title, err)
             return False
-        self.bar.setValue(0)
+        show_fraction(self.bar, 0.0)
         return self.state.runner.start(
             title,
             job,
@@ -201,7 +202,7 @@ class PredictWidget(QWidget):
         return (lambda stop: segment_slices(path, data, indices, px, stop)), layer
 
     def _on_progress(self, event: Progress) -> None:
-        self.bar.setValue(int(round(100 * event.fraction)))
+        show_fraction(self.bar, event.fraction)
         self.status.setText(f"{event.step} of {event.total_steps} images {event.message}")
 
     def _show_classes(self, layer: Image, prediction: ClassPrediction) -> None:
