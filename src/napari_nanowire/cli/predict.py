@@ -49,16 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Predict every image with a progress bar; say where the results are."""
     from napari_nanowire.cli.pretrain import _show_progress
-    from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import image_files
+    from napari_nanowire.core.io import input_files
     from napari_nanowire.core.predict import predict_files
 
-    paths = []
-    for path in args.images:
-        found = image_files(path) if path.is_dir() else [path]
-        if not found:
-            raise NanowireError(f"Folder {path} holds no image files this reader knows.")
-        paths.extend(found)
+    paths = input_files(args.images)
     stop = threading.Event()
     options = {
         "pixel_size_nm": args.pixel_size,

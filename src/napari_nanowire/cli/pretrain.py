@@ -137,21 +137,16 @@ def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, l
 
     Planes of big (lazily read) files stay unread here: pretraining reads them one at a time.
     """
-    from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import image_files, read_image
+    from napari_nanowire.core.io import input_files, read_image
 
     names, images, sizes = [], [], []
-    for path in map(Path, paths):
-        files = image_files(path) if path.is_dir() else [path]
-        if not files:
-            raise NanowireError(f"Folder {path} holds no image files this reader knows.")
-        for file in files:
-            data = read_image(file, pixel_size_nm)
-            planes = data.data if data.data.ndim == 3 else [data.data]
-            for name, plane in zip(data.names, planes, strict=True):
-                names.append(name)
-                images.append(plane)
-                sizes.append(data.pixel_size_nm)
+    for file in input_files(paths):
+        data = read_image(file, pixel_size_nm)
+        planes = data.data if data.data.ndim == 3 else [data.data]
+        for name, plane in zip(data.names, planes, strict=True):
+            names.append(name)
+            images.append(plane)
+            sizes.append(data.pixel_size_nm)
     return names, images, sizes
 
 

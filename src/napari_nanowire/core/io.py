@@ -157,9 +157,22 @@ def read_images(
     if len(paths) == 1:
         return read_image(paths[0], pixel_size_nm)
     source = Path(os.path.commonpath([p.absolute() for p in paths]))
-    files = [f for p in paths for f in (image_files(p) if p.is_dir() else [p])]
-    lazy = _too_big(files)
+    lazy = _too_big(input_files(paths))
     return _stack([read_image(p, lazy=lazy) for p in paths], source, pixel_size_nm, lazy)
+
+
+def input_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files ``paths`` name: files as given, each folder as its :func:`image_files`.
+
+    A folder without images is refused, saying what it holds.
+    """
+    files = []
+    for path in map(Path, paths):
+        found = image_files(path) if path.is_dir() else [path]
+        if not found:
+            raise ReadError(_no_images_message(path))
+        files.extend(found)
+    return files
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
