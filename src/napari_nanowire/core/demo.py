@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .classify import ClassifierConfig, train_classifier
-from .io import read_images, write_bytes_atomic
-from .measure import MeasureOptions, measure_masks
+from .io import read_images, write_bytes_atomic, write_csv
+from .measure import MeasureOptions, measure_masks, write_tables
 from .predict import Predictor
 from .pretrain import PretrainConfig, pretrain
 from .progress import Progress, format_eta
@@ -155,7 +155,7 @@ def run_demo(
     predictions.insert(0, "image", [item.name for item in items])
     predictions.insert(1, "true_class", labels)
     predictions.insert(2, "labelled", np.isin(np.arange(len(images)), train_idx))
-    write_bytes_atomic(out / "predictions.csv", predictions.to_csv(index=False).encode())
+    write_csv(out / "predictions.csv", predictions)
     held_out = predictions.iloc[test_idx]
     accuracy = float((held_out["class"] == held_out["true_class"]).mean())
     log(f"  held-out accuracy {accuracy:.2f} on {len(test_idx)} images")
@@ -195,9 +195,7 @@ def run_demo(
     true_domains, _ = measure_masks(
         [(item.name, item.mask, p) for item, p in zip(items, px, strict=True)], options
     )
-    out.joinpath("measurements").mkdir(parents=True, exist_ok=True)
-    for name, table in (("domains", domains), ("summary", summary)):
-        write_bytes_atomic(out / "measurements" / f"{name}.csv", table.to_csv(index=False).encode())
+    write_tables(domains, summary, out / "measurements")
     save_histograms(
         {"predicted masks": domains, "true masks": true_domains},
         ["width_median_nm", "length_nm", "area_nm2"],

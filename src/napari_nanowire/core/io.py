@@ -303,6 +303,13 @@ def write_bytes_atomic(path: Path, *chunks: bytes | memoryview) -> None:
         os.fsync(fh.fileno())
 
 
+def write_csv(path: str | os.PathLike, table: Any) -> Path:
+    """Write a pandas DataFrame to ``path`` as CSV (UTF-8, no index), atomically."""
+    path = Path(path)
+    write_bytes_atomic(path, table.to_csv(index=False).encode("utf-8"))
+    return path
+
+
 # --- one file ---------------------------------------------------------------------------------
 
 _Decoded = tuple[Any, float | None, dict]  # data, pixel size in nm, metadata

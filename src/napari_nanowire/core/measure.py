@@ -39,9 +39,9 @@ from skimage.measure import label, regionprops_table
 
 from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
 from .errors import NanowireError
+from .io import write_csv
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
-from .project import write_bytes_atomic
 
 DEFAULT_CLASS_NAMES: dict[int, str] = {1: "wire"}
 
@@ -268,7 +268,7 @@ def write_tables(
     """Write ``domains.csv`` and ``summary.csv`` into ``out_dir``; each write is atomic."""
     paths = Path(out_dir) / "domains.csv", Path(out_dir) / "summary.csv"
     for table, path in zip((domains, summary), paths, strict=True):
-        write_bytes_atomic(path, table.to_csv(index=False).encode())
+        write_csv(path, table)
     return paths
 
 

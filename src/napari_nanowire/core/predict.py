@@ -31,7 +31,6 @@ a stopped or crashed run leaves no partial stack behind.
 
 from __future__ import annotations
 
-import io as _io
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -47,10 +46,10 @@ from .classify import LinearHead, class_probabilities
 from .devices import resolve_device
 from .errors import NanowireError
 from .features import encoder_from, model_heads, prepare_image, resize_labels
-from .io import read_image, tiff_frame_writer
+from .io import read_image, tiff_frame_writer, write_csv
 from .modelfile import ModelFile, load_model
 from .progress import Progress, Rate, stop_requested
-from .project import unique_names, write_bytes_atomic
+from .project import unique_names
 from .segment import load_segmenter, probability_strips
 
 JOB = "predict"
@@ -278,11 +277,7 @@ def predict_frames(
 
 def write_table(rows: list[dict], out: Path) -> Path:
     """Write ``out/predictions.csv`` atomically from the rows of :func:`predict_frames`."""
-    csv = _io.BytesIO()
-    pd.DataFrame(rows).to_csv(csv, index=False)
-    path = out / "predictions.csv"
-    write_bytes_atomic(path, csv.getvalue())
-    return path
+    return write_csv(out / "predictions.csv", pd.DataFrame(rows))
 
 
 def predict_files(

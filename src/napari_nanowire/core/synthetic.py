@@ -67,7 +67,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from .errors import NanowireError
-from .io import write_bytes_atomic, write_tiff
+from .io import write_csv, write_tiff
 
 CLASSES: tuple[str, ...] = ("singular", "dispersed", "bundle", "network")
 WIDTH_RANGE_NM = (5.0, 20.0)
@@ -708,7 +708,7 @@ def write_dataset(items: Sequence[SyntheticImage], out_dir: str | os.PathLike) -
         "wires.csv": wire_table,
     }
     for filename, table in tables.items():
-        write_bytes_atomic(out / filename, table.to_csv(index=False).encode("utf-8"))
+        write_csv(out / filename, table)
     return out
 
 
