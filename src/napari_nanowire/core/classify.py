@@ -28,12 +28,12 @@ from .features import (
     add_head,
     encoder_from,
     freeze_batchnorm,
-    median_known,
     pooled_features,
     prepare_image,
     random_crop,
 )
 from .modelfile import ModelFile, load_model, save_model
+from .preprocess import median_known
 from .progress import Progress, Rate, stop_requested
 
 JOB = "classifier"

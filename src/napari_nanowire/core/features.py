@@ -21,19 +21,13 @@ from skimage.transform import resize
 
 from .encoders import Encoder
 from .errors import NanowireError
-from .modelfile import ModelFile, ModelFileError
+from .modelfile import ModelFile
 from .preprocess import normalize
 from .pretrain import load_encoder
 from .tiling import pad_to, spread, tile_starts
 
 MAX_PIXELS = 2**28
 """Largest image (in pixels, after rescaling) that prediction accepts: 16k x 16k."""
-
-
-def median_known(values: list[float | None]) -> float | None:
-    """Median of the known (non-empty) pixel sizes, or None when none is known."""
-    known = [float(v) for v in values if v]
-    return float(np.median(known)) if known else None
 
 
 def scale_factor(pixel_size_nm: float | None, model_pixel_size_nm: float | None) -> float:
@@ -184,10 +178,7 @@ def model_heads(meta: dict) -> list[str]:
 
 def encoder_from(model: ModelFile, path: str = "") -> Encoder:
     """The encoder stored in any napari-nanowire model file, in eval mode; errors name ``path``."""
-    try:
-        return load_encoder(model)[0]
-    except ModelFileError as err:
-        raise ModelFileError(str(err).replace("(in memory)", path or "(in memory)")) from None
+    return load_encoder(model, path or "(in memory)")[0]
 
 
 def add_head(

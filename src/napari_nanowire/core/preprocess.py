@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .errors import NanowireError
@@ -27,3 +29,10 @@ def normalize(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.nda
     if std < 1e-12:
         return np.zeros_like(arr)
     return ((arr - float(arr.mean())) / std).astype(np.float32, copy=False)
+
+
+def median_known(values: Sequence[float | None]) -> float | None:
+    """Median of the known (non-empty) pixel sizes, or None when none is known: the pixel size
+    a model is trained at when its images come at several."""
+    known = [float(v) for v in values if v]
+    return float(np.median(known)) if known else None

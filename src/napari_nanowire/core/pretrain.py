@@ -237,10 +237,15 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, model: ModelFile, groups: 
                 param_state[name] = torch.empty_like(param).copy_(value)
 
 
-def load_encoder(path_or_modelfile: str | os.PathLike | ModelFile) -> tuple[Encoder, ModelFile]:
-    """The encoder stored in a model file, with its weights, in eval mode, and the file."""
+def load_encoder(
+    path_or_modelfile: str | os.PathLike | ModelFile, where: str = "(in memory)"
+) -> tuple[Encoder, ModelFile]:
+    """The encoder stored in a model file, with its weights, in eval mode, and the file.
+
+    Errors name the file: its path, or ``where`` for a model file already in memory.
+    """
     if isinstance(path_or_modelfile, ModelFile):
-        model, where = path_or_modelfile, "(in memory)"
+        model = path_or_modelfile
     else:
         model, where = load_model(path_or_modelfile), str(path_or_modelfile)
     name = model.meta.get("encoder")
@@ -252,12 +257,6 @@ def load_encoder(path_or_modelfile: str | os.PathLike | ModelFile) -> tuple[Enco
     encoder = build_encoder(name)
     model.load_part("encoder", encoder, where)
     return encoder.eval(), model
-
-
-def _median_known(values: Sequence[float | None]) -> float | None:
-    """Median of the values that are not None (None if there are none)."""
-    known = [float(v) for v in values if v]
-    return float(np.median(known)) if known else None
 
 
 class _Trainer:
@@ -489,7 +488,7 @@ class _Trainer:
             global_batch_size=self.global_batch,
             crop_side_px_mean=self.crop_side_px,
         )
-        pixel_size = _median_known(self.pixel_sizes)
+        pixel_size = preprocess.median_known(self.pixel_sizes)
         meta: dict[str, Any] = {
             "kind": "encoder",
             "encoder": cfg.encoder,

@@ -30,12 +30,12 @@ from .features import (
     add_head,
     encoder_from,
     freeze_batchnorm,
-    median_known,
     prepare_image,
     random_crop,
     resize_labels,
 )
 from .modelfile import ModelFile, load_model, save_model
+from .preprocess import median_known
 from .progress import Progress, Rate, stop_requested
 from .tiling import assemble, sliding_window
 
