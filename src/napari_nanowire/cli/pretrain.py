@@ -137,13 +137,12 @@ def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, l
 
     Planes of big (lazily read) files stay unread here: pretraining reads them one at a time.
     """
-    from napari_nanowire.core.io import input_files, read_image
+    from napari_nanowire.core.io import frames, input_files, read_image
 
     names, images, sizes = [], [], []
     for file in input_files(paths):
         data = read_image(file, pixel_size_nm)
-        planes = data.data if data.data.ndim == 3 else [data.data]
-        for name, plane in zip(data.names, planes, strict=True):
+        for name, plane in zip(data.names, frames(data.data), strict=True):
             names.append(name)
             images.append(plane)
             sizes.append(data.pixel_size_nm)

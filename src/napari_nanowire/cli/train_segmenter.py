@@ -93,7 +93,7 @@ def read_pairs(
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import read_image
+    from napari_nanowire.core.io import frames, read_image
 
     images, masks, sizes = [], [], []
     for image_path, mask_path in pairs:
@@ -109,8 +109,7 @@ def read_pairs(
                 f"Mask {mask_path} holds {mask.dtype} values; save masks as integer label images."
             )
         data = np.asarray(image.data)
-        frames = [(data, mask)] if data.ndim == 2 else list(zip(data, mask, strict=True))
-        for frame, frame_mask in frames:
+        for frame, frame_mask in zip(frames(data), frames(mask), strict=True):
             images.append(frame)
             masks.append(frame_mask)
             sizes.append(image.pixel_size_nm)

@@ -175,6 +175,17 @@ def input_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def frames(data: Any, indices: Sequence[int] | None = None) -> list:
+    """The 2D images of (Y, X) or (N, Y, X) ``data`` (those at ``indices``, or all), unread.
+
+    Frames of a memory map or dask array stay on disk until used, so code that visits one
+    frame at a time holds one frame in memory, whatever the length of the stack.
+    """
+    if np.ndim(data) == 2:
+        return [data]
+    return [data[i] for i in (range(len(data)) if indices is None else indices)]
+
+
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """The image files a folder read gives, in natural order.
 

@@ -46,7 +46,7 @@ from .classify import LinearHead, class_probabilities
 from .devices import resolve_device
 from .errors import NanowireError
 from .features import encoder_from, model_heads, prepare_image, resize_labels
-from .io import read_image, tiff_frame_writer, write_csv
+from .io import frames, read_image, tiff_frame_writer, write_csv
 from .modelfile import ModelFile, load_model
 from .progress import Progress, Rate, stop_requested
 from .project import unique_names
@@ -248,7 +248,6 @@ def predict_frames(
     """
     data = read_image(path, pixel_size_nm)
     image, px = data.data, data.pixel_size_nm
-    count = 1 if image.ndim == 2 else len(image)
     with ExitStack() as files:
         masks = maps = None
         if "segmenter" in predictor.heads:
@@ -259,10 +258,10 @@ def predict_frames(
                 maps = files.enter_context(
                     tiff_frame_writer(out / "uncertainty" / f"{stem}.tif", image.shape, "f4", px)
                 )
-        for i in range(count):
+        for i, plane in enumerate(frames(image)):
             if stop_requested(stop):
                 return
-            frame = np.asarray(image if image.ndim == 2 else image[i])
+            frame = np.asarray(plane)
             row = {"image": str(path) if image.ndim == 2 else f"{path}[{i}]"}
             if "classifier" in predictor.heads:
                 row.update(predictor.classify([frame], [px]).table().to_dict("records")[0])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.io import frames
 
 if TYPE_CHECKING:
     import napari
@@ -53,24 +54,12 @@ def check_image_layer(layer: Layer) -> None:
         )
 
 
-def layer_frames(data, indices: list[int] | None = None) -> list:
-    """The 2D slices of (Y, X) or (N, Y, X) layer data (those at ``indices``, or all), unread.
-
-    Slices of a memory map or dask array stay on disk until used, so a stack larger than
-    memory can be handed to pretraining, which reads one frame at a time.
-    """
-    if np.ndim(data) == 2:
-        return [data]
-    indices = range(len(data)) if indices is None else indices
-    return [data[i] for i in indices]
-
-
 def as_stack(data, indices: list[int] | None = None) -> list[np.ndarray]:
     """2D float32 slices of (Y, X) or (N, Y, X) layer data (those at ``indices``, or all).
 
     Safe to call in a worker thread: it reads the array and touches no layer.
     """
-    return [np.asarray(frame, dtype=np.float32) for frame in layer_frames(data, indices)]
+    return [np.asarray(frame, dtype=np.float32) for frame in frames(data, indices)]
 
 
 def image_stack(layer: Layer) -> np.ndarray:

@@ -19,9 +19,10 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.io import frames
 from napari_nanowire.core.progress import Progress
 
-from .layers import as_stack, check_image_layer, layer_frames, layer_picker
+from .layers import as_stack, check_image_layer, layer_picker
 from .masks import is_training_mask, masks_of
 from .notify import report_error
 from .pixel_size_widget import layer_pixel_size_nm
@@ -228,7 +229,7 @@ class TrainWidget(QWidget):
         config.check()
 
         def job(stop):
-            images = layer_frames(data)  # read one at a time: a lazy stack stays on disk
+            images = frames(data)  # read one at a time: a lazy stack stays on disk
             sizes = [px] * len(images)
             return (
                 yield from pretrain(
