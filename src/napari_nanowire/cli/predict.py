@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every image with a progress bar; say where the results are."""
-    from napari_nanowire.cli.pretrain import _show_progress
+    from napari_nanowire.cli.common import run_job
     from napari_nanowire.core.io import input_files
     from napari_nanowire.core.predict import predict_files
 
@@ -68,5 +68,4 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         events = predict_files(args.model, paths, args.out, device=args.device, **options)
-    _show_progress(events, stop, enabled=True)
-    return 130 if stop.is_set() else 0
+    return run_job(events, stop)

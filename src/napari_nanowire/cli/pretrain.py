@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import threading
 from pathlib import Path
-from typing import Any
+
+from napari_nanowire.cli.common import given_options, show_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         )
     names, images, sizes = _read_images(args.images, args.pixel_size)
     labels = _read_labels(args.labels, names) if args.labels else None
-    given = {k: getattr(args, k) for k in _CONFIG_ARGS if getattr(args, k) is not None}
+    given = given_options(args, _CONFIG_ARGS)
     augment = AugmentConfig(crop_fov_nm=tuple(args.crop_nm) if args.crop_nm else None)
     config = PretrainConfig(**given, augment=augment)
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -91,45 +91,13 @@ def run(args: argparse.Namespace) -> int:
     events = pretrain(
         images, config, args.out, pixel_sizes_nm=sizes, labels=labels, stop=stop, resume=args.resume
     )
-    last = _show_progress(events, stop, enabled=main_process)
+    last = show_progress(events, stop, enabled=main_process)
     if main_process and last is not None:
         state = "stopped" if last.message == "stopped" else "finished"
         print(f"{state} after {last.step}/{last.total_steps} steps; model file: {args.out}")
         if state == "stopped":
             print("continue with the same command and --resume")
     return 130 if last is not None and last.message == "stopped" else 0
-
-
-def _show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
-    """Drive the pretraining generator with a tqdm bar; Ctrl-C requests a clean stop."""
-    from tqdm import tqdm
-
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        if enabled:
-            tqdm.write("stopping after this step and saving (Ctrl-C again to abort)")
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    bar, last = None, None
-    try:
-        for event in events:
-            if bar is None:
-                first = max(0, event.step - 1)
-                bar = tqdm(total=event.total_steps, initial=first, unit="step", disable=not enabled)
-            bar.update(event.step - bar.n)
-            if event.loss is not None:
-                bar.set_postfix(loss=f"{event.loss:.3f}", img_s=f"{event.images_per_s:.1f}")
-            if event.metrics or (event.message and event.message != "stopped"):
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
-                bar.write(f"{event.message}{'; ' if shown else ''}{shown}")
-            last = event
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if bar is not None:
-            bar.close()
-    return last
 
 
 def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, list, list]:

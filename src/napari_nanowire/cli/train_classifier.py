@@ -6,6 +6,8 @@ import argparse
 import threading
 from pathlib import Path
 
+from napari_nanowire.cli.common import add_common_options, check_out, given_options, run_job
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train-classifier`` sub-command."""
@@ -42,24 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_common_options(p: argparse.ArgumentParser) -> None:
-    """Options every training command shares: pixel size, device, seed, overwrite."""
-    p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
-    )
-    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-
-
-def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
-    """The named options the user gave (left-out ones keep the config's defaults)."""
-    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-
-
 def run(args: argparse.Namespace) -> int:
     """Read the labelled images, train with a progress bar, report the metrics."""
-    from napari_nanowire.cli.pretrain import _show_progress
     from napari_nanowire.core.classify import ClassifierConfig, train_classifier
 
     check_out(args.out, args.overwrite)
@@ -77,18 +63,7 @@ def run(args: argparse.Namespace) -> int:
     events = train_classifier(
         args.encoder, images, list(table["label"]), args.out, sizes, config, stop
     )
-    _show_progress(events, stop, enabled=True)
-    return 130 if stop.is_set() else 0
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing model file unless asked to."""
-    from napari_nanowire.core.errors import NanowireError
-
-    if out.exists() and not overwrite:
-        raise NanowireError(
-            f"{out} exists; pass --overwrite to replace it or choose another --out."
-        )
+    return run_job(events, stop)
 
 
 def read_label_table(path: Path):

@@ -6,7 +6,7 @@ import argparse
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.train_classifier import add_common_options, check_out, given_options
+from napari_nanowire.cli.common import add_common_options, check_out, given_options, run_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Match masks to images, train with a progress bar, report the metrics."""
-    from napari_nanowire.cli.pretrain import _show_progress
     from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
 
     check_out(args.out, args.overwrite)
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
     stop = threading.Event()
     events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
-    _show_progress(events, stop, enabled=True)
-    return 130 if stop.is_set() else 0
+    return run_job(events, stop)
 
 
 def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:

@@ -1,0 +1,76 @@
+"""What the command-line jobs share: their options, the --out check and the progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options every training command shares: pixel size, device, seed, overwrite."""
+    p.add_argument(
+        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The named options the user gave (left-out ones keep the config's defaults)."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing model file unless asked to."""
+    from napari_nanowire.core.errors import NanowireError
+
+    if out.exists() and not overwrite:
+        raise NanowireError(
+            f"{out} exists; pass --overwrite to replace it or choose another --out."
+        )
+
+
+def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
+    """Drive a job's Progress events with a tqdm bar; return the last event.
+
+    Ctrl-C requests a clean stop (the job ends after its current step); a second one aborts.
+    """
+    from tqdm import tqdm
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if enabled:
+            tqdm.write("stopping after this step and saving (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    bar, last = None, None
+    try:
+        for event in events:
+            if bar is None:
+                first = max(0, event.step - 1)
+                bar = tqdm(total=event.total_steps, initial=first, unit="step", disable=not enabled)
+            bar.update(event.step - bar.n)
+            if event.loss is not None:
+                bar.set_postfix(loss=f"{event.loss:.3f}", img_s=f"{event.images_per_s:.1f}")
+            if event.metrics or (event.message and event.message != "stopped"):
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
+                bar.write(f"{event.message}{'; ' if shown else ''}{shown}")
+            last = event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    return last
+
+
+def run_job(events: Iterable[Any], stop: threading.Event) -> int:
+    """Show a job's progress to its end; the exit code: 0, or 130 when Ctrl-C stopped it."""
+    show_progress(events, stop, enabled=True)
+    return 130 if stop.is_set() else 0
