@@ -1,4 +1,4 @@
-"""What the command-line jobs share: their options, the --out check and the progress bar."""
+"""What the command-line jobs share: options, the --out check, labels tables, the progress bar."""
 
 from __future__ import annotations
 
@@ -33,6 +33,29 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise NanowireError(
             f"{out} exists; pass --overwrite to replace it or choose another --out."
         )
+
+
+def read_label_table(path: Path):
+    """The (image, label) table of a labels CSV; the label column may be called 'class'."""
+    import pandas as pd
+
+    from napari_nanowire.core.errors import NanowireError
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise NanowireError(f"Cannot read labels table {path}: {err}") from None
+    column = next((c for c in ("label", "class") if c in table.columns), None)
+    if "image" not in table.columns or column is None:
+        raise NanowireError(
+            f"Labels table {path} needs columns 'image' and 'label' (or 'class'); it has "
+            f"{', '.join(map(str, table.columns)) or 'none'}."
+        )
+    table = table.rename(columns={column: "label"})[["image", "label"]]
+    table = table[(table["image"].str.strip() != "") & (table["label"].str.strip() != "")]
+    if table.empty:
+        raise NanowireError(f"Labels table {path} has no labelled rows; add image,label rows.")
+    return table
 
 
 def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:

@@ -11,7 +11,7 @@ import os
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import given_options, show_progress
+from napari_nanowire.cli.common import given_options, read_label_table, show_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,24 +119,10 @@ def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, l
 
 def _read_labels(path: Path, names: list[str]) -> list[str | None]:
     """Label per image name from a CSV (image, label or class); unlisted images get None."""
-    import pandas as pd
-
     from napari_nanowire.core.errors import NanowireError
 
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as err:
-        raise NanowireError(f"Cannot read labels table {path}: {err}") from None
-    column = next((c for c in ("label", "class") if c in table.columns), None)
-    if "image" not in table.columns or column is None:
-        raise NanowireError(
-            f"Labels table {path} needs columns 'image' and 'label' (or 'class'); it has "
-            f"{', '.join(map(str, table.columns))}."
-        )
-    by_name = {
-        Path(str(img)).stem: str(lab)
-        for img, lab in zip(table["image"], table[column], strict=True)
-    }
+    table = read_label_table(path)
+    by_name = {Path(img).stem: lab for img, lab in zip(table["image"], table["label"], strict=True)}
     labels = [by_name.get(name) for name in names]
     if not any(labels):
         raise NanowireError(

@@ -6,7 +6,13 @@ import argparse
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import add_common_options, check_out, given_options, run_job
+from napari_nanowire.cli.common import (
+    add_common_options,
+    check_out,
+    given_options,
+    read_label_table,
+    run_job,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,29 +70,6 @@ def run(args: argparse.Namespace) -> int:
         args.encoder, images, list(table["label"]), args.out, sizes, config, stop
     )
     return run_job(events, stop)
-
-
-def read_label_table(path: Path):
-    """The (image, label) table of a labels CSV; the label column may be called 'class'."""
-    import pandas as pd
-
-    from napari_nanowire.core.errors import NanowireError
-
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as err:
-        raise NanowireError(f"Cannot read labels table {path}: {err}") from None
-    column = next((c for c in ("label", "class") if c in table.columns), None)
-    if "image" not in table.columns or column is None:
-        raise NanowireError(
-            f"Labels table {path} needs columns 'image' and 'label' (or 'class'); it has "
-            f"{', '.join(map(str, table.columns)) or 'none'}."
-        )
-    table = table.rename(columns={column: "label"})[["image", "label"]]
-    table = table[(table["image"].str.strip() != "") & (table["label"].str.strip() != "")]
-    if table.empty:
-        raise NanowireError(f"Labels table {path} has no labelled rows; add image,label rows.")
-    return table
 
 
 def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:
