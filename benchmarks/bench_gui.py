@@ -276,7 +276,7 @@ def run_gui_jobs(viewer, args: argparse.Namespace, rec: Recorder) -> None:
 
 def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder, work: Path) -> None:
     """The core pretrain() in a plain thread, with the Train widget's settings."""
-    from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+    from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
     from napari_nanowire.gui.state import slice_labels
     from napari_nanowire.gui.workers import job_thread_policy
 

@@ -8,7 +8,7 @@ Phases, each in its own subprocess so that peak memory (ru_maxrss) belongs to th
 - ``reference``: the usual way: torchvision per-image transforms in a DataLoader (workers =
   cores) and lightly's NTXentLoss / BarlowTwinsLoss, same encoder, projector, optimizer,
   crop size and batch;
-- ``ours``: ``napari_nanowire.core.pretrain.pretrain`` on the same images.
+- ``ours``: ``napari_nanowire.core.ssl.pretrain.pretrain`` on the same images.
 
 Throughput is in view pairs per second (one pair = one image sample, 2 network inputs);
 GFLOP/s counts the forward and backward of the network (FlopCounterMode). Phases run
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _images(size: int, n_per_class: int = 4):
     """16 synthetic ``size`` px micrographs (1 nm/px): the data of both pipelines."""
-    from napari_nanowire.core.synthetic import generate_dataset
+    from napari_nanowire.core.data.synthetic import generate_dataset
 
     return [item.image for item in generate_dataset(n_per_class, size=size, seed=0)]
 
@@ -80,9 +80,9 @@ def _network(args: argparse.Namespace, channels_last: bool, fused: bool = True):
     """
     import torch
 
-    from napari_nanowire.core.encoders import build_encoder
-    from napari_nanowire.core.pretrain import SSLNet
-    from napari_nanowire.core.ssl import build_projector, projector_dims
+    from napari_nanowire.core.model.encoders import build_encoder
+    from napari_nanowire.core.ssl.losses import build_projector, projector_dims
+    from napari_nanowire.core.ssl.pretrain import SSLNet
 
     torch.manual_seed(0)
     encoder = build_encoder(args.encoder)
@@ -133,7 +133,7 @@ def phase_matmul(args: argparse.Namespace) -> dict:
 def phase_bare(args: argparse.Namespace, channels_last: bool = False) -> dict:
     import torch
 
-    from napari_nanowire.core.ssl import ssl_loss
+    from napari_nanowire.core.ssl.losses import ssl_loss
 
     net, opt = _network(args, channels_last)
     n, s = args.batch_size, args.image_size
@@ -213,7 +213,7 @@ def phase_reference(args: argparse.Namespace) -> dict:
 
 
 def phase_ours(args: argparse.Namespace) -> dict:
-    from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+    from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(
         method=args.method,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nanowire.core.synthetic import CLASSES, generate_image, image_seed
+from napari_nanowire.core.data.synthetic import CLASSES, generate_image, image_seed
 
 OUT = Path(__file__).parent / "out" / "bench_synthetic.json"
 SETTINGS = ((256, 1.0, 0.0), (256, 1.0, 1.0), (1024, 1.0, 0.0), (1024, 2.0, 0.0), (1024, 2.0, 1.0))

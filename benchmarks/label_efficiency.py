@@ -47,15 +47,15 @@ from skimage.feature import (
 from skimage.filters import threshold_otsu
 from skimage.morphology import skeletonize
 
-from napari_nanowire.core.classify import feature_zoom, fit_linear_head
-from napari_nanowire.core.encoders import build_encoder
-from napari_nanowire.core.features import pooled_features, prepare_image
-from napari_nanowire.core.modelfile import load_model, save_model
-from napari_nanowire.core.predict import Predictor
-from napari_nanowire.core.preprocess import normalize
-from napari_nanowire.core.pretrain import PretrainConfig, load_encoder, pretrain
-from napari_nanowire.core.segment import SegmenterConfig, iou_dice, train_segmenter
-from napari_nanowire.core.synthetic import CLASSES, generate_dataset
+from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
+from napari_nanowire.core.heads.classify import feature_zoom, fit_linear_head
+from napari_nanowire.core.heads.features import pooled_features, prepare_image
+from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
+from napari_nanowire.core.model.encoders import build_encoder, load_encoder
+from napari_nanowire.core.model.modelfile import load_model, save_model
+from napari_nanowire.core.model.preprocess import normalize
+from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
 HERE = Path(__file__).parent
 OUT = HERE / "out"

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from napari_nanowire.core.measure import MeasureOptions, measure_domains, measure_masks
-from napari_nanowire.core.synthetic import CLASSES, generate_dataset
+from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
+from napari_nanowire.core.measure.tables import MeasureOptions, measure_domains, measure_masks
 
 OUT = Path(__file__).parent / "out" / "validate_measure.json"
 

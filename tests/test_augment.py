@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_nanowire.core.augment import AugmentConfig, gaussian_blur, make_views
-from napari_nanowire.core.crops import CropSampler, crop_ranges
+from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.preprocess import normalize
-from napari_nanowire.core.synthetic import generate_dataset
+from napari_nanowire.core.model.preprocess import normalize
+from napari_nanowire.core.ssl.augment import AugmentConfig, gaussian_blur, make_views
+from napari_nanowire.core.ssl.crops import CropSampler, crop_ranges
 
 QUIET = AugmentConfig(blur_p=0, intensity_p=0, noise_p=0)  # geometry only
 

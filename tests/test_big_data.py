@@ -7,10 +7,10 @@ import tracemalloc
 import numpy as np
 import tifffile
 
-from napari_nanowire.core import io
-from napari_nanowire.core.batch import random_model, save_random_model
 from napari_nanowire.core.io import read_image
-from napari_nanowire.core.predict import Predictor, predict_files
+from napari_nanowire.core.io import reading as io
+from napari_nanowire.core.model.random_models import random_model, save_random_model
+from napari_nanowire.core.predict.predictor import Predictor, predict_files
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 

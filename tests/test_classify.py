@@ -9,7 +9,9 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from napari_nanowire.core.classify import (
+from napari_nanowire.core.data.synthetic import generate_dataset
+from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     check_labels,
     cross_val_accuracy,
@@ -18,13 +20,11 @@ from napari_nanowire.core.classify import (
     stratified_folds,
     train_classifier,
 )
-from napari_nanowire.core.encoders import build_encoder
-from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.features import add_head, tile_grid
-from napari_nanowire.core.modelfile import ModelFile, load_model
-from napari_nanowire.core.predict import Predictor, entropy, label_next, margin
-from napari_nanowire.core.pretrain import PretrainConfig, pretrain
-from napari_nanowire.core.synthetic import generate_dataset
+from napari_nanowire.core.heads.features import add_head, tile_grid
+from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.modelfile import ModelFile, load_model
+from napari_nanowire.core.predict.predictor import Predictor, entropy, label_next, margin
+from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 4.0  # 64 px images then show 256 nm: enough field to tell the morphologies apart

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from napari_nanowire.core.devices import describe_devices, resolve_device
-from napari_nanowire.core.encoders import ENCODERS, build_encoder
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.preprocess import normalize
+from napari_nanowire.core.model.encoders import ENCODERS, build_encoder
+from napari_nanowire.core.model.preprocess import normalize
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

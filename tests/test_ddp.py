@@ -10,11 +10,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.io import write_tiff
-from napari_nanowire.core.modelfile import load_model
-from napari_nanowire.core.pretrain import load_encoder
-from napari_nanowire.core.ssl import barlow_twins_loss, nt_xent_loss, ssl_loss
-from napari_nanowire.core.synthetic import generate_dataset
+from napari_nanowire.core.model.encoders import load_encoder
+from napari_nanowire.core.model.modelfile import load_model
+from napari_nanowire.core.ssl.losses import barlow_twins_loss, nt_xent_loss, ssl_loss
 
 
 def test_torchrun_two_processes_share_the_epoch(tmp_path):

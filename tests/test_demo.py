@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core.synthetic import generate_image, simulate_strokes
+from napari_nanowire.core.data.synthetic import generate_image, simulate_strokes
 
 
 def test_strokes_lie_on_wires_and_background_only():

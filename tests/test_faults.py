@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core.batch import random_model, save_random_model
+from napari_nanowire.core.data.project import Project
 from napari_nanowire.core.io import read_image, write_tiff
-from napari_nanowire.core.modelfile import META_KEY, load_model
-from napari_nanowire.core.predict import Predictor
-from napari_nanowire.core.project import Project
+from napari_nanowire.core.model.modelfile import META_KEY, load_model
+from napari_nanowire.core.model.random_models import random_model, save_random_model
+from napari_nanowire.core.predict.predictor import Predictor
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 CLI = [sys.executable, "-m", "napari_nanowire.cli.main"]
@@ -74,7 +74,7 @@ def test_killed_labelling_leaves_the_project_intact(tmp_path):
     Project.create(tmp_path, ["a", "b", "c"], 1.0, stack=stack)
     script = textwrap.dedent(f"""
         import numpy as np
-        from napari_nanowire.core.project import Project
+        from napari_nanowire.core.data.project import Project
         project = Project.open({str(tmp_path)!r})
         for k in range(100_000):
             project.set_slice_labels([project.classes[k % 2]] * 3)

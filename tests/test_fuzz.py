@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_nanowire.core.batch import random_model
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import read_image
-from napari_nanowire.core.measure import MeasureOptions, measure_masks
-from napari_nanowire.core.predict import Predictor
+from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
+from napari_nanowire.core.model.random_models import random_model
+from napari_nanowire.core.predict.predictor import Predictor
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 DTYPES = ["uint8", "uint16", "uint32", "float16", "float32", "float64", "bool"]

@@ -19,7 +19,6 @@ import tifffile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from napari_nanowire.core import io
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import (
     ReadError,
@@ -30,6 +29,7 @@ from napari_nanowire.core.io import (
     tiff_frame_writer,
     write_tiff,
 )
+from napari_nanowire.core.io import reading as io
 
 RNG = np.random.default_rng(0)
 

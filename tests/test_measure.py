@@ -9,10 +9,16 @@ import pandas as pd
 import pytest
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core.domain_shape import hull_stats, skeleton_and_distance, skeleton_stats
+from napari_nanowire.core.data.synthetic import generate_image
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import write_tiff
-from napari_nanowire.core.measure import (
+from napari_nanowire.core.measure.domain_shape import (
+    hull_stats,
+    skeleton_and_distance,
+    skeleton_stats,
+)
+from napari_nanowire.core.measure.nematic import nematic_order
+from napari_nanowire.core.measure.tables import (
     DOMAIN_COLUMNS,
     SUMMARY_COLUMNS,
     MeasureOptions,
@@ -20,8 +26,6 @@ from napari_nanowire.core.measure import (
     measure_masks,
     summarize_image,
 )
-from napari_nanowire.core.nematic import nematic_order
-from napari_nanowire.core.synthetic import generate_image
 
 
 def bar(shape, centre, length, width, angle_deg):

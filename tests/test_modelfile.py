@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from napari_nanowire.core.encoders import build_encoder
-from napari_nanowire.core.modelfile import ModelFile, ModelFileError, load_model, save_model
+from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.modelfile import ModelFile, ModelFileError, load_model, save_model
 
 
 def tiny_model_file() -> ModelFile:
@@ -104,7 +104,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("napari_nanowire.core.modelfile.os.replace", crash)
+    monkeypatch.setattr("napari_nanowire.core.model.modelfile.os.replace", crash)
     model = tiny_model_file()
     model.meta["epoch"] = 5
     with pytest.raises(OSError):

@@ -11,12 +11,12 @@ import tifffile
 import torch
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core.batch import save_random_model
-from napari_nanowire.core.encoders import build_encoder
+from napari_nanowire.core.data.synthetic import generate_dataset, write_dataset
 from napari_nanowire.core.io import read_image, write_tiff
-from napari_nanowire.core.modelfile import ModelFile, load_model, save_model
-from napari_nanowire.core.predict import predict_files
-from napari_nanowire.core.synthetic import generate_dataset, write_dataset
+from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.modelfile import ModelFile, load_model, save_model
+from napari_nanowire.core.model.random_models import save_random_model
+from napari_nanowire.core.predict.predictor import predict_files
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 2.0

@@ -10,20 +10,17 @@ import pytest
 import torch
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core import preprocess
-from napari_nanowire.core.encoders import Encoder
+from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import write_tiff
-from napari_nanowire.core.modelfile import ModelFileError, load_model, save_model
-from napari_nanowire.core.pretrain import (
+from napari_nanowire.core.model import preprocess
+from napari_nanowire.core.model.encoders import Encoder, load_encoder
+from napari_nanowire.core.model.modelfile import ModelFileError, load_model, save_model
+from napari_nanowire.core.ssl.monitor import embedding_std, knn_accuracy, lr_at
+from napari_nanowire.core.ssl.pretrain import (
     PretrainConfig,
-    embedding_std,
-    knn_accuracy,
-    load_encoder,
-    lr_at,
     pretrain,
 )
-from napari_nanowire.core.synthetic import generate_dataset
 
 # 8 steps of 8 pairs of 32 px crops: the smallest run that exercises every part of the loop.
 SMALL = dict(epochs=2, batch_size=8, image_size=32, steps_per_epoch=4)

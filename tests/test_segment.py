@@ -8,22 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nanowire.core.encoders import build_encoder
+from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.modelfile import ModelFile, load_model
-from napari_nanowire.core.predict import Predictor
-from napari_nanowire.core.segment import (
+from napari_nanowire.core.heads.segment import (
     SegmenterConfig,
-    UNet,
-    UNetDecoder,
     iou_dice,
     mask_targets,
-    probability_strips,
     segmentation_loss,
     train_segmenter,
 )
-from napari_nanowire.core.synthetic import generate_dataset
-from napari_nanowire.core.tiling import assemble, blend_window, sliding_window, tile_starts
+from napari_nanowire.core.heads.tiling import assemble, blend_window, sliding_window, tile_starts
+from napari_nanowire.core.heads.unet import UNet, UNetDecoder, probability_strips
+from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.modelfile import ModelFile, load_model
+from napari_nanowire.core.predict.predictor import Predictor
 from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 2.0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.ssl import (
+from napari_nanowire.core.ssl.losses import (
     barlow_twins_loss,
     build_projector,
     nt_xent_loss,

@@ -14,14 +14,14 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from napari_nanowire.cli.main import main
-from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.synthetic import (
+from napari_nanowire.core.data.synthetic import (
     CLASSES,
     WIDTH_RANGE_NM,
     generate_dataset,
     generate_image,
     write_dataset,
 )
+from napari_nanowire.core.errors import NanowireError
 
 SIZE = 128
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nanowire.core.synthetic import generate_dataset
+from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.gui.pixel_size_widget import set_layer_pixel_size_nm
 from napari_nanowire.gui.torch_guard import import_torchvision
 
@@ -83,7 +83,7 @@ def small_settings(widget) -> None:
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_items, tmp_path_factory):
     """A tiny encoder pretrained for one epoch on the tiny stack, made once per session."""
-    from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+    from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("models") / "encoder.nwmodel"
     config = PretrainConfig(encoder="tiny", epochs=1, batch_size=8, image_size=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_nanowire.core.project import Project
+from napari_nanowire.core.data.project import Project
 from napari_nanowire.gui.label_widget import text_overlay
 from napari_nanowire.gui.masks import brush_size_px, painted_slices
 from napari_nanowire.gui.state import slice_labels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_nanowire.core.predict import ClassPrediction
+from napari_nanowire.core.predict.predictor import ClassPrediction
 from napari_nanowire.gui.predict_widget import NEXT_MARK, ranked_table
 
 
@@ -40,8 +40,8 @@ def test_a_lazy_stack_is_predicted_slice_by_slice_never_loaded_whole(
     import tifffile
     from conftest import wait_for_job
 
-    from napari_nanowire.core import io
-    from napari_nanowire.core.batch import save_random_model
+    from napari_nanowire.core.io import reading as io
+    from napari_nanowire.core.model.random_models import save_random_model
 
     stack = np.random.default_rng(0).random((6, 64, 64), dtype=np.float32)
     path = tmp_path / "big.tif"

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from napari_nanowire.core.data.project import PROJECT_FILE, Project, ProjectError
 from napari_nanowire.core.io import write_tiff
-from napari_nanowire.core.project import PROJECT_FILE, Project, ProjectError
 
 
 def make(tmp_path, **kwargs):
@@ -90,7 +90,7 @@ def test_a_crash_while_saving_leaves_the_last_project_file(tmp_path, monkeypatch
     def crash(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr("napari_nanowire.core.project.os.replace", crash)
+    monkeypatch.setattr("napari_nanowire.core.data.project.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         project.set_slice_labels(["network", None, None])
     assert (tmp_path / "p" / PROJECT_FILE).read_bytes() == before

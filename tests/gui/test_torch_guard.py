@@ -11,7 +11,7 @@ from napari_nanowire.gui.torch_guard import import_torchvision, llvm_loaded
 viewer = napari.Viewer(show=False)
 print("llvm", llvm_loaded(), flush=True)
 import_torchvision()
-from napari_nanowire.core.encoders import build_encoder
+from napari_nanowire.core.model.encoders import build_encoder
 build_encoder("tiny")
 viewer.close()
 print("survived", flush=True)

@@ -8,7 +8,7 @@ from napari.utils import progress
 
 
 def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, qtbot):
-    from napari_nanowire.core.modelfile import load_model
+    from napari_nanowire.core.model.modelfile import load_model
 
     widget = dock("Train")
     small_settings(widget)
@@ -87,7 +87,7 @@ def test_out_of_gpu_memory_says_to_lower_the_batch_size(viewer, dock, qtbot, mon
         yield
 
     shown = errors_shown(monkeypatch)
-    monkeypatch.setattr("napari_nanowire.core.pretrain.pretrain", out_of_memory)
+    monkeypatch.setattr("napari_nanowire.core.ssl.pretrain.pretrain", out_of_memory)
     widget = dock("Train")
     assert widget.pretrain()
     wait_for_job(qtbot, widget)

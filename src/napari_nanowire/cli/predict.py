@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every image with a progress bar; say where the results are."""
     from napari_nanowire.cli.common import run_job
     from napari_nanowire.core.io import input_files
-    from napari_nanowire.core.predict import predict_files
+    from napari_nanowire.core.predict.predictor import predict_files
 
     paths = input_files(args.images)
     stop = threading.Event()
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         "stop": stop,
     }
     if args.scheduler:
-        from napari_nanowire.core.distributed import predict_distributed
+        from napari_nanowire.core.predict.cluster import predict_distributed
 
         events = predict_distributed(
             args.model, paths, args.out, args.scheduler, retries=args.retries, **options

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Pretrain an encoder with self-supervised learning on your own TEM images, so that "
             "a few labels are enough later. Writes one model file (written at every epoch end "
             "and on Ctrl-C; continue with --resume). Settings left out use the defaults of "
-            "napari_nanowire.core.pretrain.PretrainConfig; the first line printed shows them."
+            "napari_nanowire.core.ssl.pretrain.PretrainConfig; the first line printed shows them."
         ),
     )
     p.add_argument("images", nargs="+", help="image files or folders (every image in a folder)")
@@ -66,9 +66,9 @@ _CONFIG_ARGS += ("lr", "device", "seed")
 
 def run(args: argparse.Namespace) -> int:
     """Read the images, pretrain with a progress bar, report where the model is."""
-    from napari_nanowire.core.augment import AugmentConfig
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+    from napari_nanowire.core.ssl.augment import AugmentConfig
+    from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
     if args.out.exists() and not (args.resume or args.overwrite):
         raise NanowireError(

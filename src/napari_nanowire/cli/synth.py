@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and write the data set, then print one summary line."""
-    from napari_nanowire.core.synthetic import CLASSES, generate_dataset, write_dataset
+    from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset, write_dataset
 
     items = generate_dataset(
         args.n_per_class,

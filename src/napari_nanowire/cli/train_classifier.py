@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the labelled images, train with a progress bar, report the metrics."""
-    from napari_nanowire.core.classify import ClassifierConfig, train_classifier
+    from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
 
     check_out(args.out, args.overwrite)
     table = read_label_table(args.labels)

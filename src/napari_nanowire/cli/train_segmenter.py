@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Match masks to images, train with a progress bar, report the metrics."""
-    from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
+    from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 
     check_out(args.out, args.overwrite)
     pairs = match_masks(args.images, args.masks)

@@ -19,21 +19,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classify import ClassifierConfig, train_classifier
-from .io import read_images, write_bytes_atomic, write_csv
-from .measure import MeasureOptions, measure_masks, write_tables
-from .predict import Predictor
-from .pretrain import PretrainConfig, pretrain
-from .progress import Progress, format_eta
-from .report import save_histograms, save_montage
-from .segment import SegmenterConfig, iou_dice, train_segmenter
-from .synthetic import (
+from .data.synthetic import (
     CLASSES,
     WIDTH_RANGE_NM,
     generate_dataset,
     simulate_strokes,
     write_dataset,
 )
+from .heads.classify import ClassifierConfig, train_classifier
+from .heads.segment import SegmenterConfig, iou_dice, train_segmenter
+from .io import read_images, write_bytes_atomic, write_csv
+from .measure.tables import MeasureOptions, measure_masks, write_tables
+from .predict.predictor import Predictor
+from .progress import Progress, format_eta
+from .report import save_histograms, save_montage
+from .ssl.pretrain import PretrainConfig, pretrain
 
 MIN_WIRE_AREA_NM2 = 2 * WIDTH_RANGE_NM[0] ** 2
 """Domains smaller than this are specks, not wires: the generator's thinnest wire (5 nm) shows

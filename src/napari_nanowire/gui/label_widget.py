@@ -28,8 +28,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nanowire.core.data.project import default_color
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.project import default_color
 
 from .layers import current_slice, go_to_slice, layer_picker
 from .masks import add_mask_layer, masks_of, style_mask_layer

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from napari.utils.colormaps import DirectLabelColormap
 
-from napari_nanowire.core.project import default_color
+from napari_nanowire.core.data.project import default_color
 
 from .layers import slice_names
 from .pixel_size_widget import layer_pixel_size_nm

@@ -128,7 +128,7 @@ class MeasureWidget(QWidget):
         )
 
     def _job(self):
-        from napari_nanowire.core.measure import MeasureOptions, measure_masks
+        from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
 
         layer = self.mask.value
         if layer is None:
@@ -202,7 +202,7 @@ class MeasureWidget(QWidget):
 
     def export(self, folder: Path) -> tuple[Path, Path] | None:
         """Write ``domains.csv`` and ``summary.csv`` into ``folder``."""
-        from napari_nanowire.core.measure import write_tables
+        from napari_nanowire.core.measure.tables import write_tables
 
         if self.domains.empty and self.summary.empty:
             show_info("Nothing to export yet: press Measure first.")

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
+from napari_nanowire.core.data.project import Project, ProjectError
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.project import Project, ProjectError
 
 from .layers import image_stack, slice_names
 from .masks import add_mask_layer, masks_of

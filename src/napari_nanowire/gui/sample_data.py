@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_nanowire.core.synthetic import CLASSES, generate_dataset
+from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
 
 SAMPLE_PIXEL_SIZE_NM = 1.0
 

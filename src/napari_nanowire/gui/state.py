@@ -17,8 +17,8 @@ import numpy as np
 from psygnal import Signal
 from superqt.utils import qdebounced
 
-from napari_nanowire.core.project import DEFAULT_MASK_CLASSES, Project, default_color
-from napari_nanowire.core.synthetic import CLASSES
+from napari_nanowire.core.data.project import DEFAULT_MASK_CLASSES, Project, default_color
+from napari_nanowire.core.names import CLASSES
 
 from .layers import slice_count, slice_names
 from .masks import painted_slices

@@ -78,9 +78,9 @@ class TrainWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         import_torchvision()
-        from napari_nanowire.core.encoders import ENCODERS
-        from napari_nanowire.core.pretrain import PretrainConfig
-        from napari_nanowire.core.segment import SegmenterConfig
+        from napari_nanowire.core.heads.segment import SegmenterConfig
+        from napari_nanowire.core.model.encoders import ENCODERS
+        from napari_nanowire.core.ssl.pretrain import PretrainConfig
 
         super().__init__()
         self.viewer = unwrap_viewer(napari_viewer)
@@ -214,7 +214,7 @@ class TrainWidget(QWidget):
         return path
 
     def _pretrain_job(self, out: Path) -> Job:
-        from napari_nanowire.core.pretrain import PretrainConfig, pretrain
+        from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
         layer = self._image_layer()
         data, labels, px = layer.data, slice_labels(layer), layer_pixel_size_nm(layer)
@@ -240,7 +240,11 @@ class TrainWidget(QWidget):
         return job
 
     def _classifier_job(self, out: Path) -> Job:
-        from napari_nanowire.core.classify import ClassifierConfig, check_labels, train_classifier
+        from napari_nanowire.core.heads.classify import (
+            ClassifierConfig,
+            check_labels,
+            train_classifier,
+        )
 
         layer = self._image_layer()
         base = self._encoder_file()
@@ -259,7 +263,7 @@ class TrainWidget(QWidget):
         return slices_job(train_classifier, base, data, picked, targets, out, px, config=config)
 
     def _segmenter_job(self, out: Path) -> Job:
-        from napari_nanowire.core.segment import SegmenterConfig, train_segmenter
+        from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 
         layer = self._image_layer()
         base = self._encoder_file()

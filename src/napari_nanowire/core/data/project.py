@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NanowireError
-from .io import read_image, write_bytes_atomic, write_tiff
-from .synthetic import CLASSES
+from ..errors import NanowireError
+from ..io import read_image, write_bytes_atomic, write_tiff
+from ..names import CLASSES, unique_names
 
 PROJECT_FILE = "project.json"
 FORMAT = "napari-nanowire-project"
@@ -49,17 +49,6 @@ class ProjectError(NanowireError):
 def default_color(index: int) -> str:
     """The palette colour for the ``index``-th class, cycling when there are many classes."""
     return PALETTE[index % len(PALETTE)]
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Slice names made unique by suffixing repeats, so labels can be keyed by name."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        out.append(name if count == 0 else f"{name}-{count + 1}")
-    return out
 
 
 @dataclass

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import NanowireError
 from .crops import CropSampler
-from .errors import NanowireError
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import NanowireError
+from ..errors import NanowireError
 
 # The eight symmetries of the square (rotations by k*90 degrees, optionally after a mirror),
 # as 2x2 matrices acting on output coordinates.

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import NanowireError
+from ..errors import NanowireError
 
 NORMALIZATION = "percentile-standardize-v1"
 

@@ -10,6 +10,7 @@ Adding a backbone is one :func:`register_encoder` call.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock
+
+from .modelfile import ModelFile, ModelFileError, load_model
 
 
 class Encoder(nn.Module):
@@ -123,3 +126,25 @@ def build_encoder(name: str) -> Encoder:
         known = ", ".join(sorted(ENCODERS))
         raise ValueError(f"Unknown encoder {name!r}: choose one of {known}.") from None
     return spec.build()
+
+
+def load_encoder(
+    path_or_modelfile: str | os.PathLike | ModelFile, where: str = "(in memory)"
+) -> tuple[Encoder, ModelFile]:
+    """The encoder stored in a model file, with its weights, in eval mode, and the file.
+
+    Errors name the file: its path, or ``where`` for a model file already in memory.
+    """
+    if isinstance(path_or_modelfile, ModelFile):
+        model = path_or_modelfile
+    else:
+        model, where = load_model(path_or_modelfile), str(path_or_modelfile)
+    name = model.meta.get("encoder")
+    if name not in ENCODERS:
+        raise ModelFileError(
+            f"Model file {where} names encoder {name!r}, which this napari-nanowire does not "
+            f"know ({', '.join(sorted(ENCODERS))}); update napari-nanowire."
+        )
+    encoder = build_encoder(name)
+    model.load_part("encoder", encoder, where)
+    return encoder.eval(), model

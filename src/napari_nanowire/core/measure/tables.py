@@ -37,9 +37,9 @@ import pandas as pd
 from scipy import ndimage
 from skimage.measure import label, regionprops_table
 
+from ..errors import NanowireError
+from ..io import write_csv
 from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
-from .errors import NanowireError
-from .io import write_csv
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
 

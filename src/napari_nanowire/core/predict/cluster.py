@@ -6,7 +6,7 @@ Each task predicts one file with :func:`~napari_nanowire.core.predict.predict_fr
 writes its masks atomically under names fixed by the client and yields its table rows; the
 client writes ``predictions.csv`` once, in input order. A failed task is retried (``retries``)
 and simply rewrites the same complete files, so retries neither lose nor duplicate outputs.
-The outputs are the same as :func:`~napari_nanowire.core.predict.predict_files` writes.
+The outputs are the same as :func:`~napari_nanowire.core.predict.predictor.predict_files` writes.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import NanowireError
-from .modelfile import load_model, parse_model
-from .predict import JOB, Predictor, output_stems, predict_frames, write_table
-from .progress import Progress, Rate, stop_requested
+from ..errors import NanowireError
+from ..model.modelfile import load_model, parse_model
+from ..progress import Progress, Rate, stop_requested
+from .predictor import JOB, Predictor, output_stems, predict_frames, write_table
 
 _PREDICTORS: dict[str, Predictor] = {}
 """Predictors loaded in this (worker) process, by the SHA-256 of their model file's bytes."""

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import NanowireError
+from ..errors import NanowireError
 
 METHODS = ("simclr", "barlow")
 

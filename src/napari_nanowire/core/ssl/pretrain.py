@@ -18,29 +18,37 @@ import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import preprocess
+from ..errors import NanowireError
+from ..model import preprocess
+from ..model.encoders import ENCODERS, Encoder, build_encoder
+from ..model.modelfile import ModelFile, load_model, save_model
+from ..progress import Progress, Rate, stop_requested
 from .augment import AugmentConfig, make_views
 from .crops import CropSampler, crop_ranges
-from .devices import resolve_device
-from .encoders import ENCODERS, Encoder, build_encoder
-from .errors import NanowireError
-from .modelfile import ModelFile, ModelFileError, load_model, save_model
-from .progress import Progress, Rate, stop_requested
-from .ssl import build_projector, check_method, projector_dims, ssl_loss
+from .losses import build_projector, check_method, projector_dims, ssl_loss
+from .monitor import (
+    _load_optimizer,
+    _optimizer_tensors,
+    embedding_moments,
+    embedding_std,
+    knn_accuracy,
+    lr_at,
+    step_seed,
+)
+from .runtime import _Distributed, _one_cpu_thread, _pick_device
 
 # AdamW learning rate at a global batch of 256 view pairs, scaled by sqrt(batch / 256).
+
+
 BASE_LR = 2e-3
 
 
@@ -97,166 +105,6 @@ class SSLNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.encoder(x))
-
-
-@dataclass
-class _Distributed:
-    """This process's place in a torchrun job (one process: rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @classmethod
-    def from_env(cls, use_cuda: bool) -> _Distributed:
-        """Join the process group torchrun describes in WORLD_SIZE, RANK, MASTER_ADDR..."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return cls()
-        owns = not dist.is_initialized()
-        if owns:
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        return cls(dist.get_rank(), dist.get_world_size(), local, owns)
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Element-wise sum over processes."""
-        if self.world_size > 1:
-            dist.all_reduce(t)
-        return t
-
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True if ``flag`` is set in any process."""
-        return bool(self.sum(torch.tensor([float(flag)], device=device)).item() > 0)
-
-    def close(self) -> None:
-        """Leave the process group if this object joined it."""
-        if self.owns_group:
-            dist.destroy_process_group()
-
-
-def _pick_device(name: str) -> torch.device:
-    """The training device for ``name``; a device this machine lacks is a NanowireError."""
-    try:
-        return resolve_device(name)
-    except ValueError as err:
-        raise NanowireError(str(err)) from None
-
-
-@contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run the enclosed torch ops on one CPU thread (no effect on other devices).
-
-    Augmentation is many short passes over the batch; with two threads, each pass waits for the
-    slower thread, and on a CPU shared with other work that made it 5-8x slower here, while
-    one thread lost only ~25 % on an idle machine. Switching costs under a microsecond.
-    """
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of one process's crops at one step, so a resumed run draws what a whole run did."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
-
-
-def lr_at(step: int, total: int, base: float, warmup_fraction: float) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, then cosine decay to 0."""
-    warmup = max(1, round(warmup_fraction * total))
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def embedding_moments(z: torch.Tensor) -> torch.Tensor:
-    """Sums for the collapse monitor: [count, sum of unit vectors (D), sum of squares (D)]."""
-    u = F.normalize(z.detach().float(), dim=1)
-    count = torch.tensor([float(len(u))], device=u.device)
-    return torch.cat([count, u.sum(dim=0), u.pow(2).sum(dim=0)])
-
-
-def embedding_std(moments: torch.Tensor) -> float:
-    """Mean per-dimension std of L2-normalised embeddings from :func:`embedding_moments` sums.
-
-    About 1/sqrt(D) when embeddings spread over the sphere, near 0 when they collapse to a point.
-    """
-    count, rest = moments[0], moments[1:]
-    d = len(rest) // 2
-    mean, sq = rest[:d] / count, rest[d:] / count
-    return float((sq - mean.pow(2)).clamp_min(0).sqrt().mean())
-
-
-def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    """Leave-one-out k-NN accuracy with cosine similarity (votes weighted by exp(sim / 0.07)).
-
-    The weighting (as in InstDisc and DINO's monitors) lets near neighbours outvote far ones.
-    ``k`` is capped at the smallest class size minus one, so that with few labels the left-out
-    image's own class can still fill all k places.
-    """
-    f = F.normalize(features.float(), dim=1)
-    sim = (f @ f.T).fill_diagonal_(-torch.inf)
-    n_classes = int(labels.max()) + 1
-    smallest = int(torch.bincount(labels, minlength=n_classes).min())
-    k = max(1, min(k, smallest - 1, len(f) - 1))
-    top_sim, top = sim.topk(k, dim=1)
-    votes = torch.zeros(len(f), n_classes, device=f.device)
-    votes.scatter_add_(1, labels[top], torch.exp(top_sim / 0.07))
-    return float((votes.argmax(dim=1) == labels).float().mean())
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimizer's per-parameter state as flat tensors ``optimizer.<param>.<name>``."""
-    return {
-        f"optimizer.{pid}.{name}": value.detach().to("cpu").contiguous().clone()
-        for pid, state in optimizer.state_dict()["state"].items()
-        for name, value in state.items()
-    }
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, model: ModelFile, groups: list) -> None:
-    """Restore optimizer state saved by :func:`_optimizer_tensors` with its param groups.
-
-    State tensors get their parameter's memory layout back (files store them contiguous):
-    fused AdamW silently mixes up elements when a state tensor's strides differ from its
-    parameter's (channels_last convolution weights).
-    """
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in model.part("optimizer").items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    for param, param_state in optimizer.state.items():
-        for name, value in param_state.items():
-            if value.shape == param.shape:
-                param_state[name] = torch.empty_like(param).copy_(value)
-
-
-def load_encoder(
-    path_or_modelfile: str | os.PathLike | ModelFile, where: str = "(in memory)"
-) -> tuple[Encoder, ModelFile]:
-    """The encoder stored in a model file, with its weights, in eval mode, and the file.
-
-    Errors name the file: its path, or ``where`` for a model file already in memory.
-    """
-    if isinstance(path_or_modelfile, ModelFile):
-        model = path_or_modelfile
-    else:
-        model, where = load_model(path_or_modelfile), str(path_or_modelfile)
-    name = model.meta.get("encoder")
-    if name not in ENCODERS:
-        raise ModelFileError(
-            f"Model file {where} names encoder {name!r}, which this napari-nanowire does not "
-            f"know ({', '.join(sorted(ENCODERS))}); update napari-nanowire."
-        )
-    encoder = build_encoder(name)
-    model.load_part("encoder", encoder, where)
-    return encoder.eval(), model
 
 
 class _Trainer:

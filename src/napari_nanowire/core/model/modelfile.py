@@ -22,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from torch import nn
 
-from .errors import NanowireError
-from .io import write_bytes_atomic
+from ..errors import NanowireError
+from ..io import write_bytes_atomic
 
 FORMAT = "napari-nanowire-model"
 FORMAT_VERSION = 1

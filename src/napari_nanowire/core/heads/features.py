@@ -1,7 +1,7 @@
 """The encoder side shared by both heads: input preparation, crops, pooled features, model files.
 
 Every head (classifier, segmenter) sees images the same way: normalised per image with
-:func:`~napari_nanowire.core.preprocess.normalize`, then rescaled to the model's pixel size when
+:func:`~..model.preprocess.normalize`, then rescaled to the model's pixel size when
 both sizes are known, so a model trained at 1 nm/px still sees wires of the right width in an
 image taken at 2 nm/px.
 
@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from skimage.transform import resize
 
-from .encoders import Encoder
-from .errors import NanowireError
-from .modelfile import ModelFile
-from .preprocess import normalize
-from .pretrain import load_encoder
+from ..errors import NanowireError
+from ..model.encoders import Encoder, load_encoder
+from ..model.modelfile import ModelFile
+from ..model.preprocess import normalize
 from .tiling import pad_to, spread, tile_starts
 
 MAX_PIXELS = 2**28

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from .classify import LinearHead
+from ..heads.classify import LinearHead
+from ..heads.features import add_head
+from ..heads.unet import UNetDecoder
 from .encoders import build_encoder
-from .features import add_head
 from .modelfile import ModelFile, save_model
-from .segment import UNetDecoder
 
 
 def random_model(

@@ -42,15 +42,15 @@ import numpy as np
 import pandas as pd
 from skimage.transform import resize
 
-from .classify import LinearHead, class_probabilities
-from .devices import resolve_device
-from .errors import NanowireError
-from .features import encoder_from, model_heads, prepare_image, resize_labels
-from .io import frames, read_image, tiff_frame_writer, write_csv
-from .modelfile import ModelFile, load_model
-from .progress import Progress, Rate, stop_requested
-from .project import unique_names
-from .segment import load_segmenter, probability_strips
+from ..devices import resolve_device
+from ..errors import NanowireError
+from ..heads.classify import LinearHead, class_probabilities
+from ..heads.features import encoder_from, model_heads, prepare_image, resize_labels
+from ..heads.unet import load_segmenter, probability_strips
+from ..io import frames, read_image, tiff_frame_writer, write_csv
+from ..model.modelfile import ModelFile, load_model
+from ..names import unique_names
+from ..progress import Progress, Rate, stop_requested
 
 JOB = "predict"
 

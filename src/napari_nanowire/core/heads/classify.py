@@ -21,9 +21,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .devices import resolve_device
-from .encoders import Encoder
-from .errors import NanowireError
+from ..devices import resolve_device
+from ..errors import NanowireError
+from ..model.encoders import Encoder
+from ..model.modelfile import ModelFile, load_model, save_model
+from ..model.preprocess import median_known
+from ..progress import Progress, Rate, stop_requested
 from .features import (
     add_head,
     encoder_from,
@@ -32,9 +35,6 @@ from .features import (
     prepare_image,
     random_crop,
 )
-from .modelfile import ModelFile, load_model, save_model
-from .preprocess import median_known
-from .progress import Progress, Rate, stop_requested
 
 JOB = "classifier"
 

@@ -1,0 +1,1 @@
+"""Data the project makes or keeps: synthetic micrographs and project folders."""

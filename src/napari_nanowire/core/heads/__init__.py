@@ -1,0 +1,1 @@
+"""Few-label heads on a pretrained encoder: image classifier and U-Net segmenter."""

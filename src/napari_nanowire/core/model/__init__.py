@@ -1,0 +1,1 @@
+"""Encoders, input normalisation and the model file that carries them."""

@@ -1,0 +1,1 @@
+"""Self-supervised pretraining of an encoder: crops, augmentations, losses and the loop."""
