@@ -154,7 +154,7 @@ def pretrain_encoders(pool, s: Settings, workdir: Path) -> tuple[dict[str, Path]
 def encoder_features(path: Path, items, s: Settings) -> np.ndarray:
     """Pooled features as the classifier computes them (same zoom and tiles)."""
     encoder, model = load_encoder(path)
-    tile = model.meta["image_size"]
+    tile = model.meta.image_size
     zoom = feature_zoom(model.meta, tile)
     prepared = [
         prepare_image(i.image, i.pixel_size_nm, model.meta["pixel_size_nm"], zoom) for i in items

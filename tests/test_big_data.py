@@ -5,13 +5,13 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_nanowire.core.io import read_image
 from napari_nanowire.core.io import reading as io
 from napari_nanowire.core.model.random_models import random_model, save_random_model
 from napari_nanowire.core.predict.predictor import Predictor, predict_files
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 
 def peak_numpy_bytes_per_pixel(predictor: Predictor, side: int) -> float:
@@ -27,6 +27,7 @@ def peak_numpy_bytes_per_pixel(predictor: Predictor, side: int) -> float:
     return peak / image.size
 
 
+@pytest.mark.slow  # 5 s under load
 def test_segmentation_memory_is_a_few_image_copies_whatever_the_size():
     # Measured 20.0 B/px at 256, 512 and 1024 px (float32 normalisation temporaries plus the
     # uint8 mask); a whole-image probability map would add >= 8 B/px per class. Bound 24 B/px.
@@ -66,6 +67,7 @@ def streaming_peak_bytes(model, path, out) -> int:
     return peak
 
 
+@pytest.mark.slow  # 10 s under load
 def test_stack_prediction_memory_does_not_grow_with_the_number_of_frames(tmp_path, monkeypatch):
     model = save_random_model(tmp_path / "model.nwmodel", tile=64)
     monkeypatch.setattr(io, "LAZY_BYTES", 0)

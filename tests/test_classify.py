@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
+from helpers import encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.classify import (
@@ -22,20 +23,12 @@ from napari_nanowire.core.heads.classify import (
 )
 from napari_nanowire.core.heads.features import add_head, tile_grid
 from napari_nanowire.core.model.encoders import build_encoder
-from napari_nanowire.core.model.modelfile import ModelFile, load_model
+from napari_nanowire.core.model.metadata import ClassifierMeta, ModelMeta, SegmenterMeta, SSLMeta
+from napari_nanowire.core.model.modelfile import load_model
 from napari_nanowire.core.predict.predictor import Predictor, entropy, label_next, margin
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 4.0  # 64 px images then show 256 nm: enough field to tell the morphologies apart
-
-
-def encoder_file(seed: int = 0) -> ModelFile:
-    """An encoder model file with a randomly initialised tiny encoder."""
-    torch.manual_seed(seed)
-    model = ModelFile(meta={"kind": "encoder", "encoder": "tiny", "image_size": 48})
-    model.set_part("encoder", build_encoder("tiny"))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +43,7 @@ def pretrained(tmp_path_factory):
     return out, pool
 
 
+@pytest.mark.slow  # 12 s under load
 def test_linear_classifier_on_pretrained_encoder_beats_chance(pretrained, tmp_path):
     encoder, pool = pretrained
     labelled = [i for i in pool if int(i.name[-3:]) < 8]
@@ -102,9 +96,9 @@ def test_one_image_a_class_is_enough(tmp_path):
         )
     )
     meta = load_model(out).meta
-    assert meta["kind"] == "classifier" and meta["heads"] == ["classifier"]
-    assert meta["class_names"] == sorted(i.label for i in items)
-    assert meta["pixel_size_nm"] == PX and meta["classifier"]["class_counts"] == [1, 1, 1, 1]
+    assert meta.kind == "classifier" and meta.heads == ["classifier"]
+    assert meta.class_names == sorted(i.label for i in items)
+    assert meta.pixel_size_nm == PX and meta.classifier.class_counts == [1, 1, 1, 1]
     assert "cv_accuracy" not in events[-1].metrics
     assert events[-1].metrics["train_accuracy"] == 1.0
 
@@ -126,7 +120,7 @@ def test_fine_tune_changes_the_encoder_and_drops_a_stale_segmenter(tmp_path):
     assert len(tuned) == 2 and events[-1].step == events[-1].total_steps == 4 + 2
     assert "dropped the segmenter" in events[-1].message
     model = load_model(out)
-    assert model.meta["heads"] == ["classifier"] and "mask_classes" not in model.meta
+    assert model.meta.heads == ["classifier"] and model.meta.mask_classes is None
     before, after = base.part("encoder"), model.part("encoder")
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
@@ -135,13 +129,19 @@ def test_linear_head_keeps_a_segmenter_and_its_encoder():
     base = encoder_file()
     encoder = build_encoder("tiny")
     model, dropped = add_head(
-        base, encoder, "segmenter", torch.nn.Linear(2, 2), ["bg", "w"], {}, True
+        base, encoder, "segmenter", torch.nn.Linear(2, 2), ["bg", "w"], SegmenterMeta(tile=64), True
     )
     both, dropped = add_head(
-        model, encoder, "classifier", torch.nn.Linear(3, 2), ["a", "b"], {}, False
+        model,
+        encoder,
+        "classifier",
+        torch.nn.Linear(3, 2),
+        ["a", "b"],
+        ClassifierMeta(tile=64),
+        False,
     )
-    assert dropped == [] and both.meta["kind"] == "classifier+segmenter"
-    assert both.meta["mask_classes"] == ["bg", "w"] and both.meta["class_names"] == ["a", "b"]
+    assert dropped == [] and both.meta.kind == "classifier+segmenter"
+    assert both.meta.mask_classes == ["bg", "w"] and both.meta.class_names == ["a", "b"]
     assert both.has_part("segmenter") and both.has_part("classifier")
 
 
@@ -163,8 +163,9 @@ def test_label_errors_say_what_to_add(labels, match):
 
 
 def test_zoom_follows_the_pretraining_crop_size():
-    assert feature_zoom({"ssl": {"crop_side_px_mean": 96.0}}, 48) == 0.5
-    assert feature_zoom({}, 48) == 1.0
+    meta = ModelMeta(encoder="tiny", ssl=SSLMeta(crop_side_px_mean=96.0))
+    assert feature_zoom(meta, 48) == 0.5
+    assert feature_zoom(ModelMeta(encoder="tiny"), 48) == 1.0
     tiles = tile_grid((100, 40), 48, max_tiles=3)
     assert len(tiles) == 3 and all(h == 48 and w == 40 for _, _, h, w in tiles)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_image, simulate_strokes
@@ -23,6 +24,7 @@ def test_strokes_lie_on_wires_and_background_only():
     assert 0 < (strokes == 1).sum() / (item.mask == 0).sum() < 0.12
 
 
+@pytest.mark.slow  # 34 s under load
 def test_demo_writes_models_tables_figures_and_report(tmp_path):
     out = tmp_path / "demo"
     code = main(

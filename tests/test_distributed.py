@@ -21,17 +21,8 @@ from napari_nanowire.core.predict.predictor import predict_files
 # Workers are other processes: ship this module's plugin class by value, not by import name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread in this process: two threads on a loaded 2-core machine run ~100x
-    slower (measured: 4.1 s vs 0.04 s to segment a 100 px image at load average 8)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# a 2-worker LocalCluster: 11 s to start, 52 s for the local/distributed comparison under load
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import rewrite_meta
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.project import Project
 from napari_nanowire.core.io import read_image, write_tiff
-from napari_nanowire.core.model.modelfile import META_KEY, load_model
+from napari_nanowire.core.model.modelfile import load_model
 from napari_nanowire.core.model.random_models import random_model, save_random_model
 from napari_nanowire.core.predict.predictor import Predictor
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 CLI = [sys.executable, "-m", "napari_nanowire.cli.main"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # a loaded 2-core machine: one thread each
@@ -53,6 +53,7 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # 21 s under load
 def test_killed_pretraining_leaves_a_loadable_checkpoint(tmp_path):
     paths = images(tmp_path, 4, 96)
     out = tmp_path / "encoder.nwmodel"
@@ -60,13 +61,13 @@ def test_killed_pretraining_leaves_a_loadable_checkpoint(tmp_path):
     args += ["--steps-per-epoch", "2", "--batch-size", "4", "--image-size", "32", "--device", "cpu"]
     proc = subprocess.Popen([*CLI, *args], env=ENV, stderr=subprocess.PIPE, text=True)
     wait_for(out.exists, proc)
-    first = load_model(out).meta["epoch"]
+    first = load_model(out).meta.epoch
     # Let it write further checkpoints, then kill it at an arbitrary point (maybe mid-write).
-    wait_for(lambda: load_model(out).meta["epoch"] >= first + 2, proc)
+    wait_for(lambda: load_model(out).meta.epoch >= first + 2, proc)
     kill(proc)
     model = load_model(out)
-    assert model.meta["epoch"] >= first + 2
-    assert model.has_part("encoder") and model.meta["step"] == 2 * model.meta["epoch"]
+    assert model.meta.epoch >= first + 2
+    assert model.has_part("encoder") and model.meta.step == 2 * model.meta.epoch
 
 
 def test_killed_labelling_leaves_the_project_intact(tmp_path):
@@ -109,14 +110,12 @@ def broken_files(model_path: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     pickled = folder / "pickled.nwmodel"
     torch.save({"encoder.w": torch.zeros(2)}, pickled)
-    other = folder / "other_arch.nwmodel"
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    meta = json.loads(header["__metadata__"][META_KEY])
-    meta["encoder"] = "resnet18"  # tiny-encoder weights labelled as another architecture
-    header["__metadata__"][META_KEY] = json.dumps(meta)
-    raw = json.dumps(header).encode()
-    other.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + header_len :])
+    # tiny-encoder weights labelled as another architecture
+    other = rewrite_meta(
+        model_path,
+        folder / "other_arch.nwmodel",
+        lambda text: json.dumps({**json.loads(text), "encoder": "resnet18"}),
+    )
     return {
         "truncated": (truncated, "truncated or corrupt"),
         "corrupt": (corrupt, "truncated or corrupt"),
@@ -138,12 +137,12 @@ def test_broken_model_files_give_one_clear_line_from_predict(model_path, tmp_pat
 
 def test_predictor_refuses_a_model_without_heads(tmp_path):
     model = random_model()
-    model.meta["heads"] = []
-    model.meta["kind"] = "encoder"
+    model.meta.heads = []
     with pytest.raises(ValueError, match="holds no classifier or segmenter"):
         Predictor(model, "encoder.nwmodel")
 
 
+@pytest.mark.slow  # 87 s under load
 def test_two_predict_runs_into_one_folder_leave_every_file_complete(model_path, tmp_path):
     paths = images(tmp_path, 3, 256)
     out = tmp_path / "out"

@@ -21,7 +21,6 @@ from napari_nanowire.core.io import read_image
 from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
 from napari_nanowire.core.model.random_models import random_model
 from napari_nanowire.core.predict.predictor import Predictor
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 DTYPES = ["uint8", "uint16", "uint32", "float16", "float32", "float64", "bool"]
 FUZZ = settings(
@@ -50,6 +49,7 @@ def folder():
         yield Path(tmp)
 
 
+@pytest.mark.slow  # 11 s under load
 @FUZZ
 @given(data=odd_arrays())
 def test_reader_returns_an_image_or_a_clear_error(folder, data):
@@ -67,6 +67,7 @@ def test_reader_returns_an_image_or_a_clear_error(folder, data):
     assert values.dtype.kind == "b" or np.all(np.isfinite(values.astype(np.float64)))
 
 
+@pytest.mark.slow  # 9 s under load
 @FUZZ
 @given(
     values=hnp.arrays(
@@ -100,6 +101,7 @@ def predictor():
 @settings(FUZZ, max_examples=25)
 # Pixel sizes within 4x of the model's: a larger factor legitimately rescales a 70 px image to
 # thousands of px (up to features.MAX_PIXELS), real work that is too slow for a unit test.
+@pytest.mark.slow  # 5 s under load
 @given(image=odd_arrays(max_side=70, max_ndim=2), pixel_size=st.floats(0.25, 4.0) | st.none())
 def test_prediction_returns_a_result_or_a_clear_error(predictor, image, pixel_size):
     try:

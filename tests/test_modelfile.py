@@ -10,11 +10,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, ModelFileError, load_model, save_model
 
 
 def tiny_model_file() -> ModelFile:
-    model = ModelFile(meta={"kind": "encoder", "encoder": "tiny", "class_names": ["a", "b"]})
+    model = ModelFile(ModelMeta(encoder="tiny", class_names=["a", "b"]))
     model.set_part("encoder", build_encoder("tiny"))
     return model
 
@@ -23,8 +24,8 @@ def test_round_trip_keeps_weights_and_meta(tmp_path):
     model = tiny_model_file()
     path = save_model(model, tmp_path / "m.nwmodel")
     loaded = load_model(path)
-    assert loaded.meta["class_names"] == ["a", "b"]
-    assert loaded.meta["encoder"] == "tiny"
+    assert loaded.meta.class_names == ["a", "b"]
+    assert loaded.meta.encoder == "tiny"
     encoder = build_encoder("tiny")
     loaded.load_part("encoder", encoder, path)
     for key, value in encoder.state_dict().items():
@@ -47,14 +48,15 @@ def test_every_tensor_kind_reads_back_exactly_with_the_safetensors_library(tmp_p
         "a.empty": torch.zeros(0, 4),
         "a.strided": torch.arange(12.0).reshape(3, 4).t(),
     }
-    path = save_model(ModelFile(tensors=tensors, meta={"kind": "encoder"}), tmp_path / "m.nwmodel")
+    model = ModelFile(ModelMeta(encoder="tiny"), tensors)
+    path = save_model(model, tmp_path / "m.nwmodel")
     with safe_open(str(path), framework="pt") as fh:
         assert set(fh.keys()) == set(tensors)
         for name, expected in tensors.items():
             got = fh.get_tensor(name)
             assert got.dtype == expected.dtype and got.shape == expected.shape, name
             assert torch.equal(got, expected), name
-    assert load_model(path).meta["kind"] == "encoder"
+    assert load_model(path).meta.kind == "encoder"
 
 
 def test_pickle_file_is_refused_without_running_it(tmp_path):
@@ -106,7 +108,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr("napari_nanowire.core.model.modelfile.os.replace", crash)
     model = tiny_model_file()
-    model.meta["epoch"] = 5
+    model.meta.epoch = 5
     with pytest.raises(OSError):
         save_model(model, path)
     assert path.read_bytes() == before

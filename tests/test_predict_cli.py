@@ -8,16 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import torch
 
+from helpers import encoder_file
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_dataset, write_dataset
 from napari_nanowire.core.io import read_image, write_tiff
-from napari_nanowire.core.model.encoders import build_encoder
-from napari_nanowire.core.model.modelfile import ModelFile, load_model, save_model
+from napari_nanowire.core.model.modelfile import load_model, save_model
 from napari_nanowire.core.model.random_models import save_random_model
 from napari_nanowire.core.predict.predictor import predict_files
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 2.0
 
@@ -27,10 +25,7 @@ def dataset(tmp_path_factory):
     """A synthetic data set on disk (2 images a class, 64 px) and a random-init encoder file."""
     root = tmp_path_factory.mktemp("data")
     write_dataset(generate_dataset(2, size=64, pixel_size_nm=PX, seed=0), root / "data")
-    torch.manual_seed(0)
-    encoder = ModelFile(meta={"kind": "encoder", "encoder": "tiny", "image_size": 48})
-    encoder.set_part("encoder", build_encoder("tiny"))
-    save_model(encoder, root / "encoder.nwmodel")
+    save_model(encoder_file(), root / "encoder.nwmodel")
     return root
 
 
@@ -88,11 +83,11 @@ def both_heads(dataset):
 
 def test_predict_writes_documented_columns_and_masks(dataset, both_heads, tmp_path):
     meta = load_model(both_heads).meta
-    assert meta["heads"] == ["classifier", "segmenter"]
+    assert meta.heads == ["classifier", "segmenter"]
     images = sorted((dataset / "data" / "images").glob("*.tif"))[:3]
     assert main(["predict", str(both_heads), *map(str, images), "--out", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "predictions.csv")
-    classes = meta["class_names"]
+    classes = meta.class_names
     assert list(table.columns) == [
         "image",
         "class",

@@ -48,6 +48,7 @@ def trained(dataset, images, tmp_path_factory):
     return out, events
 
 
+@pytest.mark.slow  # 14-20 s a case under load
 @pytest.mark.parametrize(
     ("method", "projector", "min_drop"),
     [
@@ -76,7 +77,7 @@ def test_two_epochs_lower_the_loss_without_collapse(images, tmp_path, method, pr
     assert (first.step, second.step) == (20, 40)
     assert all(math.isfinite(e.loss) and e.images_per_s > 0 for e in events)
     assert second.loss is not None and first.loss is not None
-    history = load_model(tmp_path / "m.nwmodel").meta["history"]
+    history = load_model(tmp_path / "m.nwmodel").meta.history
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[1]["loss"] < history[0]["loss"] - min_drop
     dim = projector or 128
@@ -94,13 +95,14 @@ def test_stop_is_honoured_within_one_step(images, tmp_path):
     assert [e.step for e in events] == [1, 2, 2]
     assert events[-1].done and events[-1].message == "stopped"
     saved = load_model(out)
-    assert (saved.meta["step"], saved.meta["epoch"]) == (2, 0)
+    assert (saved.meta.step, saved.meta.epoch) == (2, 0)
     assert float(saved.tensors["optimizer.0.step"]) == 2  # no optimizer step after the request
     stop_first = list(pretrain(images, PretrainConfig(**SMALL), tmp_path / "b.nwmodel", stop=stop))
     assert len(stop_first) == 1 and stop_first[0].message == "stopped"
     assert (tmp_path / "b.nwmodel").is_file()
 
 
+@pytest.mark.slow  # 11 s under load
 def test_resume_continues_exactly_where_it_stopped(images, tmp_path):
     config = PretrainConfig(**SMALL)
     whole = tmp_path / "whole.nwmodel"
@@ -116,12 +118,12 @@ def test_resume_continues_exactly_where_it_stopped(images, tmp_path):
     assert a.tensors.keys() == b.tensors.keys()
     for key in a.tensors:  # crops are seeded per step, so the two runs are the same run
         torch.testing.assert_close(a.tensors[key], b.tensors[key], rtol=0, atol=1e-6)
-    for ha, hb in zip(a.meta["history"], b.meta["history"], strict=True):
+    for ha, hb in zip(a.meta.history, b.meta.history, strict=True):
         assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-6)
         assert ha["embedding_std"] == pytest.approx(hb["embedding_std"], rel=1e-6)
     longer = list(pretrain(images, PretrainConfig(**{**SMALL, "epochs": 3}), parts, resume=True))
     assert [e.step for e in longer] == [9, 10, 11, 12]
-    assert load_model(parts).meta["epoch"] == 3
+    assert load_model(parts).meta.epoch == 3
 
 
 def test_resume_refuses_other_settings_and_skips_finished_runs(trained, images, tmp_path):
@@ -137,14 +139,14 @@ def test_model_file_round_trip(trained, tmp_path):
     out, events = trained
     model = load_model(out)
     meta = model.meta
-    assert meta["kind"] == "encoder" and meta["encoder"] == "tiny"
-    assert meta["normalization"] == preprocess.NORMALIZATION
-    assert (meta["image_size"], meta["pixel_size_nm"], meta["epoch"]) == (32, 2.0, 2)
-    assert meta["ssl"]["method"] == "simclr" and meta["ssl"]["temperature"] == 0.2
-    assert meta["ssl"]["augment"]["crop_scale"] == [0.2, 1.0]
-    assert meta["class_names"] == ["bundle", "dispersed", "network", "singular"]
-    assert [h["epoch"] for h in meta["history"]] == [1, 2]
-    assert meta["history"][1]["knn_accuracy"] == events[-1].metrics["knn_accuracy"]
+    assert meta.kind == "encoder" and meta.encoder == "tiny"
+    assert meta.normalization == preprocess.NORMALIZATION
+    assert (meta.image_size, meta.pixel_size_nm, meta.epoch) == (32, 2.0, 2)
+    assert meta.ssl.method == "simclr" and meta.ssl.extra["temperature"] == 0.2
+    assert meta.ssl.extra["augment"]["crop_scale"] == [0.2, 1.0]
+    assert meta.class_names == ["bundle", "dispersed", "network", "singular"]
+    assert [h["epoch"] for h in meta.history] == [1, 2]
+    assert meta.history[1]["knn_accuracy"] == events[-1].metrics["knn_accuracy"]
     assert {k.split(".")[0] for k in model.tensors} == {"encoder", "projector", "optimizer"}
     encoder, same = load_encoder(out)
     assert isinstance(encoder, Encoder) and not encoder.training
@@ -218,13 +220,13 @@ def test_cli_pretrains_files_with_labels_and_resumes(dataset, tmp_path, capsys):
     args += ["--epochs", "1", "--batch-size", "8", "--image-size", "32", "--steps-per-epoch", "2"]
     assert main(args) == 0
     meta = load_model(out).meta
-    assert meta["class_names"] == ["bundle", "dispersed", "network", "singular"]
-    assert (meta["pixel_size_nm"], meta["epoch"]) == (2.0, 1)
+    assert meta.class_names == ["bundle", "dispersed", "network", "singular"]
+    assert (meta.pixel_size_nm, meta.epoch) == (2.0, 1)
     assert "knn_accuracy" in capsys.readouterr().out
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
     assert main([*args, "--epochs", "2", "--resume"]) == 0
-    assert load_model(out).meta["epoch"] == 2
+    assert load_model(out).meta.epoch == 2
 
 
 def _numpy_peak_mb(run) -> float:
@@ -237,6 +239,7 @@ def _numpy_peak_mb(run) -> float:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # 7 s under load
 def test_a_memory_mapped_stack_is_read_one_frame_at_a_time(tmp_path):
     # 16 frames of 512 px: 16.8 MB as float32. Pretraining keeps only the pyramid levels its
     # crops need (torch memory, not traced here), so numpy should hold about one frame's
@@ -249,5 +252,5 @@ def test_a_memory_mapped_stack_is_read_one_frame_at_a_time(tmp_path):
     config = PretrainConfig(epochs=1, batch_size=8, image_size=32, steps_per_epoch=1)
     out = tmp_path / "m.nwmodel"
     peak = _numpy_peak_mb(lambda: list(pretrain(lazy, config, out)))
-    assert load_model(out).meta["kind"] == "encoder"
+    assert load_model(out).meta.kind == "encoder"
     assert peak < 12, peak

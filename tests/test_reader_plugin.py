@@ -64,6 +64,7 @@ def test_layer_data_of_a_calibrated_stack_and_an_uncalibrated_image(tmp_path):
     assert kwargs["metadata"]["pixel_size_nm"] is None
 
 
+@pytest.mark.slow  # 16 s with teardown under load
 def test_viewer_opens_a_folder_as_a_stack_scaled_in_nm(make_napari_viewer, tmp_path):
     data = stack()
     for i, image in enumerate(data):

@@ -8,38 +8,22 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.segment import (
     SegmenterConfig,
     iou_dice,
-    mask_targets,
     segmentation_loss,
     train_segmenter,
 )
 from napari_nanowire.core.heads.tiling import assemble, blend_window, sliding_window, tile_starts
 from napari_nanowire.core.heads.unet import UNet, UNetDecoder, probability_strips
 from napari_nanowire.core.model.encoders import build_encoder
-from napari_nanowire.core.model.modelfile import ModelFile, load_model
+from napari_nanowire.core.model.modelfile import load_model
 from napari_nanowire.core.predict.predictor import Predictor
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 PX = 2.0
-
-
-def encoder_file(seed: int = 0, pixel_size_nm: float | None = PX) -> ModelFile:
-    """An encoder model file with a randomly initialised tiny encoder."""
-    torch.manual_seed(seed)
-    model = ModelFile(
-        meta={
-            "kind": "encoder",
-            "encoder": "tiny",
-            "image_size": 48,
-            "pixel_size_nm": pixel_size_nm,
-        }
-    )
-    model.set_part("encoder", build_encoder("tiny"))
-    return model
 
 
 def test_unlabelled_pixels_get_exactly_zero_gradient():
@@ -56,14 +40,6 @@ def test_loss_is_lower_for_the_right_answer():
     targets = torch.randint(0, 2, (1, 8, 8))
     right = torch.nn.functional.one_hot(targets, 2).permute(0, 3, 1, 2).float() * 10
     assert segmentation_loss(right, targets) < 0.01 < segmentation_loss(-right, targets)
-
-
-def test_mask_targets_follow_the_stroke_and_dense_conventions():
-    strokes = np.array([[0, 1, 2, 3]], np.uint8)
-    assert mask_targets(strokes).tolist() == [[-1, 0, 1, 2]]
-    assert mask_targets(strokes, dense=True).tolist() == [[0, 1, 2, 3]]
-    with pytest.raises(NanowireError, match="integer"):
-        mask_targets(np.zeros((4, 4), np.float32))
 
 
 def test_tile_starts_cover_with_the_overlap_asked():
@@ -112,6 +88,7 @@ def test_iou_dice_on_known_masks():
     assert iou_dice(pred, truth, 2, valid=np.array([[True, True, False, True]]))[0] == 1.0
 
 
+@pytest.mark.slow  # 24 s under load
 def test_segmenter_learns_wires_and_predicts_held_out_images(tmp_path):
     train = generate_dataset(2, size=64, pixel_size_nm=PX, difficulty=0.3, seed=0)
     test = generate_dataset(1, size=96, pixel_size_nm=PX, difficulty=0.3, seed=100)
@@ -119,7 +96,11 @@ def test_segmenter_learns_wires_and_predicts_held_out_images(tmp_path):
     config = SegmenterConfig(steps=60, tile=64, dense_masks=True, device="cpu")
     events = list(
         train_segmenter(
-            encoder_file(), [i.image for i in train], [i.mask for i in train], out, config=config
+            encoder_file(0, PX),
+            [i.image for i in train],
+            [i.mask for i in train],
+            out,
+            config=config,
         )
     )
     assert events[-1].done and events[-1].metrics["train_iou"] > 0
@@ -137,7 +118,7 @@ def test_segmenter_learns_wires_and_predicts_held_out_images(tmp_path):
     assert truth.mean() < 0.40 < iou
     assert all(p.mask.dtype == np.uint8 and p.mask.shape == (96, 96) for p in preds)
     meta = load_model(out).meta
-    assert meta["kind"] == "segmenter" and meta["mask_classes"] == ["background", "foreground"]
+    assert meta.kind == "segmenter" and meta.mask_classes == ["background", "foreground"]
 
 
 def test_strokes_train_and_predict_at_another_pixel_size(tmp_path):
@@ -147,7 +128,7 @@ def test_strokes_train_and_predict_at_another_pixel_size(tmp_path):
     strokes[:, ::9][item.mask[:, ::9] == 0] = 1  # every 9th column of background
     out = tmp_path / "seg.nwmodel"
     config = SegmenterConfig(steps=3, tile=32, batch_size=2, device="cpu")
-    list(train_segmenter(encoder_file(), [item.image], [strokes], out, [PX], ["wire"], config))
+    list(train_segmenter(encoder_file(0, PX), [item.image], [strokes], out, [PX], ["wire"], config))
     predictor = Predictor.load(out, device="cpu")
     assert predictor.mask_classes == ["background", "wire"]
     result = predictor.segment(item.image[:50, :40], pixel_size_nm=2 * PX, entropy_map=True)
@@ -163,13 +144,13 @@ def test_stop_request_saves_what_was_trained(tmp_path):
     config = SegmenterConfig(steps=50, tile=32, batch_size=2, dense_masks=True, device="cpu")
     events = []
     for event in train_segmenter(
-        encoder_file(), [item.image], [item.mask], out, config=config, stop=stop
+        encoder_file(0, PX), [item.image], [item.mask], out, config=config, stop=stop
     ):
         events.append(event)
         if event.step == 2:
             stop.set()
     assert events[-1].done and events[-2].step == 2
-    assert load_model(out).meta["segmenter"]["stopped_early"] is True
+    assert load_model(out).meta.segmenter.stopped_early is True
 
 
 @pytest.mark.parametrize(
@@ -183,7 +164,7 @@ def test_stop_request_saves_what_was_trained(tmp_path):
 def test_bad_masks_are_refused(tmp_path, mask, match):
     image = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
     with pytest.raises(NanowireError, match=match):
-        list(train_segmenter(encoder_file(), [image], [mask], tmp_path / "x.nwmodel"))
+        list(train_segmenter(encoder_file(0, PX), [image], [mask], tmp_path / "x.nwmodel"))
 
 
 def test_tile_must_be_a_multiple_of_32(tmp_path):
@@ -191,7 +172,7 @@ def test_tile_must_be_a_multiple_of_32(tmp_path):
     with pytest.raises(NanowireError, match="multiple of 32"):
         list(
             train_segmenter(
-                encoder_file(),
+                encoder_file(0, PX),
                 [image],
                 [image.astype(np.uint8)],
                 tmp_path / "x.nwmodel",

@@ -44,21 +44,6 @@ def dock(viewer, qtbot):
     return add
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread on this shared 2-core machine.
-
-    Measured: a 256x4 linear-head Adam step took 15 ms with 2 threads under load and 0.25 ms
-    with one, which made classifier training 30x slower in these tests.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def label_all(viewer, tiny_items) -> None:
     """Give every slice of the tiny stack its true class (two per class)."""
     from napari_nanowire.gui.state import state_for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_nanowire.core.data.project import Project
 from napari_nanowire.gui.label_widget import text_overlay
@@ -56,6 +57,7 @@ def test_mask_layer_matches_the_image_and_is_ready_to_paint(viewer, dock):
     assert widget.add_masks() is masks  # a second click selects the same layer
 
 
+@pytest.mark.slow  # 16 s with teardown under load
 def test_project_saves_labels_and_masks_as_they_change_and_reopens(
     viewer, dock, make_napari_viewer, qtbot, tmp_path
 ):

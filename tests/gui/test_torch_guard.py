@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import napari
 from napari_nanowire.gui.torch_guard import import_torchvision, llvm_loaded
@@ -18,6 +20,7 @@ print("survived", flush=True)
 """
 
 
+@pytest.mark.slow  # 12 s under load
 def test_torchvision_after_the_canvas_does_not_crash_napari():
     # Without the guard this process dies with SIGSEGV when Mesa's LLVM is loaded (as here).
     done = subprocess.run(

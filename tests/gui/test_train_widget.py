@@ -26,7 +26,7 @@ def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, 
     # steps already under way when Stop was pressed may still report; no more than one
     assert events[-1].step <= stopped_after + 1 < events[-1].total_steps
     checkpoint = load_model(widget.state.models["encoder"])
-    assert checkpoint.meta["step"] == events[-1].step
+    assert checkpoint.meta.step == events[-1].step
     assert not widget.stop_button.isEnabled()
 
 

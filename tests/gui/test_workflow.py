@@ -7,6 +7,8 @@ the layer features; paint strokes, train the segmenter, get a Labels layer; meas
 from __future__ import annotations
 
 import numpy as np
+import pytest
+
 from conftest import label_all, small_settings, wait_for_job
 
 
@@ -20,6 +22,7 @@ def paint_strokes(masks, tiny_items, slices) -> None:
         masks.data[i][rows & (truth == 0)] = 1
 
 
+@pytest.mark.slow  # 16 s under load
 def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     label, train = dock("Label"), dock("Train")
     predict, measure = dock("Predict"), dock("Measure")

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from ..devices import resolve_device
 from ..errors import NanowireError
 from ..model.encoders import Encoder
+from ..model.metadata import ClassifierMeta, ModelMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
@@ -155,14 +156,14 @@ def class_probabilities(
         return torch.softmax(head.cpu()(torch.as_tensor(feats)), 1).numpy()
 
 
-def feature_zoom(meta: dict, tile: int) -> float:
+def feature_zoom(meta: ModelMeta, tile: int) -> float:
     """Scale at which a classifier shows images to the encoder: as its SSL crops were seen.
 
     Pretraining resized crops of about ``ssl.crop_side_px_mean`` pixels to ``tile`` pixels, so
     features are most telling at that zoom (measured on synthetic data: 0.52 vs 0.47 linear-probe
     accuracy at 16 labels per class, SimCLR tiny encoder). 1 when the file does not say.
     """
-    side = (meta.get("ssl") or {}).get("crop_side_px_mean")
+    side = meta.ssl.crop_side_px_mean if meta.ssl else None
     return float(tile) / float(side) if side else 1.0
 
 
@@ -272,8 +273,8 @@ def train_classifier(
     device = resolve_device(config.device)
     targets = np.array([class_names.index(str(label)) for label in labels])
     sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
-    model_px = model.meta.get("pixel_size_nm") or median_known(sizes)
-    tile = int(config.tile or model.meta.get("image_size") or 64)
+    model_px = model.meta.pixel_size_nm or median_known(sizes)
+    tile = int(config.tile or model.meta.image_size or 64)
     zoom = feature_zoom(model.meta, tile)
     start = time.perf_counter()
 
@@ -305,22 +306,22 @@ def train_classifier(
     with torch.no_grad():
         predicted = head.cpu()(torch.as_tensor(features)).argmax(1).numpy()
     metrics["train_accuracy"] = float((predicted == targets).mean())
-    head_meta = {
-        "settings": asdict(config),
-        "tile": tile,
-        "zoom": zoom,
-        "max_tiles": config.max_tiles,
-        "n_images": len(images),
-        "class_counts": np.bincount(targets, minlength=len(class_names)).tolist(),
-        "metrics": metrics,
-        "history": history,
-        "stopped_early": stopped,
-        "train_seconds": time.perf_counter() - start,
-    }
+    head_meta = ClassifierMeta(
+        settings=asdict(config),
+        tile=tile,
+        zoom=zoom,
+        max_tiles=config.max_tiles,
+        n_images=len(images),
+        class_counts=np.bincount(targets, minlength=len(class_names)).tolist(),
+        metrics=metrics,
+        history=history,
+        stopped_early=stopped,
+        train_seconds=time.perf_counter() - start,
+    )
     result, dropped = add_head(
         model, encoder, JOB, head, class_names, head_meta, encoder_changed=config.fine_tune
     )
-    result.meta["pixel_size_nm"] = model_px
+    result.meta.pixel_size_nm = model_px
     save_model(result, Path(out))
     note = f"; dropped the {', '.join(dropped)} head (encoder changed)" if dropped else ""
     yield Progress(JOB, total, total, metrics=metrics, message=f"saved {out}{note}", done=True)

@@ -6,14 +6,15 @@ both sizes are known, so a model trained at 1 nm/px still sees wires of the righ
 image taken at 2 nm/px.
 
 Model-file convention for heads: a classifier or segmenter file carries the encoder
-(``encoder.*``) and one or both heads (``classifier.*``, ``segmenter.*``). ``meta["heads"]``
-lists the heads present and ``meta["kind"]`` joins them with "+" ("classifier", "segmenter" or
-"classifier+segmenter"). Each head keeps its settings, metrics and history in ``meta[head]``;
-the classifier's image classes are ``meta["class_names"]`` and the segmenter's mask classes
-(index = predicted mask value, 0 = background) are ``meta["mask_classes"]``.
+(``encoder.*``) and one or both heads (``classifier.*``, ``segmenter.*``); its metadata
+(:class:`~..model.metadata.ModelMeta`) lists them in ``heads`` and keeps each head's settings,
+metrics and history in ``classifier`` / ``segmenter``, with the image classes in
+``class_names`` and the mask classes in ``mask_classes``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from skimage.transform import resize
 
 from ..errors import NanowireError
 from ..model.encoders import Encoder, load_encoder
+from ..model.metadata import CLASS_KEYS, HEADS, HeadMeta
 from ..model.modelfile import ModelFile
 from ..model.preprocess import normalize
 from .tiling import pad_to, spread, tile_starts
@@ -164,17 +166,6 @@ def freeze_batchnorm(module: torch.nn.Module) -> None:
             m.eval()
 
 
-HEADS = ("classifier", "segmenter")
-CLASS_KEYS = {"classifier": "class_names", "segmenter": "mask_classes"}
-PRETRAIN_ONLY = ("optimizer_groups", "grad_scaler", "format", "format_version")
-"""Encoder-file metadata that only resuming pretraining needs (or that saving rewrites)."""
-
-
-def model_heads(meta: dict) -> list[str]:
-    """The heads a model file holds, in canonical order."""
-    return [h for h in HEADS if h in meta.get("heads", ())]
-
-
 def encoder_from(model: ModelFile, path: str = "") -> Encoder:
     """The encoder stored in any napari-nanowire model file, in eval mode; errors name ``path``."""
     return load_encoder(model, path or "(in memory)")[0]
@@ -186,7 +177,7 @@ def add_head(
     head: str,
     module: torch.nn.Module,
     class_names: list[str],
-    head_meta: dict,
+    head_meta: HeadMeta,
     encoder_changed: bool,
 ) -> tuple[ModelFile, list[str]]:
     """A model file with ``base``'s metadata, ``encoder`` and the trained ``head``.
@@ -195,14 +186,15 @@ def add_head(
     encoder they no longer fit it and are dropped (returned, so the caller can say so). The
     SSL projector and optimizer state are not carried over: predicting does not need them.
     """
-    others = [h for h in model_heads(base.meta) if h != head]
+    others = [h for h in base.meta.heads if h != head]
     dropped = others if encoder_changed else []
     kept = [h for h in others if h not in dropped]
     heads = [h for h in HEADS if h in (*kept, head)]
-    gone = {head, *dropped, *(CLASS_KEYS[h] for h in HEADS if h not in kept), *PRETRAIN_ONLY}
-    meta = {k: v for k, v in base.meta.items() if k not in gone}
-    meta.update({"heads": heads, "kind": "+".join(heads), CLASS_KEYS[head]: list(class_names)})
-    meta[head] = head_meta
+    changes = {h: None for h in HEADS if h not in heads}
+    changes.update({CLASS_KEYS[h]: None for h in HEADS if h not in kept})
+    changes.update({"heads": heads, head: head_meta, CLASS_KEYS[head]: list(class_names)})
+    # only resuming pretraining needs the optimizer state
+    meta = replace(base.meta, optimizer_groups=None, grad_scaler=None, **changes)
     model = ModelFile(meta=meta)
     model.set_part("encoder", encoder)
     for h in kept:

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from ..devices import resolve_device
 from ..errors import NanowireError
+from ..model.metadata import SegmenterMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
@@ -157,7 +158,7 @@ def train_segmenter(
     encoder = encoder_from(model, base_path)
     device = resolve_device(config.device)
     sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
-    model_px = model.meta.get("pixel_size_nm") or median_known(sizes)
+    model_px = model.meta.pixel_size_nm or median_known(sizes)
     prepared, targets = [], []
     for image, mask, px in zip(images, masks, sizes, strict=True):
         prepared.append(prepare_image(image, px, model_px))
@@ -220,22 +221,22 @@ def train_segmenter(
         valid,
     )
     metrics = {"train_iou": iou, "train_dice": dice}
-    head_meta = {
-        "settings": asdict(config),
-        "tile": config.tile,
-        "overlap": overlap,
-        "decoder_widths": decoder.widths,
-        "n_images": len(images),
-        "labelled_pixels": int(labelled.size),
-        "metrics": metrics,
-        "history": history,
-        "stopped_early": stop_requested(stop),
-        "train_seconds": time.perf_counter() - start,
-    }
+    head_meta = SegmenterMeta(
+        settings=asdict(config),
+        tile=config.tile,
+        overlap=overlap,
+        decoder_widths=decoder.widths,
+        n_images=len(images),
+        labelled_pixels=int(labelled.size),
+        metrics=metrics,
+        history=history,
+        stopped_early=stop_requested(stop),
+        train_seconds=time.perf_counter() - start,
+    )
     result, dropped = add_head(
         model, encoder, JOB, decoder, names, head_meta, encoder_changed=not config.freeze_encoder
     )
-    result.meta["pixel_size_nm"] = model_px
+    result.meta.pixel_size_nm = model_px
     save_model(result, Path(out))
     note = f"; dropped the {', '.join(dropped)} head (encoder changed)" if dropped else ""
     yield Progress(

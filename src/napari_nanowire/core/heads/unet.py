@@ -105,15 +105,14 @@ def predict_classes(net: UNet, image: np.ndarray, tile: int, overlap: int, devic
 
 def load_segmenter(model: ModelFile, path: str = "") -> UNet:
     """The U-Net stored in a model file with a segmenter head."""
-    if "segmenter" not in model.meta.get("heads", ()):
+    settings = model.meta.segmenter
+    if settings is None or "segmenter" not in model.meta.heads:
         raise NanowireError(
             f"Model file {path} has no segmenter head; train one with train-segmenter."
         )
     encoder = encoder_from(model, path)
     decoder = UNetDecoder(
-        encoder.stage_channels,
-        len(model.meta["mask_classes"]),
-        model.meta["segmenter"]["decoder_widths"],
+        encoder.stage_channels, len(model.meta.mask_classes or ()), settings.decoder_widths
     )
     model.load_part("segmenter", decoder, path)
     return UNet(encoder, decoder).eval()

@@ -139,7 +139,7 @@ def load_encoder(
         model = path_or_modelfile
     else:
         model, where = load_model(path_or_modelfile), str(path_or_modelfile)
-    name = model.meta.get("encoder")
+    name = model.meta.encoder
     if name not in ENCODERS:
         raise ModelFileError(
             f"Model file {where} names encoder {name!r}, which this napari-nanowire does not "

@@ -4,9 +4,9 @@ Format: a safetensors file (written tensor by tensor, read with the safetensors 
 Tensors are stored flat under a prefix per part (``encoder.``, ``projector.``,
 ``classifier.``, ``segmenter.``); everything else (architecture, input normalisation, image
 size, pixel size, training settings, class names, history, metrics) is JSON in the file's
-metadata under the key ``napari_nanowire``. Loading parses JSON and raw tensors only, so a
-model file cannot execute code. Pickle-based files (``torch.save``) are refused with an
-explanation.
+metadata under the key ``napari_nanowire``, checked and typed on load by
+:class:`~.metadata.ModelMeta`. Loading parses JSON and raw tensors only, so a model file cannot
+execute code. Pickle-based files (``torch.save``) are refused with an explanation.
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from torch import nn
 
-from ..errors import NanowireError
 from ..io import write_bytes_atomic
+from .metadata import FORMAT, FORMAT_VERSION, ModelFileError, ModelMeta, meta_error, parse_int
 
-FORMAT = "napari-nanowire-model"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "load_model", "save_model"]
 META_KEY = "napari_nanowire"
 SUFFIX = ".nwmodel"
 _SAFETENSORS_DTYPES = {
@@ -43,16 +41,12 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-class ModelFileError(NanowireError):
-    """A model file that cannot be used, with a message naming the file and what to do."""
-
-
 @dataclass
 class ModelFile:
-    """The contents of a model file: flat tensors and JSON-able metadata."""
+    """The contents of a model file: flat tensors and typed metadata."""
 
+    meta: ModelMeta
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def part(self, prefix: str) -> dict[str, torch.Tensor]:
         """The state dict stored under ``prefix.`` (empty if that part is absent)."""
@@ -78,7 +72,7 @@ class ModelFile:
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            arch = self.meta.get("encoder", "?")
+            arch = self.meta.encoder
             raise ModelFileError(
                 f"Model file {path}: its {prefix!r} weights do not fit this architecture "
                 f"(the file says encoder {arch!r}). Was it made by another version or for "
@@ -89,8 +83,8 @@ class ModelFile:
 def save_model(model: ModelFile, path: str | os.PathLike) -> Path:
     """Write ``model`` to ``path`` atomically: a crash mid-write leaves the old file intact."""
     path = Path(path)
-    meta = dict(model.meta, format=FORMAT, format_version=FORMAT_VERSION)
-    header, chunks = _safetensors_layout(model.tensors, {META_KEY: json.dumps(meta)})
+    meta = json.dumps(model.meta.to_json())
+    header, chunks = _safetensors_layout(model.tensors, {META_KEY: meta})
     write_bytes_atomic(path, len(header).to_bytes(8, "little"), header, *chunks)
     return path
 
@@ -155,11 +149,17 @@ def parse_model(data: bytes, path: str | os.PathLike = "(in memory)") -> ModelFi
             f"{path} is a safetensors file but not a napari-nanowire model (no {META_KEY!r} "
             "metadata)."
         )
-    meta = json.loads(raw_meta)
-    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFileError(
-            f"Model file {path} has format {meta.get('format')!r} version "
-            f"{meta.get('format_version')!r}; this napari-nanowire reads {FORMAT!r} up to "
-            f"version {FORMAT_VERSION}. Update napari-nanowire."
-        )
-    return ModelFile(tensors=tensors, meta=meta)
+    return ModelFile(meta=parse_meta(raw_meta, path), tensors=tensors)
+
+
+def parse_meta(raw: str, path: str | os.PathLike) -> ModelMeta:
+    """The typed metadata from its JSON text; ModelFileError names ``path`` and the field."""
+    from .encoders import ENCODERS  # encoders import this module to load their weights
+
+    try:
+        obj = json.loads(raw, parse_int=parse_int)
+    except RecursionError:
+        raise meta_error(str(path), "is nested too deeply") from None
+    except (TypeError, ValueError) as err:
+        raise meta_error(str(path), f"is not JSON ({err})") from None
+    return ModelMeta.from_json(obj, str(path), ENCODERS)

@@ -16,6 +16,7 @@ from ..heads.classify import LinearHead
 from ..heads.features import add_head
 from ..heads.unet import UNetDecoder
 from .encoders import build_encoder
+from .metadata import ClassifierMeta, ModelMeta, SegmenterMeta
 from .modelfile import ModelFile, save_model
 
 
@@ -30,8 +31,8 @@ def random_model(
     """A classifier+segmenter model file with random weights (seeded, so reproducible)."""
     torch.manual_seed(seed)
     net = build_encoder(encoder).eval()
-    base = ModelFile(meta={"encoder": encoder, "image_size": tile, "pixel_size_nm": pixel_size_nm})
-    classifier = {"tile": tile, "max_tiles": 16}
+    base = ModelFile(ModelMeta(encoder=encoder, image_size=tile, pixel_size_nm=pixel_size_nm))
+    classifier = ClassifierMeta(tile=tile, max_tiles=16)
     model, _ = add_head(
         base,
         net,
@@ -42,11 +43,10 @@ def random_model(
         encoder_changed=False,
     )
     decoder = UNetDecoder(net.stage_channels, len(mask_classes))
-    segmenter = {"tile": tile, "overlap": tile // 4, "decoder_widths": decoder.widths}
+    segmenter = SegmenterMeta(tile=tile, overlap=tile // 4, decoder_widths=decoder.widths)
     model, _ = add_head(
         model, net, "segmenter", decoder, mask_classes, segmenter, encoder_changed=False
     )
-    model.meta["pixel_size_nm"] = pixel_size_nm
     return model
 
 

@@ -45,7 +45,7 @@ from skimage.transform import resize
 from ..devices import resolve_device
 from ..errors import NanowireError
 from ..heads.classify import LinearHead, class_probabilities
-from ..heads.features import encoder_from, model_heads, prepare_image, resize_labels
+from ..heads.features import encoder_from, prepare_image, resize_labels
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames, read_image, tiff_frame_writer, write_csv
 from ..model.modelfile import ModelFile, load_model
@@ -134,24 +134,24 @@ class Predictor:
     def __init__(self, model: ModelFile, path: str = "", device: str = "auto") -> None:
         self.model, self.path = model, path
         self.meta = model.meta
-        self.heads = model_heads(self.meta)
+        self.heads = list(self.meta.heads)
         if not self.heads:
             raise NanowireError(
                 f"Model file {path} holds no classifier or segmenter (kind "
-                f"{self.meta.get('kind')!r}); train one with train-classifier or train-segmenter."
+                f"{self.meta.kind!r}); train one with train-classifier or train-segmenter."
             )
         self.device = resolve_device(device)
-        self.pixel_size_nm = self.meta.get("pixel_size_nm")
+        self.pixel_size_nm = self.meta.pixel_size_nm
         self.encoder = encoder_from(model, path)
         self.head: LinearHead | None = None
         if "classifier" in self.heads:
-            self.class_names = list(self.meta["class_names"])
+            self.class_names = list(self.meta.class_names or ())
             self.head = LinearHead(self.encoder.out_dim, len(self.class_names))
             model.load_part("classifier", self.head, path)
             self.head.eval()
         self.net = load_segmenter(model, path) if "segmenter" in self.heads else None
         if self.net is not None:
-            self.mask_classes = list(self.meta["mask_classes"])
+            self.mask_classes = list(self.meta.mask_classes or ())
             self.net.encoder = self.encoder  # one encoder serves both heads
 
     @classmethod
@@ -172,14 +172,14 @@ class Predictor:
     ) -> ClassPrediction:
         """Class probabilities of 2D images (features pooled over tiles, as in training)."""
         self.require("classifier")
-        settings = self.meta["classifier"]
+        settings = self.meta.classifier
         sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
         prepared = [
-            prepare_image(image, px, self.pixel_size_nm, settings.get("zoom", 1.0))
+            prepare_image(image, px, self.pixel_size_nm, settings.zoom)
             for image, px in zip(images, sizes, strict=True)
         ]
         probs = class_probabilities(
-            self.encoder, self.head, prepared, settings["tile"], settings["max_tiles"], self.device
+            self.encoder, self.head, prepared, settings.tile, settings.max_tiles, self.device
         )
         return ClassPrediction(self.class_names, probs)
 
@@ -197,9 +197,9 @@ class Predictor:
         The image is rescaled to the model's pixel size and the mask resized back.
         """
         self.require("segmenter")
-        settings = self.meta["segmenter"]
-        tile = tile or settings["tile"]
-        overlap = settings["overlap"] if overlap is None else overlap
+        settings = self.meta.segmenter
+        tile = tile or settings.tile
+        overlap = settings.overlap if overlap is None else overlap
         prepared = prepare_image(image, pixel_size_nm, self.pixel_size_nm)
         mask = np.empty(prepared.shape, np.uint8)
         ent = np.empty(prepared.shape, np.float32) if entropy_map else None

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import NanowireError
 from ..model import preprocess
 from ..model.encoders import ENCODERS, Encoder, build_encoder
+from ..model.metadata import ModelMeta, SSLMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..progress import Progress, Rate, stop_requested
 from .augment import AugmentConfig, make_views
@@ -193,29 +194,34 @@ class _Trainer:
     def _resume(self, model: ModelFile) -> None:
         """Continue from a model file this function wrote; refuse one that does not fit."""
         meta, cfg = model.meta, self.config
-        saved = meta.get("ssl", {})
+        saved = meta.ssl or SSLMeta()
         mine = {"method": cfg.method, "encoder": cfg.encoder, "image_size": cfg.image_size}
         mine["projector_dims"] = list(self.projector_dims)
         for key, value in mine.items():
-            if saved.get(key) != value:
+            if getattr(saved, key) != value:
                 raise NanowireError(
                     f"Cannot resume from {self.out}: it was trained with {key}="
-                    f"{saved.get(key)!r}, this run asks for {value!r}. Use the same settings "
-                    "or another --out file."
+                    f"{getattr(saved, key)!r}, this run asks for {value!r}. Use the same "
+                    "settings or another --out file."
                 )
-        if cfg.steps_per_epoch and cfg.steps_per_epoch != saved.get("steps_per_epoch"):
+        if cfg.steps_per_epoch and cfg.steps_per_epoch != saved.steps_per_epoch:
             raise NanowireError(
                 f"Cannot resume from {self.out} with steps_per_epoch={cfg.steps_per_epoch}: it "
-                f"was trained with {saved.get('steps_per_epoch')}."
+                f"was trained with {saved.steps_per_epoch}."
+            )
+        if meta.optimizer_groups is None or meta.step is None or meta.epoch is None:
+            raise NanowireError(
+                f"Cannot resume from {self.out}: it holds no pretraining state (it is a "
+                f"{meta.kind} model). Use another --out file."
             )
         model.load_part("encoder", self.net.encoder, self.out)
         model.load_part("projector", self.net.projector, self.out)
-        _load_optimizer(self.optimizer, model, meta["optimizer_groups"])
-        if meta.get("grad_scaler"):
-            self.scaler.load_state_dict(meta["grad_scaler"])
-        self.steps_per_epoch = int(saved["steps_per_epoch"])
-        self.step, self.history = int(meta["step"]), list(meta.get("history", []))
-        self.resumed_from = int(meta["epoch"])
+        _load_optimizer(self.optimizer, model, meta.optimizer_groups)
+        if meta.grad_scaler:
+            self.scaler.load_state_dict(meta.grad_scaler)
+        self.steps_per_epoch = int(saved.steps_per_epoch)
+        self.step, self.history = meta.step, list(meta.history)
+        self.resumed_from = meta.epoch
         sums = model.tensors.get("monitor.epoch_sums")
         if sums is not None and self.dist.rank == 0:  # stopped mid-epoch: that epoch so far
             self.loss_sum, self.loss_count = float(sums[0]), int(sums[1])
@@ -337,21 +343,19 @@ class _Trainer:
             crop_side_px_mean=self.crop_side_px,
         )
         pixel_size = preprocess.median_known(self.pixel_sizes)
-        meta: dict[str, Any] = {
-            "kind": "encoder",
-            "encoder": cfg.encoder,
-            "normalization": preprocess.NORMALIZATION,
-            "image_size": cfg.image_size,
-            "pixel_size_nm": pixel_size,
-            "ssl": ssl,
-            "history": self.history,
-            "epoch": self.epoch,
-            "step": self.step,
-            "optimizer_groups": self.optimizer.state_dict()["param_groups"],
-            "grad_scaler": self.scaler.state_dict() if self.amp else None,
-        }
-        if self.class_names:
-            meta["class_names"] = self.class_names
+        meta = ModelMeta(
+            encoder=cfg.encoder,
+            normalization=preprocess.NORMALIZATION,
+            image_size=cfg.image_size,
+            pixel_size_nm=pixel_size,
+            ssl=SSLMeta.from_settings(ssl),
+            history=self.history,
+            epoch=self.epoch,
+            step=self.step,
+            optimizer_groups=self.optimizer.state_dict()["param_groups"],
+            grad_scaler=self.scaler.state_dict() if self.amp else None,
+            class_names=self.class_names or None,
+        )
         model = ModelFile(meta=meta)
         model.set_part("encoder", self.net.encoder)
         model.set_part("projector", self.net.projector)

@@ -1,0 +1,415 @@
+"""The model file's metadata as typed dataclasses, with the one check every loaded file passes.
+
+A model file stores its settings as JSON (see :mod:`.modelfile`). :meth:`ModelMeta.from_json`
+turns that JSON into these dataclasses and refuses anything a model cannot be used with (a
+missing class list, a tile of 0, a NaN pixel size, a format newer than this code), raising a
+ModelFileError that names the file and the field. :meth:`ModelMeta.to_json` writes the same
+layout back (format version 1): keys this code does not know are kept in ``extra`` and written
+back unchanged, so a file passes through an older or newer trainer without losing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, NoReturn
+
+from ..errors import NanowireError
+from .preprocess import NORMALIZATION
+
+FORMAT = "napari-nanowire-model"
+FORMAT_VERSION = 1
+HEADS = ("classifier", "segmenter")
+CLASS_KEYS = {"classifier": "class_names", "segmenter": "mask_classes"}
+"""The metadata field holding each head's class names."""
+NORMALIZATIONS = (NORMALIZATION,)
+"""Input normalisations this code can apply (the stored tag must be one of them)."""
+MAX_SIDE = 8192
+"""Largest tile or image size (px) a file may ask for: bigger is a damaged file."""
+MAX_WIDTH = 4096
+"""Largest decoder or projector width a file may ask for (the largest ResNet stage is 2048)."""
+MAX_DEPTH = 32
+"""Deepest nesting of metadata objects and lists (written files use 4 levels)."""
+_DAMAGED = "the file is damaged or was edited by hand; use another copy or train again"
+
+
+class ModelFileError(NanowireError):
+    """A model file that cannot be used, with a message naming the file and what to do."""
+
+
+class TooLongNumber:
+    """A JSON integer too long to be a setting (it stands in for it until the check names it)."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+
+def parse_int(text: str) -> int | TooLongNumber:
+    """``json.loads`` integer hook: Python refuses > 4300 digits anonymously; we name the field."""
+    return int(text) if len(text) <= 40 else TooLongNumber(text)
+
+
+class _Fields:
+    """Typed reads from one JSON object of a model file; errors name the file and the field."""
+
+    def __init__(self, obj: Any, where: str, prefix: str = "") -> None:
+        self.where, self.prefix = where, prefix
+        if not isinstance(obj, dict):
+            self.fail("", f"is {_kind(obj)}, not a JSON object")
+        self.obj = obj
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}{key}" if key else self.prefix.rstrip(".") or "metadata"
+
+    def fail(self, key: str, problem: str, advice: str = _DAMAGED) -> NoReturn:
+        name = self.name(key)
+        what = "its metadata" if name == "metadata" else f"metadata field {name!r}"
+        raise ModelFileError(f"Model file {self.where}: {what} {problem}; {advice}.")
+
+    def get(self, key: str, required: bool) -> Any:
+        value = self.obj.get(key)
+        if value is None and required:
+            self.fail(key, "is missing")
+        return value
+
+    def integer(self, key: str, lo: int, hi: int, required: bool = False) -> int | None:
+        value = self.get(key, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"is {_kind(value)}, not a whole number")
+        if not lo <= value <= hi:
+            self.fail(key, f"is {value}, outside {lo}..{hi}")
+        return value
+
+    def number(self, key: str, lo: float, hi: float, required: bool = False) -> float | None:
+        value = self.get(key, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"is {_kind(value)}, not a number")
+        if not (math.isfinite(value) and lo < value <= hi):
+            self.fail(key, f"is {value}, not a number in ({lo:g}, {hi:g}]")
+        return float(value)
+
+    def text(self, key: str, required: bool = False) -> str | None:
+        value = self.get(key, required)
+        if value is not None and not isinstance(value, str):
+            self.fail(key, f"is {_kind(value)}, not a text")
+        return value
+
+    def texts(self, key: str, min_len: int, required: bool = False) -> list[str] | None:
+        value = self.get(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(key, f"is {_kind(value)}, not a list of texts")
+        if len(value) < min_len:
+            self.fail(key, f"lists {len(value)} names, fewer than {min_len}")
+        return list(value)
+
+    def integers(self, key: str, length: int, hi: int) -> list[int] | None:
+        value = self.get(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != length:
+            self.fail(key, f"is {_kind(value)}, not a list of {length} whole numbers")
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= hi:
+                self.fail(f"{key}[{i}]", f"is {_short(item)}, not a whole number in 1..{hi}")
+        return list(value)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.get(key, False)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, f"is {_kind(value)}, not a JSON object")
+        return value
+
+    def listing(self, key: str) -> list[Any]:
+        value = self.get(key, False)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(key, f"is {_kind(value)}, not a list")
+        return value
+
+    def rest(self, cls: type) -> dict[str, Any]:
+        """The keys ``cls`` has no field for, kept as they are."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return {k: v for k, v in self.obj.items() if k not in known}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(value: Any) -> str:
+    """How to name a wrong value in an error: short values as themselves, others by type."""
+    if isinstance(value, (dict, list)):
+        return f"a {type(value).__name__} {_short(value)}"
+    if isinstance(value, str):
+        return f"the text {_short(value)}"
+    return _short(value)
+
+
+def check_plain(value: Any, where: str, name: str = "", depth: int = 0) -> None:
+    """Refuse a :class:`TooLongNumber` or nesting deeper than ``MAX_DEPTH``, naming where."""
+    problem = ""
+    if isinstance(value, TooLongNumber):
+        problem = f"is a number of {value.digits} digits"
+    elif depth > MAX_DEPTH:
+        problem = f"is nested more than {MAX_DEPTH} levels deep"
+    if problem:
+        what = f"metadata field {name!r}" if name else "its metadata"
+        raise ModelFileError(f"Model file {where}: {what} {problem}; {_DAMAGED}.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(item, where, f"{name}.{key}" if name else key, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_plain(item, where, f"{name}[{i}]", depth + 1)
+
+
+def _to_json(obj: Any) -> dict[str, Any]:
+    """A dataclass as JSON-able dict: its fields (None left out) then its ``extra`` keys."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name == "extra" or value is None:
+            continue
+        out[f.name] = _to_json(value) if hasattr(value, "__dataclass_fields__") else value
+    out.update(obj.extra)
+    return out
+
+
+@dataclass(kw_only=True)
+class HeadMeta:
+    """What a trained head records: its input tile, training settings, metrics and history."""
+
+    tile: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+    n_images: int | None = None
+    stopped_early: bool = False
+    train_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _common(cls, read: _Fields) -> dict[str, Any]:
+        return {
+            "tile": read.integer("tile", 8, MAX_SIDE, required=True),
+            "settings": read.mapping("settings"),
+            "metrics": read.mapping("metrics"),
+            "history": read.listing("history"),
+            "n_images": read.integer("n_images", 0, 2**62),
+            "stopped_early": bool(read.get("stopped_early", False)),
+            "train_seconds": read.number("train_seconds", -1.0, 1e12),
+            "extra": read.rest(cls),
+        }
+
+
+@dataclass(kw_only=True)
+class ClassifierMeta(HeadMeta):
+    """The linear classifier: tile and tile count of the pooled features, and their zoom."""
+
+    max_tiles: int = 16
+    zoom: float = 1.0
+    class_counts: list[int] | None = None
+
+    @classmethod
+    def from_json(cls, read: _Fields) -> ClassifierMeta:
+        """Checked from the ``classifier`` object of a file."""
+        return cls(
+            **cls._common(read),
+            max_tiles=read.integer("max_tiles", 1, 4096) or 16,
+            zoom=read.number("zoom", 0.0, 100.0) or 1.0,
+            class_counts=read.listing("class_counts") or None,
+        )
+
+
+@dataclass(kw_only=True)
+class SegmenterMeta(HeadMeta):
+    """The U-Net decoder: its tile, the overlap of its sliding windows and its widths."""
+
+    overlap: int = 0
+    decoder_widths: list[int] | None = None
+    labelled_pixels: int | None = None
+
+    @classmethod
+    def from_json(cls, read: _Fields) -> SegmenterMeta:
+        """Checked from the ``segmenter`` object of a file."""
+        common = cls._common(read)
+        return cls(
+            **common,
+            overlap=read.integer("overlap", 0, common["tile"] - 1) or 0,
+            decoder_widths=read.integers("decoder_widths", 5, MAX_WIDTH),
+            labelled_pixels=read.integer("labelled_pixels", 0, 2**62),
+        )
+
+
+@dataclass(kw_only=True)
+class SSLMeta:
+    """Pretraining settings: those a later step reads, typed; the rest kept in ``extra``."""
+
+    method: str | None = None
+    encoder: str | None = None
+    image_size: int | None = None
+    steps_per_epoch: int | None = None
+    projector_dims: list[int] | None = None
+    crop_side_px_mean: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, read: _Fields) -> SSLMeta:
+        """Checked from the ``ssl`` object of a file."""
+        dims = read.listing("projector_dims")
+        return cls(
+            method=read.text("method"),
+            encoder=read.text("encoder"),
+            image_size=read.integer("image_size", 8, MAX_SIDE),
+            steps_per_epoch=read.integer("steps_per_epoch", 1, 2**40),
+            projector_dims=read.integers("projector_dims", len(dims), MAX_WIDTH) if dims else None,
+            crop_side_px_mean=read.number("crop_side_px_mean", 0.0, 1e6),
+            extra=read.rest(cls),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> SSLMeta:
+        """From a flat dict of pretraining settings (as the trainer records them)."""
+        return cls.from_json(_Fields(settings, "(being written)", "ssl."))
+
+
+@dataclass(kw_only=True)
+class ModelMeta:
+    """Everything but the weights: architecture, classes, input handling, training record.
+
+    ``heads`` lists the trained heads ("classifier", "segmenter"); a file without heads is an
+    SSL encoder. ``class_names`` are the classifier's image classes, ``mask_classes`` the
+    segmenter's mask classes (index = predicted mask value, 0 = background). ``history``,
+    ``epoch``, ``step``, ``optimizer_groups`` and ``grad_scaler`` record pretraining.
+    """
+
+    encoder: str
+    normalization: str = NORMALIZATION
+    image_size: int | None = None
+    pixel_size_nm: float | None = None
+    heads: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None
+    mask_classes: list[str] | None = None
+    classifier: ClassifierMeta | None = None
+    segmenter: SegmenterMeta | None = None
+    ssl: SSLMeta | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int | None = None
+    step: int | None = None
+    optimizer_groups: list[dict[str, Any]] | None = None
+    grad_scaler: dict[str, Any] | None = None
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The file's kind: "encoder", or its heads joined by "+" ("classifier+segmenter")."""
+        return "+".join(self.heads) or "encoder"
+
+    def head(self, name: str) -> HeadMeta | None:
+        """The settings of head ``name`` ("classifier" or "segmenter"), None if absent."""
+        return getattr(self, name) if name in self.heads else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored in the file (format version 1 layout)."""
+        out = _to_json(self)
+        out.update(kind=self.kind, format=FORMAT, format_version=FORMAT_VERSION)
+        if not self.heads:
+            del out["heads"]
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str, known_encoders: Any = ()) -> ModelMeta:
+        """Check a file's parsed metadata and type it; ModelFileError names file and field.
+
+        ``known_encoders`` (names) are the encoders this code can build.
+        """
+        check_plain(obj, where)
+        read = _Fields(obj, where)
+        _check_format(read)
+        encoder = read.text("encoder", required=True)
+        if known_encoders and encoder not in known_encoders:
+            read.fail(
+                "encoder",
+                f"names encoder {encoder!r}, which this napari-nanowire does not know "
+                f"({', '.join(sorted(known_encoders))})",
+                "update napari-nanowire",
+            )
+        normalization = read.text("normalization") or NORMALIZATION
+        if normalization not in NORMALIZATIONS:
+            read.fail(
+                "normalization",
+                f"is {normalization!r}, an input normalisation this napari-nanowire does not "
+                f"know ({', '.join(NORMALIZATIONS)})",
+                "update napari-nanowire",
+            )
+        heads = _heads(read)
+        parsers = {"classifier": ClassifierMeta.from_json, "segmenter": SegmenterMeta.from_json}
+        parts = {h: _section(read, h, True, parsers[h]) if h in heads else None for h in HEADS}
+        n_classes = 2 if "classifier" in heads else 1
+        return cls(
+            encoder=encoder,
+            normalization=normalization,
+            image_size=read.integer("image_size", 8, MAX_SIDE),
+            pixel_size_nm=read.number("pixel_size_nm", 0.0, 1e6),
+            heads=heads,
+            class_names=read.texts("class_names", n_classes, required="classifier" in heads),
+            mask_classes=read.texts("mask_classes", 2, required="segmenter" in heads),
+            ssl=_section(read, "ssl", False, SSLMeta.from_json),
+            history=read.listing("history"),
+            epoch=read.integer("epoch", 0, 2**40),
+            step=read.integer("step", 0, 2**62),
+            optimizer_groups=read.listing("optimizer_groups") or None,
+            grad_scaler=read.mapping("grad_scaler") or None,
+            extra={k: v for k, v in read.rest(cls).items() if k != "kind"},
+            **parts,
+        )
+
+
+def _check_format(read: _Fields) -> None:
+    """Refuse another program's metadata and a format version newer than this code."""
+    if read.obj.get("format") != FORMAT:
+        read.fail("format", f"is {_kind(read.obj.get('format'))}, not {FORMAT!r}", _DAMAGED)
+    version = read.integer("format_version", 1, 2**31, required=True)
+    if version > FORMAT_VERSION:
+        read.fail(
+            "format_version",
+            f"is {version}: the file was made by a newer napari-nanowire (this one reads up "
+            f"to version {FORMAT_VERSION})",
+            "update napari-nanowire",
+        )
+
+
+def _heads(read: _Fields) -> list[str]:
+    """The heads a file holds; one whose kind names heads must list them."""
+    kind = read.text("kind") or "encoder"
+    if kind != "encoder" and "heads" not in read.obj:
+        read.fail("heads", f"is missing (the file is a {kind!r} model)")
+    heads = read.texts("heads", 0) or []
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown:
+        read.fail("heads", f"names {unknown[0]!r}, not one of {', '.join(HEADS)}")
+    return [h for h in HEADS if h in heads]
+
+
+def _section(read: _Fields, key: str, required: bool, parse: Callable[[_Fields], Any]) -> Any:
+    """A nested settings object (a head's, the SSL's), typed by ``parse``; None if absent."""
+    value = read.get(key, required)
+    return None if value is None else parse(_Fields(value, read.where, f"{key}."))
+
+
+def meta_error(where: str, problem: str) -> ModelFileError:
+    """A ModelFileError about the metadata as a whole (not JSON, nested too deeply)."""
+    return ModelFileError(f"Model file {where}: its metadata {problem}; {_DAMAGED}.")
