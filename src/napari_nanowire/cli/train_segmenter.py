@@ -92,23 +92,19 @@ def read_pairs(
 
     from napari_nanowire.core.errors import NanowireError
     from napari_nanowire.core.io import frames, read_image
+    from napari_nanowire.core.masks import check_shape, label_mask
 
     images, masks, sizes = [], [], []
     for image_path, mask_path in pairs:
         image = read_image(image_path, pixel_size_nm)
         mask = np.asarray(read_image(mask_path).data)
-        if mask.shape != image.data.shape:
-            raise NanowireError(
-                f"Mask {mask_path} is {mask.shape} but image {image_path} is "
-                f"{image.data.shape}; a mask must match its image pixel for pixel."
-            )
-        if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
-            raise NanowireError(
-                f"Mask {mask_path} holds {mask.dtype} values; save masks as integer label images."
-            )
+        check_shape(mask.shape, image.data.shape, f"Mask {mask_path}", f"image {image_path}")
         data = np.asarray(image.data)
         for frame, frame_mask in zip(frames(data), frames(mask), strict=True):
+            try:
+                masks.append(label_mask(frame_mask, floats=False))
+            except NanowireError as err:
+                raise NanowireError(f"Mask {mask_path}: {err}") from None
             images.append(frame)
-            masks.append(frame_mask)
             sizes.append(image.pixel_size_nm)
     return images, masks, sizes

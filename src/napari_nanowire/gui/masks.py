@@ -1,8 +1,9 @@
 """The training-mask Labels layer: matched to its image, named classes, brush set for wires.
 
-Mask values follow the project convention: 0 = not labelled (ignored by training), 1 =
-background, 2.. = the mask classes after background. A few strokes of each are valid training
-data, so the layer starts empty in paint mode with a brush narrower than a typical wire.
+Mask values follow the project convention (owned by :mod:`napari_nanowire.core.masks`): 0 =
+not labelled (ignored by training), 1 = background, 2.. = the mask classes after background. A
+few strokes of each are valid training data, so the layer starts empty in paint mode with a
+brush narrower than a typical wire.
 """
 
 from __future__ import annotations
@@ -108,12 +109,6 @@ def masks_of(viewer: napari.Viewer, image: Image) -> Labels | None:
 def is_training_mask(layer: Labels) -> bool:
     """True for a mask painted for training (1 = background), False for a dense mask."""
     return MASK_KEY in layer.metadata
-
-
-def dense(mask: np.ndarray, training: bool) -> np.ndarray:
-    """A dense mask (0 = background, k = class k) from a training mask (0 = not labelled)."""
-    mask = np.asarray(mask)
-    return np.where(mask >= 2, mask - 1, 0).astype(mask.dtype) if training else mask
 
 
 def dense_class_names(layer: Labels) -> dict[int, str] | None:

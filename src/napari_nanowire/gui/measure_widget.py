@@ -25,10 +25,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.masks import dense
 from napari_nanowire.core.progress import Progress
 
 from .layers import current_slice, layer_picker, slice_count, slice_names
-from .masks import dense, dense_class_names, is_training_mask
+from .masks import dense_class_names, is_training_mask
 from .notify import report_error
 from .pixel_size_widget import layer_pixel_size_nm
 from .plots import HistogramPlot

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import frames
+from napari_nanowire.core.masks import check_shape
 from napari_nanowire.core.progress import Progress
 
 from .layers import as_stack, check_image_layer, layer_picker
@@ -273,12 +274,13 @@ class TrainWidget(QWidget):
                 "No mask layer: in the Label widget press 'Add mask layer', then paint a few "
                 "strokes of background (label 1) and of wires (label 2)."
             )
-        if masks_layer.data.shape != layer.data.shape:
-            raise NanowireError(
-                f"Mask layer '{masks_layer.name}' is {masks_layer.data.shape} px but image "
-                f"layer '{layer.name}' is {layer.data.shape}; pick the masks made for these "
-                "images."
-            )
+        check_shape(
+            masks_layer.data.shape,
+            layer.data.shape,
+            f"Mask layer '{masks_layer.name}'",
+            f"image layer '{layer.name}'",
+            "pick the masks made for these images",
+        )
         masks = np.array(masks_layer.data, dtype=np.uint8).reshape(-1, *layer.data.shape[-2:])
         picked = [i for i in range(len(masks)) if masks[i].any()]
         if not picked:

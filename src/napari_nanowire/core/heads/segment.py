@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from ..devices import resolve_device
 from ..errors import NanowireError
+from ..masks import IGNORE, check_shape, class_targets
 from ..model.metadata import SegmenterMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
@@ -39,7 +40,6 @@ from .features import (
 from .unet import UNet, UNetDecoder, predict_classes
 
 JOB = "segmenter"
-IGNORE = -1
 
 
 @dataclass
@@ -61,19 +61,6 @@ class SegmenterConfig:
     dense_masks: bool = False
     device: str = "auto"
     seed: int = 0
-
-
-def mask_targets(mask: np.ndarray, dense: bool = False) -> np.ndarray:
-    """Training mask to int64 class indices (0 = background) with -1 where not labelled."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer) and mask.dtype != bool:
-        raise NanowireError(
-            f"A mask must be a 2D integer label image, got {mask.dtype} of shape {mask.shape}."
-        )
-    if mask.size and mask.min() < 0:
-        raise NanowireError("A mask holds negative values; use 0 = unlabelled, 1 = background, 2..")
-    targets = mask.astype(np.int64)
-    return targets if dense else targets - 1
 
 
 def segmentation_loss(
@@ -125,11 +112,7 @@ def check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> No
     if len(images) != len(masks):
         raise ValueError(f"{len(images)} images but {len(masks)} masks.")
     for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
-        if np.shape(image) != np.shape(mask):
-            raise NanowireError(
-                f"Mask {i} has shape {np.shape(mask)} but its image has {np.shape(image)}; "
-                "a mask must match its image pixel for pixel."
-            )
+        check_shape(np.shape(mask), np.shape(image), f"Mask {i}", "its image")
 
 
 def train_segmenter(
@@ -162,7 +145,7 @@ def train_segmenter(
     prepared, targets = [], []
     for image, mask, px in zip(images, masks, sizes, strict=True):
         prepared.append(prepare_image(image, px, model_px))
-        targets.append(resize_labels(mask_targets(mask, config.dense_masks), prepared[-1].shape))
+        targets.append(resize_labels(class_targets(mask, config.dense_masks), prepared[-1].shape))
     labelled = np.concatenate([t[t >= 0] for t in targets])
     if labelled.size == 0:
         raise NanowireError("The masks hold no labelled pixels: paint background and objects.")

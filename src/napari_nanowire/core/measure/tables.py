@@ -39,6 +39,7 @@ from skimage.measure import label, regionprops_table
 
 from ..errors import NanowireError
 from ..io import write_csv
+from ..masks import label_mask
 from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
@@ -128,37 +129,6 @@ class MeasureOptions:
             )
 
 
-def as_label_mask(mask: np.ndarray) -> np.ndarray:
-    """The mask as a 2D non-negative integer array, or a NanowireError saying what is wrong.
-
-    Booleans become 0/1; floats are accepted if every value is a whole number (masks saved
-    as float), but a probability map is refused: threshold it first.
-    """
-    arr = np.asarray(mask)
-    if arr.ndim != 2 or arr.size == 0:
-        raise NanowireError(
-            f"A mask must be a non-empty 2D (Y, X) array; got shape {arr.shape}. "
-            "Measure a stack one plane at a time."
-        )
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise NanowireError(f"A mask must hold integer class values; got dtype {arr.dtype}.")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
-            raise NanowireError(
-                "The mask holds fractional or non-finite values (a probability map?); "
-                "threshold it into integer class values first."
-            )
-        arr = arr.astype(np.int64)
-    if arr.min() < 0:
-        raise NanowireError(
-            f"The mask holds negative values (minimum {arr.min()}); class values are 0 "
-            "(background), 1, 2, ..."
-        )
-    return arr
-
-
 def resolve_class_names(mask: np.ndarray, class_names: dict[int, str] | None) -> dict[int, str]:
     """Mask value -> class name for every class to report, sorted by value."""
     present = {int(v) for v in np.unique(mask)} - {0}
@@ -190,7 +160,7 @@ class _ClassPixels:
 
 def _class_pixels(mask: np.ndarray, options: MeasureOptions) -> list[_ClassPixels]:
     """Check the mask and split it into its named classes, each labelled and skeletonised."""
-    mask = as_label_mask(mask)
+    mask = label_mask(mask)
     classes = []
     for value, name in resolve_class_names(mask, options.class_names).items():
         binary = mask == value
