@@ -662,3 +662,23 @@ def test_spectrum_image_with_every_axis_a_signal_axis_is_refused(tmp_path):
     file_writer(str(tmp_path / "si.emd"), signal)
     with pytest.raises(ReadError, match=r"si\.emd: it holds no 2D image \(found EELS"):
         read_image(tmp_path / "si.emd")
+
+
+def test_file_frames_names_every_frame_of_files_and_folders_and_reads_lazily(tmp_path, monkeypatch):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    one = write_tiff(folder / "one.tif", gray((12, 16)), 2.0)
+    other = write_tiff(folder / "other.tif", gray((20, 10)), 3.0)  # another size: not a stack
+    stack = gray((3, 12, 16))
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, compression="zlib",
+                     resolution=(2.0, 2.0), metadata={"unit": "nm", "axes": "ZYX"})  # fmt: skip
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    with no_pixel_reads():  # a generator of unread frames: only headers are read
+        found = list(io.file_frames([folder, tmp_path / "stack.tif"]))
+    assert [f.name for f in found] == ["one", "other", "stack[0]", "stack[1]", "stack[2]"]
+    assert [f.label for f in found[:3]] == [str(one), str(other), f"{tmp_path / 'stack.tif'}[0]"]
+    assert [f.pixel_size_nm for f in found] == [2.0, 3.0, 0.5, 0.5, 0.5]
+    assert [f.index for f in found] == [None, None, 0, 1, 2]
+    assert np.array_equal(np.asarray(found[3].frame), stack[1])
+    given = io.file_frames([one], pixel_size_nm=7.0)
+    assert [(f.name, f.pixel_size_nm) for f in given] == [("one", 7.0)]

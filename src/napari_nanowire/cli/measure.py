@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,17 +80,12 @@ def _read_masks(paths: list[str], pixel_size_nm: float | None) -> Iterator[tuple
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import read_image
+    from napari_nanowire.core.io import file_frames
 
-    for path in map(Path, paths):
-        image = read_image(path, pixel_size_nm)
-        if image.pixel_size_nm is None:
+    for found in file_frames(paths, pixel_size_nm):
+        if found.pixel_size_nm is None:
             raise NanowireError(
-                f"{path} has no pixel size in its metadata; pass --pixel-size NM (nm per pixel) "
-                "so that the measurements are in nm."
+                f"{found.path} has no pixel size in its metadata; pass --pixel-size NM (nm per "
+                "pixel) so that the measurements are in nm."
             )
-        if image.data.ndim == 2:
-            yield str(path), np.asarray(image.data), image.pixel_size_nm
-        else:
-            for i, plane in enumerate(image.data):
-                yield f"{path}[{i}]", np.asarray(plane), image.pixel_size_nm
+        yield found.label, np.asarray(found.frame), found.pixel_size_nm

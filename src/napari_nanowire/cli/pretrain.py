@@ -67,6 +67,7 @@ _CONFIG_ARGS += ("lr", "device", "seed")
 def run(args: argparse.Namespace) -> int:
     """Read the images, pretrain with a progress bar, report where the model is."""
     from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import file_frames
     from napari_nanowire.core.ssl.augment import AugmentConfig
     from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
@@ -75,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
             f"{args.out} exists; pass --resume to continue training it or --overwrite to "
             "replace it."
         )
-    names, images, sizes = _read_images(args.images, args.pixel_size)
+    # planes of big (lazily read) files stay unread: pretraining reads them one at a time
+    found = list(file_frames(args.images, args.pixel_size))
+    names, images = [f.name for f in found], [f.frame for f in found]
+    sizes = [f.pixel_size_nm for f in found]
     labels = _read_labels(args.labels, names) if args.labels else None
     given = given_options(args, _CONFIG_ARGS)
     augment = AugmentConfig(crop_fov_nm=tuple(args.crop_nm) if args.crop_nm else None)
@@ -98,23 +102,6 @@ def run(args: argparse.Namespace) -> int:
         if state == "stopped":
             print("continue with the same command and --resume")
     return 130 if last is not None and last.message == "stopped" else 0
-
-
-def _read_images(paths: list[str], pixel_size_nm: float | None) -> tuple[list, list, list]:
-    """Names, 2D images and pixel sizes of every plane of every file (folders: each file).
-
-    Planes of big (lazily read) files stay unread here: pretraining reads them one at a time.
-    """
-    from napari_nanowire.core.io import frames, input_files, read_image
-
-    names, images, sizes = [], [], []
-    for file in input_files(paths):
-        data = read_image(file, pixel_size_nm)
-        for name, plane in zip(data.names, frames(data.data), strict=True):
-            names.append(name)
-            images.append(plane)
-            sizes.append(data.pixel_size_nm)
-    return names, images, sizes
 
 
 def _read_labels(path: Path, names: list[str]) -> list[str | None]:

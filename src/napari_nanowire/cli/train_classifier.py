@@ -77,16 +77,16 @@ def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tupl
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import read_image
+    from napari_nanowire.core.io import file_frames
 
     images, sizes = [], []
     for path in paths:
-        data = read_image(path, pixel_size_nm)
-        if data.data.ndim != 2:
+        found = list(file_frames([path], pixel_size_nm))
+        if len(found) != 1:
             raise NanowireError(
-                f"{path} is a stack of {data.data.shape[0]} images, but a labels table gives "
-                "one label per file; save the images as separate files and label each."
+                f"{path} is a stack of {len(found)} images, but a labels table gives one label "
+                "per file; save the images as separate files and label each."
             )
-        images.append(np.asarray(data.data))
-        sizes.append(data.pixel_size_nm)
+        images.append(np.asarray(found[0].frame))
+        sizes.append(found[0].pixel_size_nm)
     return images, sizes

@@ -91,20 +91,30 @@ def read_pairs(
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import frames, read_image
+    from napari_nanowire.core.io import file_frames
     from napari_nanowire.core.masks import check_shape, label_mask
 
     images, masks, sizes = [], [], []
     for image_path, mask_path in pairs:
-        image = read_image(image_path, pixel_size_nm)
-        mask = np.asarray(read_image(mask_path).data)
-        check_shape(mask.shape, image.data.shape, f"Mask {mask_path}", f"image {image_path}")
-        data = np.asarray(image.data)
-        for frame, frame_mask in zip(frames(data), frames(mask), strict=True):
+        image_frames = list(file_frames([image_path], pixel_size_nm))
+        mask_frames = list(file_frames([mask_path]))
+        if len(mask_frames) != len(image_frames):
+            raise NanowireError(
+                f"Mask {mask_path} holds {len(mask_frames)} frame(s) but image {image_path} "
+                f"holds {len(image_frames)}; give one mask frame per image frame."
+            )
+        for image, mask in zip(image_frames, mask_frames, strict=True):
+            frame_mask = np.asarray(mask.frame)
+            check_shape(
+                frame_mask.shape,
+                np.shape(image.frame),
+                f"Mask {mask.label}",
+                f"image {image.label}",
+            )
             try:
                 masks.append(label_mask(frame_mask, floats=False))
             except NanowireError as err:
-                raise NanowireError(f"Mask {mask_path}: {err}") from None
-            images.append(frame)
+                raise NanowireError(f"Mask {mask.label}: {err}") from None
+            images.append(np.asarray(image.frame))
             sizes.append(image.pixel_size_nm)
     return images, masks, sizes

@@ -1,10 +1,18 @@
-"""Reading TEM images with their pixel size, and writing files atomically."""
+"""Reading TEM images with their pixel size, and writing files atomically.
+
+- ``reading``: images, stacks and folders, lazily when big; the frames of input files
+- ``formats``: one decoder per file format (TIFF, pictures, EM formats through rosettasciio)
+- ``calibration``: pixel sizes from file metadata and user input, exactly in nm/px
+- ``writers``: atomic file writes, TIFF (frame by frame) and CSV
+"""
 
 from .calibration import MAX_PIXEL_SIZE_NM, pixel_size_from_units
 from .formats import SUPPORTED_SUFFIXES, ReadError
 from .reading import (
     LAZY_BYTES,
+    FileFrame,
     ImageData,
+    file_frames,
     frames,
     image_files,
     input_files,
@@ -24,10 +32,12 @@ __all__ = [
     "LAZY_BYTES",
     "MAX_PIXEL_SIZE_NM",
     "SUPPORTED_SUFFIXES",
+    "FileFrame",
     "ImageData",
     "ReadError",
     "TiffFrameWriter",
     "atomic_path",
+    "file_frames",
     "frames",
     "image_files",
     "input_files",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -115,6 +115,40 @@ def frames(data: Any, indices: Sequence[int] | None = None) -> list:
     if np.ndim(data) == 2:
         return [data]
     return [data[i] for i in (range(len(data)) if indices is None else indices)]
+
+
+class FileFrame(NamedTuple):
+    """One 2D image of an input file, as :func:`file_frames` gives it."""
+
+    name: str
+    """The file's stem, or ``stem[i]`` for frame i of a stack (as in :attr:`ImageData.names`)."""
+    frame: Any
+    """The 2D image, unread while the file is read lazily."""
+    pixel_size_nm: float | None
+    path: Path
+    index: int | None
+    """The frame's index in its stack; None for a 2D file."""
+
+    @property
+    def label(self) -> str:
+        """The file's path, with ``[i]`` for a frame of a stack: for tables and messages."""
+        return str(self.path) if self.index is None else f"{self.path}[{self.index}]"
+
+
+def file_frames(
+    paths: Sequence[str | os.PathLike], pixel_size_nm: float | None = None
+) -> Iterator[FileFrame]:
+    """Every 2D image of the files ``paths`` name (folders: each of their image files).
+
+    Files are read one at a time, as they are reached; frames of big (lazily read) files stay
+    on disk until used. ``pixel_size_nm`` overrides the files' own calibration.
+    """
+    for file in input_files(paths):
+        data = read_image(file, pixel_size_nm)
+        planes = frames(data.data)
+        indices = [None] if np.ndim(data.data) == 2 else range(len(planes))
+        for name, plane, index in zip(data.names, planes, indices, strict=True):
+            yield FileFrame(name, plane, data.pixel_size_nm, file, index)
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
