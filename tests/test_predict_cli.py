@@ -14,8 +14,8 @@ from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_dataset, write_dataset
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.model.modelfile import load_model, save_model
-from napari_nanowire.core.model.random_models import save_random_model
-from napari_nanowire.core.predict.predictor import predict_files
+from napari_nanowire.core.model.random_models import random_model, save_random_model
+from napari_nanowire.core.predict.predictor import Predictor, predict_files
 
 PX = 2.0
 
@@ -252,3 +252,26 @@ def test_stop_mid_stack_keeps_finished_files_and_leaves_no_partial_stack(tmp_pat
     assert events[-1].done and events[-1].message.startswith("stopped")
     assert pd.read_csv(out / "predictions.csv")["image"].tolist() == [str(single)]
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["a.tif"]  # nor temp files
+
+
+def test_one_frame_function_serves_stacks_files_and_the_gui():
+    # predict_stack (the GUI's per-slice loop) and predict_frame give what classify and
+    # segment give for each frame, in the order asked, and stop between frames.
+    predictor = Predictor(random_model(tile=32, seed=1), "random", "cpu")
+    stack = np.random.default_rng(0).random((3, 40, 56)).astype(np.float32)
+    results = list(predictor.predict_stack(stack, 2.0, indices=[2, 0]))
+    assert [i for i, _ in results] == [2, 0]
+    for index, result in results:
+        expected = predictor.classify([stack[index]], [2.0]).probabilities
+        assert np.allclose(result.classes.probabilities, expected)
+        assert np.array_equal(result.mask.mask, predictor.segment(stack[index], 2.0).mask)
+        row = result.row("masks/x.tif")
+        assert list(row)[-2:] == ["mask", "mask_entropy"] and row["class"] in ("bundle", "network")
+    only = predictor.predict_frame(stack[1], 2.0, heads=["segmenter"])
+    assert only.classes is None and only.mask.mask.shape == (40, 56)
+    stop = threading.Event()
+    seen = []
+    for index, _ in predictor.predict_stack(stack, 2.0, stop=stop):
+        seen.append(index)
+        stop.set()
+    assert seen == [0]

@@ -24,7 +24,6 @@ from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.progress import Progress
 
 from .layers import (
-    as_stack,
     check_image_layer,
     current_slice,
     go_to_slice,
@@ -81,11 +80,11 @@ def classify_slices(path: Path, data, px: float | None, stop) -> Iterator[Progre
     predictor.require("classifier")
     count = 1 if np.ndim(data) == 2 else len(data)
     rows = []
-    for i in range(count):
-        if stop.is_set():
-            return None
-        rows.append(predictor.classify(as_stack(data, [i]), [px]).probabilities[0])
-        yield Progress("predict", i + 1, count, message="classified")
+    for _, result in predictor.predict_stack(data, px, heads=["classifier"], stop=stop):
+        rows.append(result.classes.probabilities[0])
+        yield Progress("predict", len(rows), count, message="classified")
+    if len(rows) < count:  # stopped
+        return None
     return ClassPrediction(predictor.class_names, np.stack(rows))
 
 
@@ -100,12 +99,11 @@ def segment_slices(path: Path, data, indices: list[int], px: float | None, stop)
     predictor = Predictor.load(path)
     predictor.require("segmenter")
     masks = []
-    for k, index in enumerate(indices):
-        if stop.is_set():
-            return None
-        (image,) = as_stack(data, [index])
-        masks.append(predictor.segment(image, px).mask)
-        yield Progress("predict", k + 1, len(indices), message="segmented")
+    for _, result in predictor.predict_stack(data, px, indices, ["segmenter"], stop=stop):
+        masks.append(result.mask.mask)
+        yield Progress("predict", len(masks), len(indices), message="segmented")
+    if len(masks) < len(indices):  # stopped
+        return None
     return indices, masks, predictor.mask_classes
 
 

@@ -1,7 +1,12 @@
-"""Using a trained model on images and files, locally or on a dask cluster."""
+"""Using a trained model on images and files, locally or on a dask cluster.
+
+- ``predictor``: :class:`Predictor` for frames and stacks in memory, and over image files
+- ``cluster``: the same prediction as one dask task per file
+"""
 
 from .predictor import (
     ClassPrediction,
+    FramePrediction,
     MaskPrediction,
     Predictor,
     label_next,
@@ -11,6 +16,7 @@ from .predictor import (
 
 __all__ = [
     "ClassPrediction",
+    "FramePrediction",
     "MaskPrediction",
     "Predictor",
     "label_next",

@@ -128,6 +128,23 @@ class MaskPrediction:
     entropy_map: np.ndarray | None = None  # float32, the input's shape, if asked for
 
 
+@dataclass
+class FramePrediction:
+    """What every asked-for head of a model says about one 2D image."""
+
+    classes: ClassPrediction | None = None  # one row, with the classifier
+    mask: MaskPrediction | None = None  # with the segmenter
+
+    def row(self, mask_file: str | None = None) -> dict:
+        """The frame's table columns: class, confidence, prob_<class>..., entropy, margin
+        (classifier), then ``mask`` (``mask_file``, if given) and mask_entropy (segmenter)."""
+        row = self.classes.table().to_dict("records")[0] if self.classes is not None else {}
+        if self.mask is not None:
+            row.update({"mask": mask_file} if mask_file else {})
+            row["mask_entropy"] = self.mask.mean_entropy
+        return row
+
+
 class Predictor:
     """A loaded model file, ready to classify and/or segment images of any size."""
 
@@ -182,6 +199,49 @@ class Predictor:
             self.encoder, self.head, prepared, settings.tile, settings.max_tiles, self.device
         )
         return ClassPrediction(self.class_names, probs)
+
+    def predict_frame(
+        self,
+        frame: np.ndarray,
+        pixel_size_nm: float | None = None,
+        heads: Sequence[str] | None = None,
+        entropy_map: bool = False,
+        tile: int | None = None,
+    ) -> FramePrediction:
+        """Class and/or mask, with their uncertainty, of one 2D image, by ``heads`` (default:
+        every head of the model); ``entropy_map`` and ``tile`` as in :meth:`segment`."""
+        heads = self.heads if heads is None else heads
+        for head in heads:
+            self.require(head)
+        image = np.asarray(frame)
+        result = FramePrediction()
+        if "classifier" in heads:
+            result.classes = self.classify([image], [pixel_size_nm])
+        if "segmenter" in heads:
+            result.mask = self.segment(image, pixel_size_nm, entropy_map, tile)
+        return result
+
+    def predict_stack(
+        self,
+        data,
+        pixel_size_nm: float | None = None,
+        indices: Sequence[int] | None = None,
+        heads: Sequence[str] | None = None,
+        entropy_map: bool = False,
+        tile: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple[int, FramePrediction]]:
+        """(index, prediction) of each frame of (Y, X) or (N, Y, X) ``data`` (those at
+        ``indices``, or all), one frame at a time, so a lazy stack is never read whole.
+
+        A stop request ends the iteration before the next frame.
+        """
+        if indices is None:
+            indices = range(1 if np.ndim(data) == 2 else len(data))
+        for index, plane in zip(indices, frames(data, indices), strict=True):
+            if stop_requested(stop):
+                return
+            yield index, self.predict_frame(plane, pixel_size_nm, heads, entropy_map, tile)
 
     def segment(
         self,
@@ -258,20 +318,15 @@ def predict_frames(
                 maps = files.enter_context(
                     tiff_frame_writer(out / "uncertainty" / f"{stem}.tif", image.shape, "f4", px)
                 )
-        for i, plane in enumerate(frames(image)):
-            if stop_requested(stop):
-                return
-            frame = np.asarray(plane)
-            row = {"image": str(path) if image.ndim == 2 else f"{path}[{i}]"}
-            if "classifier" in predictor.heads:
-                row.update(predictor.classify([frame], [px]).table().to_dict("records")[0])
-            if masks is not None:
-                result = predictor.segment(frame, px, save_uncertainty, tile)
-                masks.append(result.mask)
+        for i, result in predictor.predict_stack(
+            image, px, entropy_map=save_uncertainty, tile=tile, stop=stop
+        ):
+            if result.mask is not None:
+                masks.append(result.mask.mask)
                 if maps is not None:
-                    maps.append(result.entropy_map)
-                row.update(mask=f"masks/{stem}.tif", mask_entropy=result.mean_entropy)
-            yield row
+                    maps.append(result.mask.entropy_map)
+            name = str(path) if image.ndim == 2 else f"{path}[{i}]"
+            yield {"image": name, **result.row(f"masks/{stem}.tif")}
 
 
 def write_table(rows: list[dict], out: Path) -> Path:
