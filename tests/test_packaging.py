@@ -48,3 +48,16 @@ def test_every_command_is_registered_and_documented():
     )
     for name in COMMANDS:
         assert name in result.stdout
+
+
+def test_readme_layout_lists_exactly_the_core_subpackages_and_modules():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    listed = set()
+    for line in layout.splitlines():
+        if line.startswith("    ") and not line.startswith("     "):  # core/'s entries
+            listed.add(line.split()[0])
+    core = ROOT / "src" / "napari_nanowire" / "core"
+    present = {f"{p.name}/" for p in core.iterdir() if (p / "__init__.py").exists()}
+    present |= {p.name for p in core.glob("*.py") if p.name != "__init__.py"}
+    assert listed == present

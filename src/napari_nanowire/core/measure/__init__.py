@@ -1,4 +1,10 @@
-"""Domain sizes and shapes in nanometres from label masks."""
+"""Domain sizes and shapes in nanometres from label masks.
+
+- ``tables``: per-domain and per-image tables from masks, and writing them as CSV
+- ``domain_shape``: geometry of one domain in px: convex hull, Feret diameters, skeleton
+- ``nematic``: orientational (nematic) order of the wires, from their skeleton
+- ``percolation``: whether one domain spans the image from edge to edge
+"""
 
 from .tables import MeasureOptions, measure_domains, measure_masks, summarize_image, write_tables
 
