@@ -157,7 +157,7 @@ def encoder_features(path: Path, items, s: Settings) -> np.ndarray:
     tile = model.meta.image_size
     zoom = feature_zoom(model.meta, tile)
     prepared = [
-        prepare_image(i.image, i.pixel_size_nm, model.meta["pixel_size_nm"], zoom) for i in items
+        prepare_image(i.image, i.pixel_size_nm, model.meta.pixel_size_nm, zoom) for i in items
     ]
     return pooled_features(encoder, prepared, tile, max_tiles=16, device=s.device)
 
