@@ -190,7 +190,7 @@ def test_round_trip_of_every_typed_field(tmp_path):
     path = save_model(ModelFile(meta), tmp_path / "m.nwmodel")
     loaded = load_model(path).meta
     assert loaded == meta
-    assert loaded.kind == "classifier+segmenter" and loaded.head("segmenter").tile == 96
+    assert loaded.kind == "classifier+segmenter" and loaded.segmenter.tile == 96
 
 
 @pytest.mark.parametrize("name", ["encoder", "classifier", "random"])

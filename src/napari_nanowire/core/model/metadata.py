@@ -11,7 +11,7 @@ back unchanged, so a file passes through an older or newer trainer without losin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, NoReturn
 
@@ -318,10 +318,6 @@ class ModelMeta:
         """The file's kind: "encoder", or its heads joined by "+" ("classifier+segmenter")."""
         return "+".join(self.heads) or "encoder"
 
-    def head(self, name: str) -> HeadMeta | None:
-        """The settings of head ``name`` ("classifier" or "segmenter"), None if absent."""
-        return getattr(self, name) if name in self.heads else None
-
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in the file (format version 1 layout)."""
         out = _to_json(self)
@@ -340,21 +336,10 @@ class ModelMeta:
         read = _Fields(obj, where)
         _check_format(read)
         encoder = read.text("encoder", required=True)
-        if known_encoders and encoder not in known_encoders:
-            read.fail(
-                "encoder",
-                f"names encoder {encoder!r}, which this napari-nanowire does not know "
-                f"({', '.join(sorted(known_encoders))})",
-                "update napari-nanowire",
-            )
+        if known_encoders:
+            _check_known(read, "encoder", encoder, sorted(known_encoders))
         normalization = read.text("normalization") or NORMALIZATION
-        if normalization not in NORMALIZATIONS:
-            read.fail(
-                "normalization",
-                f"is {normalization!r}, an input normalisation this napari-nanowire does not "
-                f"know ({', '.join(NORMALIZATIONS)})",
-                "update napari-nanowire",
-            )
+        _check_known(read, "normalization", normalization, NORMALIZATIONS)
         heads = _heads(read)
         parsers = {"classifier": ClassifierMeta.from_json, "segmenter": SegmenterMeta.from_json}
         parts = {h: _section(read, h, True, parsers[h]) if h in heads else None for h in HEADS}
@@ -390,6 +375,14 @@ def _check_format(read: _Fields) -> None:
             f"to version {FORMAT_VERSION})",
             "update napari-nanowire",
         )
+
+
+def _check_known(read: _Fields, key: str, value: str, known: Sequence[str]) -> None:
+    """Refuse a name (encoder, normalisation) this code does not know: a newer file."""
+    if value not in known:
+        listing = ", ".join(known)
+        problem = f"is {value!r}, which this napari-nanowire does not know ({listing})"
+        read.fail(key, problem, "update napari-nanowire")
 
 
 def _heads(read: _Fields) -> list[str]:
