@@ -3,20 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+SEED_MAX = 2**32 - 1
+"""Largest --seed: numpy and torch both take seeds in [0, 2^32 - 1] without complaint."""
+
+
+def int_range(low: int, high: int, multiple: int = 1) -> Callable[[str], int]:
+    """An argparse ``type`` taking whole numbers in [low, high] (and multiples of ``multiple``).
+
+    Out-of-range values fail while parsing, before any file is read or model is loaded.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high or value % multiple:
+            of = f"a multiple of {multiple} " if multiple > 1 else "a whole number "
+            raise argparse.ArgumentTypeError(f"{value} is not {of}from {low} to {high}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def float_range(low: float, high: float = math.inf, *, open_low: bool = False) -> Callable:
+    """An argparse ``type`` taking finite numbers in [low, high] (or (low, high] if open_low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value > low if open_low else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bound = "above" if open_low else "at least"
+            top = f" and at most {high:g}" if math.isfinite(high) else ""
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {bound} {low:g}{top}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = float_range(0.0, open_low=True)
+"""A finite number above 0 (pixel sizes, learning rates)."""
+STEPS = int_range(1, 10**7)
+"""A count of steps, epochs or passes."""
+BATCH = int_range(1, 4096)
+"""A batch size."""
+TILE = int_range(32, 4096, multiple=32)
+"""A network tile side: the U-Net halves it five times, so it is a multiple of 32."""
+IMAGE_SIZE = int_range(32, 2048)
+"""A crop side fed to the network (larger crops do not fit a batch in memory)."""
+SEED = int_range(0, SEED_MAX)
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options every training command shares: pixel size, device, seed, overwrite."""
     p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+        "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--seed", type=SEED, help=f"random seed, 0 to {SEED_MAX}")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
+from napari_nanowire.cli.common import POSITIVE, float_range
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``measure`` sub-command."""
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=POSITIVE,
         metavar="NM",
         help="pixel size in nm/px; overrides the files' calibration (needed if they have none)",
     )
@@ -47,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-area",
-        type=float,
+        type=float_range(0.0),
         default=0.0,
         metavar="NM2",
         help="leave out domains smaller than this area in nm^2 (default 0)",

@@ -6,6 +6,8 @@ import argparse
 import threading
 from pathlib import Path
 
+from napari_nanowire.cli.common import POSITIVE, TILE, int_range
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
@@ -27,9 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files or folders")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+        "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
-    p.add_argument("--tile", type=int, metavar="PX", help="segmentation tile (default: model's)")
+    p.add_argument("--tile", type=TILE, metavar="PX", help="segmentation tile (default: model's)")
     p.add_argument(
         "--save-uncertainty", action="store_true", help="write OUT/uncertainty/<stem>.tif maps"
     )
@@ -41,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "workers must see the images and DIR at the same paths",
     )
     p.add_argument(
-        "--retries", type=int, default=2, metavar="N", help="with --scheduler: retries per file"
+        "--retries",
+        type=int_range(0, 100),
+        default=2,
+        metavar="N",
+        help="with --scheduler: retries per file",
     )
     p.set_defaults(func=run)
 

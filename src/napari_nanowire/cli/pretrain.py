@@ -11,7 +11,16 @@ import os
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import given_options, read_label_table, show_progress
+from napari_nanowire.cli.common import (
+    IMAGE_SIZE,
+    POSITIVE,
+    SEED,
+    STEPS,
+    given_options,
+    int_range,
+    read_label_table,
+    show_progress,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,25 +39,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--method", choices=("simclr", "barlow"), help="SSL method (default simclr)")
     p.add_argument("--encoder", metavar="NAME", help="tiny (default, CPU), resnet18 or resnet50")
-    p.add_argument("--epochs", type=int, metavar="E", help="passes over the images")
-    p.add_argument("--batch-size", type=int, metavar="B", help="view pairs per step (per process)")
-    p.add_argument("--image-size", type=int, metavar="PX", help="crop side fed to the network")
-    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="default: cover images once")
-    p.add_argument("--lr", type=float, help="peak learning rate (default scales with batch)")
+    p.add_argument("--epochs", type=STEPS, metavar="E", help="passes over the images")
+    p.add_argument(
+        "--batch-size",
+        type=int_range(2, 4096),
+        metavar="B",
+        help="view pairs per step (per process), at least 2",
+    )
+    p.add_argument(
+        "--image-size", type=IMAGE_SIZE, metavar="PX", help="crop side fed to the network"
+    )
+    p.add_argument("--steps-per-epoch", type=STEPS, metavar="N", help="default: cover images once")
+    p.add_argument("--lr", type=POSITIVE, help="peak learning rate (default scales with batch)")
     p.add_argument(
         "--crop-nm",
-        type=float,
+        type=POSITIVE,
         nargs=2,
         metavar=("MIN", "MAX"),
         help="crop side range in nm for images with a pixel size (default: relative crops)",
     )
     p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+        "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument(
         "--device", help="auto (default: CUDA, then Apple MPS, then CPU), cpu, cuda, mps"
     )
-    p.add_argument("--seed", type=int, help="random seed of weights and crops")
+    p.add_argument("--seed", type=SEED, help="random seed of weights and crops")
     p.add_argument(
         "--labels",
         type=Path,

@@ -7,9 +7,11 @@ import threading
 from pathlib import Path
 
 from napari_nanowire.cli.common import (
+    STEPS,
     add_common_options,
     check_out,
     given_options,
+    int_range,
     read_label_table,
     run_job,
 )
@@ -43,9 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--fine-tune", action="store_true", help="also train the encoder end to end")
-    p.add_argument("--epochs", type=int, metavar="N", help="linear head steps (default 300)")
-    p.add_argument("--fine-tune-epochs", type=int, metavar="N", help="fine-tune passes (20)")
-    p.add_argument("--tile", type=int, metavar="PX", help="feature tile (default: encoder's)")
+    p.add_argument("--epochs", type=STEPS, metavar="N", help="linear head steps (default 300)")
+    p.add_argument("--fine-tune-epochs", type=STEPS, metavar="N", help="fine-tune passes (20)")
+    p.add_argument(
+        "--tile", type=int_range(32, 4096), metavar="PX", help="feature tile (default: encoder's)"
+    )
     add_common_options(p)
     p.set_defaults(func=run)
 

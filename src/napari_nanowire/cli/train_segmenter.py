@@ -6,7 +6,15 @@ import argparse
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import add_common_options, check_out, given_options, run_job
+from napari_nanowire.cli.common import (
+    BATCH,
+    STEPS,
+    TILE,
+    add_common_options,
+    check_out,
+    given_options,
+    run_job,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="foreground class names, comma-separated, in mask "
         "value order (default 'foreground', or class_1, class_2, ...)",
     )
-    p.add_argument("--steps", type=int, metavar="N", help="training steps (default 400)")
-    p.add_argument("--batch-size", type=int, metavar="B", help="crops per step (default 8)")
-    p.add_argument("--tile", type=int, metavar="PX", help="crop/tile side, multiple of 32 (128)")
+    p.add_argument("--steps", type=STEPS, metavar="N", help="training steps (default 400)")
+    p.add_argument("--batch-size", type=BATCH, metavar="B", help="crops per step (default 8)")
+    p.add_argument("--tile", type=TILE, metavar="PX", help="crop/tile side, multiple of 32 (128)")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
     add_common_options(p)
     p.set_defaults(func=run)
