@@ -82,12 +82,31 @@ def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing model file unless asked to."""
+    """Refuse to replace an existing model file unless asked to, and never a folder."""
     from napari_nanowire.core.errors import NanowireError
 
+    if out.is_dir():
+        raise NanowireError(f"--out {out} is a folder; give the path of a model file to write.")
     if out.exists() and not overwrite:
         raise NanowireError(
             f"{out} exists; pass --overwrite to replace it or choose another --out."
+        )
+
+
+def check_out_dir(out: Path, outputs: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse an --out that is a file, or a folder already holding our ``outputs``.
+
+    Without ``--overwrite`` a second run never mixes its files with an earlier run's.
+    """
+    from napari_nanowire.core.errors import NanowireError
+
+    if out.exists() and not out.is_dir():
+        raise NanowireError(f"--out {out} is a file; give a folder for the results.")
+    present = [name for name in outputs if (out / name).exists()]
+    if present and not overwrite:
+        raise NanowireError(
+            f"--out {out} already holds {', '.join(present)} from an earlier run; pass "
+            "--overwrite to replace them, or choose another --out."
         )
 
 
@@ -117,7 +136,8 @@ def read_label_table(path: Path):
 def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
     """Drive a job's Progress events with a tqdm bar; return the last event.
 
-    Ctrl-C requests a clean stop (the job ends after its current step); a second one aborts.
+    Ctrl-C or SIGTERM (a batch system ending the job) requests a clean stop: the job ends
+    after its current step and saves; a second one aborts.
     """
     from tqdm import tqdm
 
@@ -128,7 +148,7 @@ def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
         if enabled:
             tqdm.write("stopping after this step and saving (Ctrl-C again to abort)")
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     bar, last = None, None
     try:
         for event in events:
@@ -143,7 +163,8 @@ def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
                 bar.write(f"{event.message}{'; ' if shown else ''}{shown}")
             last = event
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
     return last

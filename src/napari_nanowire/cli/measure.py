@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from napari_nanowire.cli.common import POSITIVE, float_range
+from napari_nanowire.cli.common import POSITIVE, check_out_dir, float_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out domains smaller than this area in nm^2 (default 0)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV tables")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the tables of an earlier run in DIR"
+    )
     p.set_defaults(func=run)
 
 
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure the masks, write both tables and say where they are."""
     from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks, write_tables
 
+    check_out_dir(Path(args.out), ("domains.csv", "summary.csv"), args.overwrite)
     names = dict(enumerate(args.classes, start=1)) if args.classes else None
     options = MeasureOptions(
         connectivity=args.connectivity,

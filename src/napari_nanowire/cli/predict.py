@@ -6,7 +6,9 @@ import argparse
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import POSITIVE, TILE, int_range
+from napari_nanowire.cli.common import POSITIVE, TILE, check_out_dir, int_range
+
+OUTPUTS = ("predictions.csv", "masks", "uncertainty")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "background, k = mask class k, with the pixel size) and adds the columns mask and "
             "mask_entropy (mean per-pixel entropy) to predictions.csv. Stacks are predicted "
             "frame by frame (files larger than 1 GiB are read lazily), so memory stays that of "
-            "one frame whatever the stack's length; the progress bar counts frames."
+            "one frame whatever the stack's length; the progress bar counts frames. Each "
+            "file's rows are added to predictions.csv as it finishes: after a kill, --resume "
+            "skips the files done. A DIR with earlier results needs --resume or --overwrite."
         ),
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="classifier/segmenter model file")
@@ -49,6 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="with --scheduler: retries per file",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped or killed run into DIR: files already in predictions.csv are "
+        "skipped",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a DIR that holds earlier results"
+    )
     p.set_defaults(func=run)
 
 
@@ -58,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_nanowire.core.io import input_files
     from napari_nanowire.core.predict.predictor import predict_files
 
+    check_out_dir(args.out, OUTPUTS, args.overwrite or args.resume)
     paths = input_files(args.images)
     stop = threading.Event()
     options = {
@@ -65,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "tile": args.tile,
         "save_uncertainty": args.save_uncertainty,
         "stop": stop,
+        "resume": args.resume,
     }
     if args.scheduler:
         from napari_nanowire.core.predict.cluster import predict_distributed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_nanowire.cli.common import SEED, int_range
+from napari_nanowire.cli.common import SEED, check_out_dir, int_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate and write the data set, then print one summary line."""
     from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset, write_dataset
 
+    check_out_dir(args.out, (), overwrite=True)  # refuse a file in the way of the folder
     items = generate_dataset(
         args.n_per_class,
         size=args.size,

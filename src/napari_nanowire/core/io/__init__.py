@@ -13,10 +13,15 @@ from .reading import (
 )
 from .writers import (
     TiffFrameWriter,
+    WriteError,
     atomic_path,
+    csv_bytes,
+    csv_unsafe,
+    output_lock,
     tiff_frame_writer,
     write_bytes_atomic,
     write_csv,
+    write_error,
     write_tiff,
 )
 
@@ -27,7 +32,11 @@ __all__ = [
     "ImageData",
     "ReadError",
     "TiffFrameWriter",
+    "WriteError",
     "atomic_path",
+    "csv_bytes",
+    "csv_unsafe",
+    "output_lock",
     "frames",
     "image_files",
     "input_files",
@@ -37,5 +46,6 @@ __all__ = [
     "tiff_frame_writer",
     "write_bytes_atomic",
     "write_csv",
+    "write_error",
     "write_tiff",
 ]

@@ -47,10 +47,11 @@ from ..errors import NanowireError
 from ..heads.classify import LinearHead, class_probabilities
 from ..heads.features import encoder_from, model_heads, prepare_image, resize_labels
 from ..heads.unet import load_segmenter, probability_strips
-from ..io import frames, read_image, tiff_frame_writer, write_csv
+from ..io import frames, read_image, tiff_frame_writer
 from ..model.modelfile import ModelFile, load_model
 from ..names import unique_names
 from ..progress import Progress, Rate, stop_requested
+from .table import PredictionTable
 
 JOB = "predict"
 
@@ -274,11 +275,6 @@ def predict_frames(
             yield row
 
 
-def write_table(rows: list[dict], out: Path) -> Path:
-    """Write ``out/predictions.csv`` atomically from the rows of :func:`predict_frames`."""
-    return write_csv(out / "predictions.csv", pd.DataFrame(rows))
-
-
 def predict_files(
     model_path: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
@@ -288,6 +284,7 @@ def predict_files(
     tile: int | None = None,
     save_uncertainty: bool = False,
     stop: threading.Event | None = None,
+    resume: bool = False,
 ) -> Iterator[Progress]:
     """Predict every image file with every head of a model file; write results to ``out_dir``.
 
@@ -296,6 +293,8 @@ def predict_files(
     frame, with predictions.csv holding the files done so far (a stack stopped part-way is
     left out, and its mask file not written). Frames are read one at a time, so memory does
     not grow with the stack (see the module docstring), and each output is written atomically.
+    Each file's rows reach predictions.csv as soon as it is done (:mod:`.table`); ``resume``
+    skips the files a killed or stopped run into ``out_dir`` finished.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
@@ -303,25 +302,25 @@ def predict_files(
     out = Path(out_dir)
     stems = output_stems(paths)
     counts = [frame_count(path) for path in paths]
-    total = sum(counts)
-    rows: list[dict] = []
-    rate = Rate(total)
-    done = 0
-    for path, stem, count in zip(paths, stems, counts, strict=True):
-        file_rows = []
-        for row in predict_frames(
-            predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty, stop
-        ):
-            file_rows.append(row)
-            done += 1
-            speed, eta = rate.update(1)
-            yield Progress(JOB, done, total, images_per_s=speed, eta_s=eta)
-        if len(file_rows) == count:  # not stopped part-way: its masks are written
-            rows.extend(file_rows)
-        if stop_requested(stop):
-            break
-    write_table(rows, out)
+    with PredictionTable(out, paths, counts, resume) as table:
+        total = sum(c for k, c in enumerate(counts) if k not in table.finished)
+        rate = Rate(total)
+        done = 0
+        for k, (path, stem, count) in enumerate(zip(paths, stems, counts, strict=True)):
+            if k in table.finished:
+                continue
+            file_rows = []
+            for row in predict_frames(
+                predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty, stop
+            ):
+                file_rows.append(row)
+                done += 1
+                speed, eta = rate.update(1)
+                yield Progress(JOB, done, total, images_per_s=speed, eta_s=eta)
+            if len(file_rows) == count:  # not stopped part-way: its masks are written
+                table.append(file_rows)
+            if stop_requested(stop):
+                break
+        csv = table.finish()
     stopped = "stopped; " if stop_requested(stop) else ""
-    yield Progress(
-        JOB, len(rows), len(rows), message=f"{stopped}wrote {out / 'predictions.csv'}", done=True
-    )
+    yield Progress(JOB, done, total, message=f"{stopped}wrote {csv}", done=True)
