@@ -133,6 +133,42 @@ def read_label_table(path: Path):
     return table
 
 
+def check_label_rows(table: Any, path: Path, key: Callable[[str], str] = str) -> None:
+    """Refuse a labels table listing an image twice: duplicates count twice in training and in
+    cross-validation (a copy in both folds scores itself), conflicting labels are a typo.
+
+    ``key`` maps an image cell to what identifies the image (pretrain matches by file stem).
+    """
+    from napari_nanowire.core.errors import NanowireError
+
+    images = table["image"].map(lambda cell: key(cell.strip()))
+    repeated = images[images.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    first = repeated.iloc[0]
+    rows = table[images == first]
+    labels = sorted(set(rows["label"]))
+    what = f"with different labels ({', '.join(labels)})" if len(labels) > 1 else "twice"
+    lines = ", ".join(str(i + 2) for i in rows.index)  # +2: the header, and 1-based lines
+    raise NanowireError(
+        f"Labels table {path} lists image {first!r} {what} (lines {lines}; "
+        f"{repeated.nunique()} image(s) are listed more than once); keep one row per image."
+    )
+
+
+def check_under_root(paths: list[Path], root: Path, labels: Path) -> None:
+    """Refuse label paths that lead outside the images root (``..``, absolute paths elsewhere)."""
+    from napari_nanowire.core.errors import NanowireError
+
+    base = root.resolve()
+    for path in paths:
+        if not path.resolve().is_relative_to(base):
+            raise NanowireError(
+                f"Labels table {labels} names {path}, outside the images root {root}; give "
+                "paths relative to the root (the table's folder, or --images-root DIR)."
+            )
+
+
 def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
     """Drive a job's Progress events with a tqdm bar; return the last event.
 

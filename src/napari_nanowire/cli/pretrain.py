@@ -1,7 +1,8 @@
 """``napari-nanowire pretrain``: self-supervised pretraining of an encoder on unlabeled images.
 
 Works the same under ``torchrun --nproc_per_node N`` (DistributedDataParallel); process 0 shows
-the progress bar and writes the model file. Ctrl-C stops after the current step and saves.
+the progress bar and writes the model file, holding ``.MODEL.lock`` so that a second run on
+the same --out is refused. Ctrl-C or SIGTERM stops after the current step and saves.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 from napari_nanowire.cli.common import (
@@ -16,6 +18,7 @@ from napari_nanowire.cli.common import (
     POSITIVE,
     SEED,
     STEPS,
+    check_label_rows,
     given_options,
     int_range,
     read_label_table,
@@ -83,9 +86,12 @@ _CONFIG_ARGS += ("lr", "device", "seed")
 def run(args: argparse.Namespace) -> int:
     """Read the images, pretrain with a progress bar, report where the model is."""
     from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import output_lock
     from napari_nanowire.core.ssl.augment import AugmentConfig
     from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
+    if args.out.is_dir():
+        raise NanowireError(f"--out {args.out} is a folder; give the path of a model file.")
     if args.out.exists() and not (args.resume or args.overwrite):
         raise NanowireError(
             f"{args.out} exists; pass --resume to continue training it or --overwrite to "
@@ -104,10 +110,17 @@ def run(args: argparse.Namespace) -> int:
             f"device {config.device}"
         )
     stop = threading.Event()
-    events = pretrain(
-        images, config, args.out, pixel_sizes_nm=sizes, labels=labels, stop=stop, resume=args.resume
-    )
-    last = show_progress(events, stop, enabled=main_process)
+    with output_lock(args.out) if main_process else nullcontext():
+        events = pretrain(
+            images,
+            config,
+            args.out,
+            pixel_sizes_nm=sizes,
+            labels=labels,
+            stop=stop,
+            resume=args.resume,
+        )
+        last = show_progress(events, stop, enabled=main_process)
     if main_process and last is not None:
         state = "stopped" if last.message == "stopped" else "finished"
         print(f"{state} after {last.step}/{last.total_steps} steps; model file: {args.out}")
@@ -138,6 +151,7 @@ def _read_labels(path: Path, names: list[str]) -> list[str | None]:
     from napari_nanowire.core.errors import NanowireError
 
     table = read_label_table(path)
+    check_label_rows(table, path, key=lambda cell: Path(cell).stem)
     by_name = {Path(img).stem: lab for img, lab in zip(table["image"], table["label"], strict=True)}
     labels = [by_name.get(name) for name in names]
     if not any(labels):

@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Match masks to images, train with a progress bar, report the metrics."""
     from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
+    from napari_nanowire.core.io import output_lock
 
     check_out(args.out, args.overwrite)
     pairs = match_masks(args.images, args.masks)
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
     stop = threading.Event()
     events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
-    return run_job(events, stop)
+    with output_lock(args.out):  # a second run on the same --out is refused
+        return run_job(events, stop)
 
 
 def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
