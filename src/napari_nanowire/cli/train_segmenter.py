@@ -56,12 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_out(args.out, args.overwrite)
     pairs = match_masks(args.images, args.masks)
-    images, masks, sizes = read_pairs(pairs, args.pixel_size)
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    images, masks, sizes = read_pairs(pairs, args.pixel_size, names, args.dense_masks)
     given = given_options(args, ("steps", "batch_size", "tile", "device", "seed"))
     config = SegmenterConfig(
         dense_masks=args.dense_masks, freeze_encoder=args.freeze_encoder, **given
     )
-    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
     stop = threading.Event()
     events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
@@ -95,12 +95,19 @@ def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def read_pairs(
-    pairs: list[tuple[Path, Path]], pixel_size_nm: float | None
+    pairs: list[tuple[Path, Path]],
+    pixel_size_nm: float | None,
+    class_names: list[str] | None = None,
+    dense: bool = False,
 ) -> tuple[list, list, list]:
-    """2D images, masks and pixel sizes (a stack pairs frame by frame with a mask stack)."""
+    """2D images, masks and pixel sizes (a stack pairs frame by frame with a mask stack).
+
+    Mask values are checked against ``class_names`` as each file is read, naming the file.
+    """
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.heads.mask_values import check_mask_values
     from napari_nanowire.core.io import frames, read_image
 
     images, masks, sizes = [], [], []
@@ -116,6 +123,7 @@ def read_pairs(
             raise NanowireError(
                 f"Mask {mask_path} holds {mask.dtype} values; save masks as integer label images."
             )
+        check_mask_values(mask, str(mask_path), class_names, dense)
         data = np.asarray(image.data)
         for frame, frame_mask in zip(frames(data), frames(mask), strict=True):
             images.append(frame)

@@ -39,6 +39,7 @@ from skimage.measure import label, regionprops_table
 
 from ..errors import NanowireError
 from ..io import write_csv
+from ..names import MAX_CLASSES
 from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
@@ -142,6 +143,11 @@ def as_label_mask(mask: np.ndarray) -> np.ndarray:
         )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
+    if arr.min() < 0:
+        raise NanowireError(
+            f"The mask holds negative values (minimum {arr.min():g}); class values are 0 "
+            "(background), 1, 2, ..."
+        )
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise NanowireError(f"A mask must hold integer class values; got dtype {arr.dtype}.")
     if np.issubdtype(arr.dtype, np.floating):
@@ -150,18 +156,24 @@ def as_label_mask(mask: np.ndarray) -> np.ndarray:
                 "The mask holds fractional or non-finite values (a probability map?); "
                 "threshold it into integer class values first."
             )
+        if arr.max() > np.iinfo(np.int32).max:
+            raise NanowireError(
+                f"The mask holds the value {arr.max():g}, too large for a class value "
+                "(a float image rather than a mask?); class values are 0, 1, 2, ..."
+            )
         arr = arr.astype(np.int64)
-    if arr.min() < 0:
-        raise NanowireError(
-            f"The mask holds negative values (minimum {arr.min()}); class values are 0 "
-            "(background), 1, 2, ..."
-        )
     return arr
 
 
 def resolve_class_names(mask: np.ndarray, class_names: dict[int, str] | None) -> dict[int, str]:
     """Mask value -> class name for every class to report, sorted by value."""
     present = {int(v) for v in np.unique(mask)} - {0}
+    if len(present) > MAX_CLASSES:
+        raise NanowireError(
+            f"The mask holds {len(present)} different class values (at most {MAX_CLASSES} are "
+            "measured): it looks like an intensity image (a micrograph) or an instance mask, "
+            "not a class mask. Measure a mask with one value per class (0 = background)."
+        )
     if class_names is None:
         names = DEFAULT_CLASS_NAMES | {v: f"class_{v}" for v in present - set(DEFAULT_CLASS_NAMES)}
     else:

@@ -141,6 +141,7 @@ class Predictor:
                 f"Model file {path} holds no classifier or segmenter (kind "
                 f"{self.meta.get('kind')!r}); train one with train-classifier or train-segmenter."
             )
+        _check_finite_weights(model, path)
         self.device = resolve_device(device)
         self.pixel_size_nm = self.meta.get("pixel_size_nm")
         self.encoder = encoder_from(model, path)
@@ -182,6 +183,7 @@ class Predictor:
         probs = class_probabilities(
             self.encoder, self.head, prepared, settings["tile"], settings["max_tiles"], self.device
         )
+        _check_finite_output(probs, self.path)
         return ClassPrediction(self.class_names, probs)
 
     def segment(
@@ -207,6 +209,7 @@ class Predictor:
         total = 0.0
         strips = probability_strips(self.net, prepared, tile, overlap, batch_size, self.device)
         for row, probs in strips:
+            _check_finite_output(probs, self.path)
             rows = slice(row, row + probs.shape[1])
             mask[rows] = probs.argmax(0)
             strip_entropy = entropy(probs, 0)
@@ -217,6 +220,30 @@ class Predictor:
         if ent is not None and ent.shape != shape:
             ent = resize(ent, shape, order=1, preserve_range=True).astype(np.float32)
         return MaskPrediction(resize_labels(mask, shape), total / mask.size, ent)
+
+
+def _check_finite_weights(model: ModelFile, path: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity (a diverged training): it predicts junk."""
+    bad = [
+        name
+        for name, t in model.tensors.items()
+        if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if bad:
+        raise NanowireError(
+            f"Model file {path} has NaN or infinite weights (in {len(bad)} tensor(s), e.g. "
+            f"{bad[0]}): its training diverged or the file is damaged. Train it again, with a "
+            "lower learning rate if its loss became NaN."
+        )
+
+
+def _check_finite_output(probs: np.ndarray, path: str) -> None:
+    """Refuse NaN probabilities instead of reporting a class with an empty confidence."""
+    if not np.isfinite(probs).all():
+        raise NanowireError(
+            f"Model file {path} gave NaN or infinite probabilities for this image; check the "
+            "image's values, or train the model again."
+        )
 
 
 def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
