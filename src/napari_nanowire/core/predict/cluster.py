@@ -103,8 +103,9 @@ def predict_distributed(
             client.close()
 
 
-def _wait_for_workers(client: Any, timeout_s: float = WORKER_WAIT_S) -> None:
+def _wait_for_workers(client: Any) -> None:
     """Wait for the scheduler to have a worker; a clear error if none comes."""
+    timeout_s = WORKER_WAIT_S
     try:
         client.wait_for_workers(1, timeout=timeout_s)
     except (OSError, TimeoutError):
