@@ -167,7 +167,7 @@ def _collect(
     try:
         for future in tasks:
             i = futures.pop(future)
-            if future.status == "error" and left[i] > 0 and not _user_error(future):
+            if future.status != "finished" and left[i] > 0 and not _user_error(future):
                 left[i] -= 1
                 again = submit(i)
                 futures[again] = i
@@ -188,7 +188,7 @@ def _collect(
 
 def _user_error(future: Any) -> bool:
     """Whether a failed task failed on the input (a NanowireError): running it again is futile."""
-    return isinstance(future.exception(), NanowireError)
+    return future.status == "error" and isinstance(future.exception(), NanowireError)
 
 
 def _as_given(rows: list[dict], path: str | os.PathLike) -> list[dict]:
