@@ -168,3 +168,34 @@ def test_two_predict_runs_into_one_folder_leave_every_file_complete(model_path, 
         uncertainty = read_image(out / "uncertainty" / f"{path.stem}.tif").data
         np.testing.assert_allclose(uncertainty, expected.entropy_map, atol=1e-6)
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_pretraining_with_a_save_like_ctrl_c(tmp_path):
+    paths = images(tmp_path, 4, 96)
+    out = tmp_path / "encoder.nwmodel"
+    args = ["pretrain", *map(str, paths), "--out", str(out), "--epochs", "2"]
+    args += ["--steps-per-epoch", "100000", "--batch-size", "4", "--image-size", "32"]
+    proc = subprocess.Popen([*CLI, *args, "--device", "cpu"], env=ENV, stdout=subprocess.PIPE)
+    wait_for(lambda: proc.stdout.readline().startswith(b"pretraining"), proc)
+    time.sleep(2.0)  # a few steps, far from the end of the first epoch
+    proc.send_signal(signal.SIGTERM)  # what batch systems and `kill` send
+    assert proc.wait(timeout=120) == 130  # before: killed by the signal (-15), nothing saved
+    model = load_model(out)
+    assert 0 < model.meta["step"] < 100000 and model.has_part("encoder")
+
+
+def test_a_second_pretraining_on_the_same_out_is_refused(tmp_path, capsys):
+    from napari_nanowire.core.io import output_lock
+
+    paths = images(tmp_path, 2, 48)
+    out = tmp_path / "encoder.nwmodel"
+    args = ["pretrain", *map(str, paths), "--out", str(out), "--epochs", "1"]
+    args += ["--steps-per-epoch", "1", "--batch-size", "2", "--image-size", "32"]
+    with output_lock(out):  # a first run is writing it
+        assert main([*args, "--device", "cpu"]) == 2
+    assert "being written by another run" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "folder").mkdir()
+    folder_out = ["pretrain", *map(str, paths), "--out", str(tmp_path / "folder")]
+    assert main([*folder_out, "--overwrite"]) == 2
+    assert "is a folder" in capsys.readouterr().err
