@@ -66,3 +66,43 @@ def test_in_range_options_parse_to_numbers():
     assert (args.seed, args.batch_size, args.image_size, args.lr) == (2**32 - 1, 2, 32, 1e-3)
     args = build_parser().parse_args(["predict", "m", "a", "--out", "o", "--tile", "64"])
     assert args.tile == 64 and args.retries == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["measure", "m.tif", "--out", "{file}"], ["synth", "{file}", "--n-per-class", "1"]],
+)
+def test_an_out_that_is_a_file_is_refused_before_any_work(argv, tmp_path, capsys):
+    from napari_nanowire.cli.main import main
+
+    file = tmp_path / "taken"
+    file.write_text("keep me")
+    assert main([a.format(file=file) for a in argv]) == 2
+    assert f"--out {file} is a file" in capsys.readouterr().err
+    assert file.read_text() == "keep me"
+
+
+def test_measure_refuses_to_overwrite_earlier_tables(tmp_path, capsys):
+    from napari_nanowire.cli.main import main
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.csv").write_text("old")
+    assert main(["measure", "m.tif", "--out", str(tmp_path / "out")]) == 2
+    assert "already holds summary.csv" in capsys.readouterr().err
+
+
+def test_a_full_disk_in_a_writing_command_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from napari_nanowire.cli.main import main
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    argv = ["synth", str(tmp_path / "s"), "--n-per-class", "1", "--size", "32"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "Traceback" not in err
+    assert not list((tmp_path / "s").rglob("*.tmp"))
