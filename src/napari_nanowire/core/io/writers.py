@@ -285,7 +285,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     ``fcntl`` (Windows) nothing is locked.
     """
     path = Path(path)
-    lock = path.with_name(f".{path.name}.lock" if len(path.name) < 200 else ".out.lock")
+    lock = path.with_name(_temporary_prefix(path.name) + "lock")  # .NAME.lock, or .HASH.lock
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here
