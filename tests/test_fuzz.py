@@ -114,3 +114,38 @@ def test_prediction_returns_a_result_or_a_clear_error(predictor, image, pixel_si
     assert probs.shape == (1, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert result.mask.shape == image.shape and result.entropy_map.shape == image.shape
     assert set(np.unique(result.mask)) <= {0, 1} and 0 <= result.mean_entropy <= 1 + 1e-6
+
+
+@FUZZ
+@given(cells=st.lists(st.text(max_size=12), min_size=1, max_size=6))
+def test_csv_cells_round_trip_and_never_start_a_formula(cells):
+    import pandas as pd
+
+    from napari_nanowire.core.io import csv_unsafe, write_csv
+
+    cells = [c for c in cells if c.strip() and "\x00" not in c and "\r" not in c] or ["x"]
+    with tempfile.TemporaryDirectory() as tmp:
+        write_csv(Path(tmp) / "t.csv", pd.DataFrame({"image": cells}))
+        back = pd.read_csv(Path(tmp) / "t.csv", dtype=str, keep_default_na=False)["image"]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t")) for cell in back)
+    assert [csv_unsafe(cell) for cell in back] == cells
+
+
+@FUZZ
+@given(
+    value=st.integers(-(2**70), 2**70).map(str) | st.text(max_size=8),
+    low=st.integers(-5, 5),
+    span=st.integers(0, 100),
+)
+def test_option_ranges_return_a_number_in_range_or_an_argparse_error(value, low, span):
+    import argparse
+
+    from napari_nanowire.cli.common import int_range
+
+    parse = int_range(low, low + span)
+    try:
+        number = parse(value)
+    except argparse.ArgumentTypeError as err:
+        assert value.strip() in str(err) or "not a whole number" in str(err)
+        return
+    assert low <= number <= low + span

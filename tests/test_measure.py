@@ -329,7 +329,8 @@ def test_cli_writes_domain_and_summary_tables(tmp_path, capsys):
     assert fibres.pixel_size_nm.tolist() == pytest.approx([2.0, 0.5, 0.5])
     assert fibres.percolates_x.tolist() == [True, False, False]
     assert domains.area_nm2.tolist() == pytest.approx([1280.0, 100.0, 100.0, 25.0])
-    assert main([*argv, "--pixel-size", "1", "--exclude-border"]) == 0
+    assert main([*argv, "--pixel-size", "1", "--exclude-border"]) == 2  # out holds tables
+    assert main([*argv, "--pixel-size", "1", "--exclude-border", "--overwrite"]) == 0
     summary = pd.read_csv(out / "summary.csv")
     # Without --class, value 1 is "wire" and other values present are named by number.
     assert summary.class_name.tolist() == ["wire", "wire", "wire", "class_2"]

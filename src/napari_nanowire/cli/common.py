@@ -3,20 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+SEED_MAX = 2**32 - 1
+"""Largest --seed: numpy and torch both take seeds in [0, 2^32 - 1] without complaint."""
+
+
+def int_range(low: int, high: int, multiple: int = 1) -> Callable[[str], int]:
+    """An argparse ``type`` taking whole numbers in [low, high] (and multiples of ``multiple``).
+
+    Out-of-range values fail while parsing, before any file is read or model is loaded.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high or value % multiple:
+            of = f"a multiple of {multiple} " if multiple > 1 else "a whole number "
+            raise argparse.ArgumentTypeError(f"{value} is not {of}from {low} to {high}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def float_range(low: float, high: float = math.inf, *, open_low: bool = False) -> Callable:
+    """An argparse ``type`` taking finite numbers in [low, high] (or (low, high] if open_low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value > low if open_low else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bound = "above" if open_low else "at least"
+            top = f" and at most {high:g}" if math.isfinite(high) else ""
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {bound} {low:g}{top}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = float_range(0.0, open_low=True)
+"""A finite number above 0 (pixel sizes, learning rates)."""
+STEPS = int_range(1, 10**7)
+"""A count of steps, epochs or passes."""
+BATCH = int_range(1, 4096)
+"""A batch size."""
+TILE = int_range(32, 4096, multiple=32)
+"""A network tile side: the U-Net halves it five times, so it is a multiple of 32."""
+IMAGE_SIZE = int_range(32, 2048)
+"""A crop side fed to the network (larger crops do not fit a batch in memory)."""
+SEED = int_range(0, SEED_MAX)
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options every training command shares: pixel size, device, seed, overwrite."""
     p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+        "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--seed", type=SEED, help=f"random seed, 0 to {SEED_MAX}")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
@@ -26,12 +82,31 @@ def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing model file unless asked to."""
+    """Refuse to replace an existing model file unless asked to, and never a folder."""
     from napari_nanowire.core.errors import NanowireError
 
+    if out.is_dir():
+        raise NanowireError(f"--out {out} is a folder; give the path of a model file to write.")
     if out.exists() and not overwrite:
         raise NanowireError(
             f"{out} exists; pass --overwrite to replace it or choose another --out."
+        )
+
+
+def check_out_dir(out: Path, outputs: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse an --out that is a file, or a folder already holding our ``outputs``.
+
+    Without ``--overwrite`` a second run never mixes its files with an earlier run's.
+    """
+    from napari_nanowire.core.errors import NanowireError
+
+    if out.exists() and not out.is_dir():
+        raise NanowireError(f"--out {out} is a file; give a folder for the results.")
+    present = [name for name in outputs if (out / name).exists()]
+    if present and not overwrite:
+        raise NanowireError(
+            f"--out {out} already holds {', '.join(present)} from an earlier run; pass "
+            "--overwrite to replace them, or choose another --out."
         )
 
 
@@ -58,10 +133,47 @@ def read_label_table(path: Path):
     return table
 
 
+def check_label_rows(table: Any, path: Path, key: Callable[[str], str] = str) -> None:
+    """Refuse a labels table listing an image twice: duplicates count twice in training and in
+    cross-validation (a copy in both folds scores itself), conflicting labels are a typo.
+
+    ``key`` maps an image cell to what identifies the image (pretrain matches by file stem).
+    """
+    from napari_nanowire.core.errors import NanowireError
+
+    images = table["image"].map(lambda cell: key(cell.strip()))
+    repeated = images[images.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    first = repeated.iloc[0]
+    rows = table[images == first]
+    labels = sorted(set(rows["label"]))
+    what = f"with different labels ({', '.join(labels)})" if len(labels) > 1 else "twice"
+    lines = ", ".join(str(i + 2) for i in rows.index)  # +2: the header, and 1-based lines
+    raise NanowireError(
+        f"Labels table {path} lists image {first!r} {what} (lines {lines}; "
+        f"{repeated.nunique()} image(s) are listed more than once); keep one row per image."
+    )
+
+
+def check_under_root(paths: list[Path], root: Path, labels: Path) -> None:
+    """Refuse label paths that lead outside the images root (``..``, absolute paths elsewhere)."""
+    from napari_nanowire.core.errors import NanowireError
+
+    base = root.resolve()
+    for path in paths:
+        if not path.resolve().is_relative_to(base):
+            raise NanowireError(
+                f"Labels table {labels} names {path}, outside the images root {root}; give "
+                "paths relative to the root (the table's folder, or --images-root DIR)."
+            )
+
+
 def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
     """Drive a job's Progress events with a tqdm bar; return the last event.
 
-    Ctrl-C requests a clean stop (the job ends after its current step); a second one aborts.
+    Ctrl-C or SIGTERM (a batch system ending the job) requests a clean stop: the job ends
+    after its current step and saves; a second one aborts.
     """
     from tqdm import tqdm
 
@@ -72,7 +184,7 @@ def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
         if enabled:
             tqdm.write("stopping after this step and saving (Ctrl-C again to abort)")
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     bar, last = None, None
     try:
         for event in events:
@@ -87,7 +199,8 @@ def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
                 bar.write(f"{event.message}{'; ' if shown else ''}{shown}")
             last = event
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if bar is not None:
             bar.close()
     return last

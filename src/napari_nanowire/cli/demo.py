@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from napari_nanowire.cli.common import SEED, STEPS, int_range
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
     p = sub.add_parser("demo", help="run the workflow headless on built-in synthetic data")
     p.add_argument("--out", default="demo_output", help="folder for data, models and report")
-    p.add_argument("--n-per-class", type=int, default=12, help="synthetic images per class")
-    p.add_argument("--size", type=int, default=256, help="image size in px")
-    p.add_argument("--epochs", type=int, default=8, help="SSL pretraining epochs")
+    p.add_argument(
+        "--n-per-class", type=int_range(1, 100_000), default=12, help="synthetic images per class"
+    )
+    p.add_argument("--size", type=int_range(32, 8192), default=256, help="image size in px")
+    p.add_argument("--epochs", type=STEPS, default=8, help="SSL pretraining epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument(
         "--quick", action="store_true", help="a few training steps only: checks the plumbing"
     )

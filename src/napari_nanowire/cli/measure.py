@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
+from napari_nanowire.cli.common import POSITIVE, check_out_dir, float_range
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``measure`` sub-command."""
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=POSITIVE,
         metavar="NM",
         help="pixel size in nm/px; overrides the files' calibration (needed if they have none)",
     )
@@ -46,12 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-area",
-        type=float,
+        type=float_range(0.0),
         default=0.0,
         metavar="NM2",
         help="leave out domains smaller than this area in nm^2 (default 0)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV tables")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the tables of an earlier run in DIR"
+    )
     p.set_defaults(func=run)
 
 
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure the masks, write both tables and say where they are."""
     from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks, write_tables
 
+    check_out_dir(Path(args.out), ("domains.csv", "summary.csv"), args.overwrite)
     names = dict(enumerate(args.classes, start=1)) if args.classes else None
     options = MeasureOptions(
         connectivity=args.connectivity,

@@ -6,6 +6,10 @@ import argparse
 import threading
 from pathlib import Path
 
+from napari_nanowire.cli.common import POSITIVE, TILE, check_out_dir, int_range
+
+OUTPUTS = ("predictions.csv", "masks", "uncertainty")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
@@ -20,16 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "background, k = mask class k, with the pixel size) and adds the columns mask and "
             "mask_entropy (mean per-pixel entropy) to predictions.csv. Stacks are predicted "
             "frame by frame (files larger than 1 GiB are read lazily), so memory stays that of "
-            "one frame whatever the stack's length; the progress bar counts frames."
+            "one frame whatever the stack's length; the progress bar counts frames. Each "
+            "file's rows are added to predictions.csv as it finishes: after a kill, --resume "
+            "skips the files done. A DIR with earlier results needs --resume or --overwrite."
         ),
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="classifier/segmenter model file")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files or folders")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+        "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
-    p.add_argument("--tile", type=int, metavar="PX", help="segmentation tile (default: model's)")
+    p.add_argument("--tile", type=TILE, metavar="PX", help="segmentation tile (default: model's)")
     p.add_argument(
         "--save-uncertainty", action="store_true", help="write OUT/uncertainty/<stem>.tif maps"
     )
@@ -41,7 +47,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "workers must see the images and DIR at the same paths",
     )
     p.add_argument(
-        "--retries", type=int, default=2, metavar="N", help="with --scheduler: retries per file"
+        "--retries",
+        type=int_range(0, 100),
+        default=2,
+        metavar="N",
+        help="with --scheduler: retries per file",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped or killed run into DIR: files already in predictions.csv are "
+        "skipped",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a DIR that holds earlier results"
     )
     p.set_defaults(func=run)
 
@@ -52,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_nanowire.core.io import input_files
     from napari_nanowire.core.predict.predictor import predict_files
 
+    check_out_dir(args.out, OUTPUTS, args.overwrite or args.resume)
     paths = input_files(args.images)
     stop = threading.Event()
     options = {
@@ -59,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "tile": args.tile,
         "save_uncertainty": args.save_uncertainty,
         "stop": stop,
+        "resume": args.resume,
     }
     if args.scheduler:
         from napari_nanowire.core.predict.cluster import predict_distributed

@@ -1,7 +1,8 @@
 """``napari-nanowire pretrain``: self-supervised pretraining of an encoder on unlabeled images.
 
 Works the same under ``torchrun --nproc_per_node N`` (DistributedDataParallel); process 0 shows
-the progress bar and writes the model file. Ctrl-C stops after the current step and saves.
+the progress bar and writes the model file, holding ``.MODEL.lock`` so that a second run on
+the same --out is refused. Ctrl-C or SIGTERM stops after the current step and saves.
 """
 
 from __future__ import annotations
@@ -9,9 +10,20 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
-from napari_nanowire.cli.common import given_options, read_label_table, show_progress
+from napari_nanowire.cli.common import (
+    IMAGE_SIZE,
+    POSITIVE,
+    SEED,
+    STEPS,
+    check_label_rows,
+    given_options,
+    int_range,
+    read_label_table,
+    show_progress,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,25 +42,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--method", choices=("simclr", "barlow"), help="SSL method (default simclr)")
     p.add_argument("--encoder", metavar="NAME", help="tiny (default, CPU), resnet18 or resnet50")
-    p.add_argument("--epochs", type=int, metavar="E", help="passes over the images")
-    p.add_argument("--batch-size", type=int, metavar="B", help="view pairs per step (per process)")
-    p.add_argument("--image-size", type=int, metavar="PX", help="crop side fed to the network")
-    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="default: cover images once")
-    p.add_argument("--lr", type=float, help="peak learning rate (default scales with batch)")
+    p.add_argument("--epochs", type=STEPS, metavar="E", help="passes over the images")
+    p.add_argument(
+        "--batch-size",
+        type=int_range(2, 4096),
+        metavar="B",
+        help="view pairs per step (per process), at least 2",
+    )
+    p.add_argument(
+        "--image-size", type=IMAGE_SIZE, metavar="PX", help="crop side fed to the network"
+    )
+    p.add_argument("--steps-per-epoch", type=STEPS, metavar="N", help="default: cover images once")
+    p.add_argument("--lr", type=POSITIVE, help="peak learning rate (default scales with batch)")
     p.add_argument(
         "--crop-nm",
-        type=float,
+        type=POSITIVE,
         nargs=2,
         metavar=("MIN", "MAX"),
         help="crop side range in nm for images with a pixel size (default: relative crops)",
     )
     p.add_argument(
-        "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
+        "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument(
         "--device", help="auto (default: CUDA, then Apple MPS, then CPU), cpu, cuda, mps"
     )
-    p.add_argument("--seed", type=int, help="random seed of weights and crops")
+    p.add_argument("--seed", type=SEED, help="random seed of weights and crops")
     p.add_argument(
         "--labels",
         type=Path,
@@ -67,10 +86,12 @@ _CONFIG_ARGS += ("lr", "device", "seed")
 def run(args: argparse.Namespace) -> int:
     """Read the images, pretrain with a progress bar, report where the model is."""
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import file_frames
+    from napari_nanowire.core.io import file_frames, output_lock
     from napari_nanowire.core.ssl.augment import AugmentConfig
     from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
+    if args.out.is_dir():
+        raise NanowireError(f"--out {args.out} is a folder; give the path of a model file.")
     if args.out.exists() and not (args.resume or args.overwrite):
         raise NanowireError(
             f"{args.out} exists; pass --resume to continue training it or --overwrite to "
@@ -92,10 +113,17 @@ def run(args: argparse.Namespace) -> int:
             f"device {config.device}"
         )
     stop = threading.Event()
-    events = pretrain(
-        images, config, args.out, pixel_sizes_nm=sizes, labels=labels, stop=stop, resume=args.resume
-    )
-    last = show_progress(events, stop, enabled=main_process)
+    with output_lock(args.out) if main_process else nullcontext():
+        events = pretrain(
+            images,
+            config,
+            args.out,
+            pixel_sizes_nm=sizes,
+            labels=labels,
+            stop=stop,
+            resume=args.resume,
+        )
+        last = show_progress(events, stop, enabled=main_process)
     if main_process and last is not None:
         state = "stopped" if last.message == "stopped" else "finished"
         print(f"{state} after {last.step}/{last.total_steps} steps; model file: {args.out}")
@@ -109,6 +137,7 @@ def _read_labels(path: Path, names: list[str]) -> list[str | None]:
     from napari_nanowire.core.errors import NanowireError
 
     table = read_label_table(path)
+    check_label_rows(table, path, key=lambda cell: Path(cell).stem)
     by_name = {Path(img).stem: lab for img, lab in zip(table["image"], table["label"], strict=True)}
     labels = [by_name.get(name) for name in names]
     if not any(labels):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_nanowire.cli.common import SEED, check_out_dir, int_range
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``synth`` sub-command."""
@@ -19,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out", type=Path, help="output folder (created if missing)")
     p.add_argument("--n-per-class", type=int, default=10, help="images per class (default 10)")
-    p.add_argument("--size", type=int, default=256, help="image side in px (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(  # the lower bound 32 is checked by the generator, with its reason
+        "--size", type=int_range(1, 8192), default=256, help="image side in px (default 256)"
+    )
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
     p.add_argument(
         "--pixel-size", type=float, default=1.0, help="pixel size in nm/px (default 1.0)"
     )
@@ -37,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate and write the data set, then print one summary line."""
     from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset, write_dataset
 
+    check_out_dir(args.out, (), overwrite=True)  # refuse a file in the way of the folder
     items = generate_dataset(
         args.n_per_class,
         size=args.size,

@@ -7,9 +7,13 @@ import threading
 from pathlib import Path
 
 from napari_nanowire.cli.common import (
+    STEPS,
     add_common_options,
+    check_label_rows,
     check_out,
+    check_under_root,
     given_options,
+    int_range,
     read_label_table,
     run_job,
 )
@@ -43,9 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--fine-tune", action="store_true", help="also train the encoder end to end")
-    p.add_argument("--epochs", type=int, metavar="N", help="linear head steps (default 300)")
-    p.add_argument("--fine-tune-epochs", type=int, metavar="N", help="fine-tune passes (20)")
-    p.add_argument("--tile", type=int, metavar="PX", help="feature tile (default: encoder's)")
+    p.add_argument("--epochs", type=STEPS, metavar="N", help="linear head steps (default 300)")
+    p.add_argument("--fine-tune-epochs", type=STEPS, metavar="N", help="fine-tune passes (20)")
+    p.add_argument(
+        "--tile", type=int_range(32, 4096), metavar="PX", help="feature tile (default: encoder's)"
+    )
     add_common_options(p)
     p.set_defaults(func=run)
 
@@ -53,11 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read the labelled images, train with a progress bar, report the metrics."""
     from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
+    from napari_nanowire.core.io import output_lock
 
     check_out(args.out, args.overwrite)
     table = read_label_table(args.labels)
     root = args.images_root or args.labels.parent
-    images, sizes = read_labelled_images([root / p for p in table["image"]], args.pixel_size)
+    paths = [root / p for p in table["image"]]
+    check_under_root(paths, root, args.labels)
+    images, sizes = read_labelled_images(paths, args.pixel_size)
+    check_label_rows(table, args.labels)
     given = given_options(args, ("epochs", "fine_tune_epochs", "tile", "device", "seed"))
     config = ClassifierConfig(fine_tune=args.fine_tune, **given)
     counts = table["label"].value_counts().sort_index()
@@ -69,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     events = train_classifier(
         args.encoder, images, list(table["label"]), args.out, sizes, config, stop
     )
-    return run_job(events, stop)
+    with output_lock(args.out):  # a second run on the same --out is refused
+        return run_job(events, stop)
 
 
 def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:

@@ -6,7 +6,15 @@ import argparse
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import add_common_options, check_out, given_options, run_job
+from napari_nanowire.cli.common import (
+    BATCH,
+    STEPS,
+    TILE,
+    add_common_options,
+    check_out,
+    given_options,
+    run_job,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="foreground class names, comma-separated, in mask "
         "value order (default 'foreground', or class_1, class_2, ...)",
     )
-    p.add_argument("--steps", type=int, metavar="N", help="training steps (default 400)")
-    p.add_argument("--batch-size", type=int, metavar="B", help="crops per step (default 8)")
-    p.add_argument("--tile", type=int, metavar="PX", help="crop/tile side, multiple of 32 (128)")
+    p.add_argument("--steps", type=STEPS, metavar="N", help="training steps (default 400)")
+    p.add_argument("--batch-size", type=BATCH, metavar="B", help="crops per step (default 8)")
+    p.add_argument("--tile", type=TILE, metavar="PX", help="crop/tile side, multiple of 32 (128)")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
     add_common_options(p)
     p.set_defaults(func=run)
@@ -44,19 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Match masks to images, train with a progress bar, report the metrics."""
     from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
+    from napari_nanowire.core.io import output_lock
 
     check_out(args.out, args.overwrite)
     pairs = match_masks(args.images, args.masks)
-    images, masks, sizes = read_pairs(pairs, args.pixel_size)
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    images, masks, sizes = read_pairs(pairs, args.pixel_size, names, args.dense_masks)
     given = given_options(args, ("steps", "batch_size", "tile", "device", "seed"))
     config = SegmenterConfig(
         dense_masks=args.dense_masks, freeze_encoder=args.freeze_encoder, **given
     )
-    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
     stop = threading.Event()
     events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
-    return run_job(events, stop)
+    with output_lock(args.out):  # a second run on the same --out is refused
+        return run_job(events, stop)
 
 
 def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
@@ -85,14 +95,20 @@ def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def read_pairs(
-    pairs: list[tuple[Path, Path]], pixel_size_nm: float | None
+    pairs: list[tuple[Path, Path]],
+    pixel_size_nm: float | None,
+    class_names: list[str] | None = None,
+    dense: bool = False,
 ) -> tuple[list, list, list]:
-    """2D images, masks and pixel sizes (a stack pairs frame by frame with a mask stack)."""
+    """2D images, masks and pixel sizes (a stack pairs frame by frame with a mask stack).
+
+    Mask values are checked against ``class_names`` as each file is read, naming the file.
+    """
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
     from napari_nanowire.core.io import file_frames
-    from napari_nanowire.core.masks import check_shape, label_mask
+    from napari_nanowire.core.masks import check_mask_values, check_shape, label_mask
 
     images, masks, sizes = [], [], []
     for image_path, mask_path in pairs:
@@ -111,6 +127,7 @@ def read_pairs(
                 f"Mask {mask.label}",
                 f"image {image.label}",
             )
+            check_mask_values(frame_mask, mask.label, class_names, dense)
             try:
                 masks.append(label_mask(frame_mask, floats=False))
             except NanowireError as err:

@@ -37,6 +37,7 @@ from .features import (
     random_crop,
     resize_labels,
 )
+from ..masks import check_mask_values
 from .unet import UNet, UNetDecoder, predict_classes
 
 JOB = "segmenter"
@@ -136,6 +137,8 @@ def train_segmenter(
     if config.tile % 32:
         raise NanowireError(f"Tile size {config.tile} must be a multiple of 32.")
     check_pairs(images, masks)
+    for i, mask in enumerate(masks):
+        check_mask_values(mask, f"{i + 1} of {len(masks)}", class_names, config.dense_masks)
     base_path = "" if isinstance(base, ModelFile) else str(base)
     model = base if isinstance(base, ModelFile) else load_model(base)
     encoder = encoder_from(model, base_path)

@@ -21,10 +21,15 @@ from .reading import (
 )
 from .writers import (
     TiffFrameWriter,
+    WriteError,
     atomic_path,
+    csv_bytes,
+    csv_unsafe,
+    output_lock,
     tiff_frame_writer,
     write_bytes_atomic,
     write_csv,
+    write_error,
     write_tiff,
 )
 
@@ -36,8 +41,12 @@ __all__ = [
     "ImageData",
     "ReadError",
     "TiffFrameWriter",
+    "WriteError",
     "atomic_path",
+    "csv_bytes",
+    "csv_unsafe",
     "file_frames",
+    "output_lock",
     "frames",
     "image_files",
     "input_files",
@@ -47,5 +56,6 @@ __all__ = [
     "tiff_frame_writer",
     "write_bytes_atomic",
     "write_csv",
+    "write_error",
     "write_tiff",
 ]

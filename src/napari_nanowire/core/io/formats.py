@@ -24,6 +24,7 @@ from .calibration import (
     _tiff_calibration,
     _unit_key,
 )
+from .limits import LAZY_BYTES, check_decoded_size
 
 
 class ReadError(NanowireError):
@@ -64,6 +65,8 @@ def _library_errors(path: Path, format_name: str) -> Iterator[None]:
     """Turn whatever a format library raises on a bad file into a ReadError naming the file."""
     try:
         yield
+    except NanowireError:
+        raise
     except MemoryError as exc:
         raise ReadError(
             f"Cannot read {path}: it does not fit in memory. Split it into smaller files."
@@ -82,11 +85,15 @@ def _decode_tiff(path: Path, lazy: bool) -> _Decoded:
     The pixel size comes from OME-XML in OME-TIFFs, else from the resolution tags.
 
     Read lazily, files stored uncompressed are memory-mapped, others become a dask array of
-    per-page reads; either way no pixel is read here.
+    per-page reads; either way no pixel is read here. Frames over the size limit are refused
+    and files that decode to over :data:`LAZY_BYTES` are read lazily, judged from the header.
     """
     with _library_errors(path, "TIFF"), _tifffile_errors(), tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes
+        frame = tuple(series.shape[axes.index(a)] if a in axes else 1 for a in "YX")
+        check_decoded_size(path, frame, series.size * series.dtype.itemsize)
+        lazy = lazy or series.size * series.dtype.itemsize > LAZY_BYTES
         data = _lazy_tiff(path, series) if lazy else None
         if data is None:
             data = series.asarray()
@@ -165,9 +172,10 @@ def _decode_picture(path: Path, lazy: bool) -> _Decoded:
     import imageio.v3 as iio
 
     format_name = path.suffix.lstrip(".").upper()
+    with _library_errors(path, format_name):
+        props = iio.improps(path)
+    check_decoded_size(path, props.shape[:2], math.prod(props.shape) * props.dtype.itemsize)
     if lazy:
-        with _library_errors(path, format_name):
-            props = iio.improps(path)
         data = _lazy_frames([partial(_read_picture, path)], props.shape, props.dtype)[0]
     else:
         data = _read_picture(path)

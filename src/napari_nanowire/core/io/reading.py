@@ -21,6 +21,7 @@ import numpy as np
 
 from .calibration import _given_pixel_size
 from .formats import SUPPORTED_SUFFIXES, ReadError, _checked_image, _concatenate, _decoder
+from .limits import LAZY_BYTES
 
 
 @dataclass
@@ -38,10 +39,6 @@ class ImageData:
     source: Path
     names: list[str]
     metadata: dict = field(default_factory=dict)
-
-
-LAZY_BYTES = 1 << 30
-"""Inputs (a file, or a folder's files together) larger than this are read lazily."""
 
 
 def read_image(

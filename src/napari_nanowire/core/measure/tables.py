@@ -40,6 +40,7 @@ from skimage.measure import label, regionprops_table
 from ..errors import NanowireError
 from ..io import write_csv
 from ..masks import label_mask
+from ..names import MAX_CLASSES
 from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
@@ -132,6 +133,12 @@ class MeasureOptions:
 def resolve_class_names(mask: np.ndarray, class_names: dict[int, str] | None) -> dict[int, str]:
     """Mask value -> class name for every class to report, sorted by value."""
     present = {int(v) for v in np.unique(mask)} - {0}
+    if len(present) > MAX_CLASSES:
+        raise NanowireError(
+            f"The mask holds {len(present)} different class values (at most {MAX_CLASSES} are "
+            "measured): it looks like an intensity image (a micrograph) or an instance mask, "
+            "not a class mask. Measure a mask with one value per class (0 = background)."
+        )
     if class_names is None:
         names = DEFAULT_CLASS_NAMES | {v: f"class_{v}" for v in present - set(DEFAULT_CLASS_NAMES)}
     else:

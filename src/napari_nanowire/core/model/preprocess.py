@@ -18,11 +18,15 @@ def normalize(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.nda
     standard deviation; a constant image becomes all zeros. Returns float32 of the same shape.
     Non-finite values are refused, naming the problem, because they poison every statistic.
     """
-    arr = np.asarray(image, dtype=np.float32)
+    image = np.asarray(image)
+    wide = np.issubdtype(image.dtype, np.floating) and image.dtype.itemsize > 4
+    arr = np.asarray(image, dtype=np.float64 if wide else np.float32)
     if not np.all(np.isfinite(arr)):
         raise NanowireError(
             "Image contains NaN or infinite values; replace them (e.g. with the median) first."
         )
+    if wide and float(np.abs(arr).max()) > 1e30:  # beyond float32 (or its squares): rescale,
+        arr = arr / float(np.abs(arr).max())  # which standardisation does not notice
     lo, hi = np.percentile(arr, [low, high])
     arr = np.clip(arr, lo, hi)
     std = float(arr.std())

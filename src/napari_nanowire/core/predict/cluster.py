@@ -1,12 +1,14 @@
 """Batch prediction over a dask.distributed cluster: one task per image file.
 
-The model file's bytes are scattered to every worker once; each worker parses them into a
-:class:`~napari_nanowire.core.predict.Predictor` on first use and keeps it for later tasks.
-Each task predicts one file with :func:`~napari_nanowire.core.predict.predict_frames`, which
-writes its masks atomically under names fixed by the client and yields its table rows; the
-client writes ``predictions.csv`` once, in input order. A failed task is retried (``retries``)
-and simply rewrites the same complete files, so retries neither lose nor duplicate outputs.
-The outputs are the same as :func:`~napari_nanowire.core.predict.predictor.predict_files` writes.
+Each task gets the model file's path and SHA-256; a worker reads the file on first use (the
+SHA-256 guards against a file changed mid-run), keeps the :class:`Predictor` for later tasks
+and predicts one file with :func:`~napari_nanowire.core.predict.predict_frames`, which writes
+its masks atomically under names fixed by the client and yields its table rows. Nothing lives
+only in a worker's memory, so a worker that dies takes no input of other tasks with it: dask
+reruns its tasks elsewhere, and a task that still fails (an error, or workers dying under it)
+is run again up to ``retries`` times, rewriting the same complete files. The client appends
+each finished file's rows to ``predictions.csv`` at once (:mod:`.table`) and puts them in input
+order at the end: the outputs are those of :func:`~.predictor.predict_files`.
 """
 
 from __future__ import annotations
@@ -21,26 +23,36 @@ from typing import Any
 from ..errors import NanowireError
 from ..model.modelfile import load_model, parse_model
 from ..progress import Progress, Rate, stop_requested
-from .predictor import JOB, Predictor, output_stems, predict_frames, write_table
+from .predictor import JOB, Predictor, output_stems, predict_frames
+from .table import PredictionTable
+
+WORKER_WAIT_S = 30.0
+"""How long a run waits for the scheduler to have at least one worker."""
 
 _PREDICTORS: dict[str, Predictor] = {}
 """Predictors loaded in this (worker) process, by the SHA-256 of their model file's bytes."""
 
 
-def _predictor(model_bytes: bytes, name: str) -> Predictor:
-    """The Predictor for these model bytes, parsed once per process and then reused."""
-    key = hashlib.sha256(model_bytes).hexdigest()
-    if key not in _PREDICTORS:
+def _predictor(model_path: str, sha256: str) -> Predictor:
+    """The Predictor of this model file, read once per process and then reused."""
+    if sha256 not in _PREDICTORS:
+        data = Path(model_path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise NanowireError(
+                f"Model file {model_path} changed while predicting on the cluster; run again "
+                "with a model file that stays unchanged."
+            )
         _PREDICTORS.clear()  # one model at a time: do not keep old ones in worker memory
-        _PREDICTORS[key] = Predictor(parse_model(model_bytes, name), name)
-    return _PREDICTORS[key]
+        _PREDICTORS[sha256] = Predictor(parse_model(data, model_path), model_path)
+    return _PREDICTORS[sha256]
 
 
 def _predict_task(
-    model_bytes: bytes, name: str, path: str, stem: str, out: str, options: dict[str, Any]
+    model_path: str, sha256: str, path: str, stem: str, out: str, options: dict[str, Any]
 ) -> list[dict]:
     """One task: predict one file on a worker, write its outputs, return its table rows."""
-    return list(predict_frames(_predictor(model_bytes, name), path, stem, Path(out), **options))
+    predictor = _predictor(model_path, sha256)
+    return list(predict_frames(predictor, path, stem, Path(out), **options))
 
 
 def connect(scheduler: Any, timeout_s: float = 10.0) -> Any:
@@ -68,13 +80,15 @@ def predict_distributed(
     save_uncertainty: bool = False,
     retries: int = 2,
     stop: threading.Event | None = None,
+    resume: bool = False,
 ) -> Iterator[Progress]:
     """Predict every image file on a dask cluster; write the same outputs as a local run.
 
     ``scheduler`` is an address (``tcp://host:8786``) or a ``distributed.Client``. Workers must
-    see the image files and ``out_dir`` at the same paths (a shared file system). Yields one
-    Progress per finished file; a stop request cancels the tasks not yet finished and writes
-    predictions.csv for the files done.
+    see the model file, the image files and ``out_dir`` at the same paths (a shared file
+    system). Yields one Progress per finished file; a stop request cancels the tasks not yet
+    finished; predictions.csv holds the files done. ``resume`` skips the files a previous run
+    into ``out_dir`` finished.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
@@ -82,10 +96,23 @@ def predict_distributed(
     options = {"pixel_size_nm": pixel_size_nm, "tile": tile, "save_uncertainty": save_uncertainty}
     client = connect(scheduler)
     try:
-        yield from _run(client, model_path, paths, out_dir, options, retries, stop)
+        _wait_for_workers(client)
+        yield from _run(client, model_path, paths, out_dir, options, retries, stop, resume)
     finally:
         if client is not scheduler:
             client.close()
+
+
+def _wait_for_workers(client: Any) -> None:
+    """Wait for the scheduler to have a worker; a clear error if none comes."""
+    timeout_s = WORKER_WAIT_S
+    try:
+        client.wait_for_workers(1, timeout=timeout_s)
+    except (OSError, TimeoutError):
+        raise NanowireError(
+            f"The dask scheduler at {client.scheduler.address} has no workers (waited "
+            f"{timeout_s:g} s); start some with 'dask worker {client.scheduler.address}'."
+        ) from None
 
 
 def _run(
@@ -96,44 +123,72 @@ def _run(
     options: dict[str, Any],
     retries: int,
     stop: threading.Event | None,
+    resume: bool = False,
 ) -> Iterator[Progress]:
-    """Submit one task per file, collect rows as tasks finish, write the table once."""
-    from distributed import as_completed
-
+    """Predict the files on the cluster into ``out_dir`` holding its predictions.csv's lock."""
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    name = str(model_path)
-    model = client.scatter(Path(model_path).read_bytes(), broadcast=True, hash=False)
-    futures = {
-        client.submit(
-            _predict_task,
-            model,
-            name,
-            str(Path(path).absolute()),
-            stem,
-            str(out),
-            options,
-            retries=retries,
-            pure=False,
-        ): i
-        for i, (path, stem) in enumerate(zip(paths, output_stems(paths), strict=True))
-    }
-    rows: dict[int, list[dict]] = {}
-    rate = Rate(len(paths))
+    with PredictionTable(out, paths, resume=resume) as table:
+        yield from _collect(client, table, model_path, paths, out, options, retries, stop)
+
+
+def _collect(
+    client: Any,
+    table: PredictionTable,
+    model_path: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    out: Path,
+    options: dict[str, Any],
+    retries: int,
+    stop: threading.Event | None,
+) -> Iterator[Progress]:
+    """Submit one task per file ``table`` lacks; append each file's rows as its task finishes.
+
+    A task that fails (an error, or ``KilledWorker`` when workers keep dying under it; dask
+    moves the tasks of one dead worker by itself) is submitted again while its file has
+    ``retries`` left; a NanowireError (bad input) is not retried.
+    """
+    from distributed import as_completed
+
+    model = str(Path(model_path).absolute())
+    sha256 = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    stems = output_stems(paths)
+    todo = [i for i in range(len(paths)) if i not in table.finished]
+
+    def submit(i: int) -> Any:
+        path = str(Path(paths[i]).absolute())
+        task = (_predict_task, model, sha256, path, stems[i], str(out), options)
+        return client.submit(*task, pure=False)
+
+    futures = {submit(i): i for i in todo}
+    left = dict.fromkeys(todo, retries)
+    done, rate = 0, Rate(len(todo))
+    tasks = as_completed(futures)
     try:
-        for future in as_completed(futures):
-            i = futures[future]
-            rows[i] = _as_given(_result(future, paths[i]), paths[i])
+        for future in tasks:
+            i = futures.pop(future)
+            if future.status != "finished" and left[i] > 0 and not _user_error(future):
+                left[i] -= 1
+                again = submit(i)
+                futures[again] = i
+                tasks.add(again)
+                continue
+            table.append(_as_given(_result(future, paths[i]), paths[i]))
+            done += 1
             speed, eta = rate.update(1)
-            yield Progress(JOB, len(rows), len(paths), images_per_s=speed, eta_s=eta)
+            yield Progress(JOB, done, len(todo), images_per_s=speed, eta_s=eta)
             if stop_requested(stop):
                 break
     finally:
         client.cancel(list(futures))
-    table = [row for i in sorted(rows) for row in rows[i]]
-    csv = write_table(table, out)
-    stopped = "stopped; " if len(rows) < len(paths) else ""
-    yield Progress(JOB, len(table), len(table), message=f"{stopped}wrote {csv}", done=True)
+    csv = table.finish()
+    stopped = "stopped; " if done < len(todo) else ""
+    yield Progress(JOB, done, len(todo), message=f"{stopped}wrote {csv}", done=True)
+
+
+def _user_error(future: Any) -> bool:
+    """Whether a failed task failed on the input (a NanowireError): running it again is futile."""
+    return future.status == "error" and isinstance(future.exception(), NanowireError)
 
 
 def _as_given(rows: list[dict], path: str | os.PathLike) -> list[dict]:

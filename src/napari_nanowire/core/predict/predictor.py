@@ -47,10 +47,11 @@ from ..errors import NanowireError
 from ..heads.classify import LinearHead, class_probabilities
 from ..heads.features import encoder_from, prepare_image, resize_labels
 from ..heads.unet import load_segmenter, probability_strips
-from ..io import frames, read_image, tiff_frame_writer, write_csv
+from ..io import frames, read_image, tiff_frame_writer
 from ..model.modelfile import ModelFile, load_model
 from ..names import unique_names
 from ..progress import Progress, Rate, stop_requested
+from .table import PredictionTable
 
 JOB = "predict"
 
@@ -157,6 +158,7 @@ class Predictor:
                 f"Model file {path} holds no classifier or segmenter (kind "
                 f"{self.meta.kind!r}); train one with train-classifier or train-segmenter."
             )
+        _check_finite_weights(model, path)
         self.device = resolve_device(device)
         self.pixel_size_nm = self.meta.pixel_size_nm
         self.encoder = encoder_from(model, path)
@@ -198,6 +200,7 @@ class Predictor:
         probs = class_probabilities(
             self.encoder, self.head, prepared, settings.tile, settings.max_tiles, self.device
         )
+        _check_finite_output(probs, self.path)
         return ClassPrediction(self.class_names, probs)
 
     def predict_frame(
@@ -266,6 +269,7 @@ class Predictor:
         total = 0.0
         strips = probability_strips(self.net, prepared, tile, overlap, batch_size, self.device)
         for row, probs in strips:
+            _check_finite_output(probs, self.path)
             rows = slice(row, row + probs.shape[1])
             mask[rows] = probs.argmax(0)
             strip_entropy = entropy(probs, 0)
@@ -276,6 +280,30 @@ class Predictor:
         if ent is not None and ent.shape != shape:
             ent = resize(ent, shape, order=1, preserve_range=True).astype(np.float32)
         return MaskPrediction(resize_labels(mask, shape), total / mask.size, ent)
+
+
+def _check_finite_weights(model: ModelFile, path: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity (a diverged training): it predicts junk."""
+    bad = [
+        name
+        for name, t in model.tensors.items()
+        if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if bad:
+        raise NanowireError(
+            f"Model file {path} has NaN or infinite weights (in {len(bad)} tensor(s), e.g. "
+            f"{bad[0]}): its training diverged or the file is damaged. Train it again, with a "
+            "lower learning rate if its loss became NaN."
+        )
+
+
+def _check_finite_output(probs: np.ndarray, path: str) -> None:
+    """Refuse NaN probabilities instead of reporting a class with an empty confidence."""
+    if not np.isfinite(probs).all():
+        raise NanowireError(
+            f"Model file {path} gave NaN or infinite probabilities for this image; check the "
+            "image's values, or train the model again."
+        )
 
 
 def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -329,11 +357,6 @@ def predict_frames(
             yield {"image": name, **result.row(f"masks/{stem}.tif")}
 
 
-def write_table(rows: list[dict], out: Path) -> Path:
-    """Write ``out/predictions.csv`` atomically from the rows of :func:`predict_frames`."""
-    return write_csv(out / "predictions.csv", pd.DataFrame(rows))
-
-
 def predict_files(
     model_path: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
@@ -343,6 +366,7 @@ def predict_files(
     tile: int | None = None,
     save_uncertainty: bool = False,
     stop: threading.Event | None = None,
+    resume: bool = False,
 ) -> Iterator[Progress]:
     """Predict every image file with every head of a model file; write results to ``out_dir``.
 
@@ -351,6 +375,8 @@ def predict_files(
     frame, with predictions.csv holding the files done so far (a stack stopped part-way is
     left out, and its mask file not written). Frames are read one at a time, so memory does
     not grow with the stack (see the module docstring), and each output is written atomically.
+    Each file's rows reach predictions.csv as soon as it is done (:mod:`.table`); ``resume``
+    skips the files a killed or stopped run into ``out_dir`` finished.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
@@ -358,25 +384,25 @@ def predict_files(
     out = Path(out_dir)
     stems = output_stems(paths)
     counts = [frame_count(path) for path in paths]
-    total = sum(counts)
-    rows: list[dict] = []
-    rate = Rate(total)
-    done = 0
-    for path, stem, count in zip(paths, stems, counts, strict=True):
-        file_rows = []
-        for row in predict_frames(
-            predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty, stop
-        ):
-            file_rows.append(row)
-            done += 1
-            speed, eta = rate.update(1)
-            yield Progress(JOB, done, total, images_per_s=speed, eta_s=eta)
-        if len(file_rows) == count:  # not stopped part-way: its masks are written
-            rows.extend(file_rows)
-        if stop_requested(stop):
-            break
-    write_table(rows, out)
+    with PredictionTable(out, paths, counts, resume) as table:
+        total = sum(c for k, c in enumerate(counts) if k not in table.finished)
+        rate = Rate(total)
+        done = 0
+        for k, (path, stem, count) in enumerate(zip(paths, stems, counts, strict=True)):
+            if k in table.finished:
+                continue
+            file_rows = []
+            for row in predict_frames(
+                predictor, path, stem, out, pixel_size_nm, tile, save_uncertainty, stop
+            ):
+                file_rows.append(row)
+                done += 1
+                speed, eta = rate.update(1)
+                yield Progress(JOB, done, total, images_per_s=speed, eta_s=eta)
+            if len(file_rows) == count:  # not stopped part-way: its masks are written
+                table.append(file_rows)
+            if stop_requested(stop):
+                break
+        csv = table.finish()
     stopped = "stopped; " if stop_requested(stop) else ""
-    yield Progress(
-        JOB, len(rows), len(rows), message=f"{stopped}wrote {out / 'predictions.csv'}", done=True
-    )
+    yield Progress(JOB, done, total, message=f"{stopped}wrote {csv}", done=True)
