@@ -7,9 +7,9 @@ import pytest
 
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.masks import check_mask_values
 from napari_nanowire.core.heads.segment import train_segmenter
 from napari_nanowire.core.io import write_tiff
+from napari_nanowire.core.masks import check_mask_values
 from napari_nanowire.core.names import MAX_CLASSES
 
 

@@ -38,8 +38,8 @@ def test_a_lazy_stack_is_predicted_slice_by_slice_never_loaded_whole(
 
     import dask.array as da
     import tifffile
-    from conftest import wait_for_job
 
+    from conftest import wait_for_job
     from napari_nanowire.core.io import reading as io
     from napari_nanowire.core.model.random_models import save_random_model
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import label_all, small_settings, wait_for_job
 from napari.utils import progress
+
+from conftest import label_all, small_settings, wait_for_job
 
 
 def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, qtbot):

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from ..devices import resolve_device
 from ..errors import NanowireError
-from ..masks import IGNORE, check_shape, class_targets
+from ..masks import IGNORE, check_mask_values, check_shape, class_targets
 from ..model.metadata import SegmenterMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
@@ -37,7 +37,6 @@ from .features import (
     random_crop,
     resize_labels,
 )
-from ..masks import check_mask_values
 from .unet import UNet, UNetDecoder, predict_classes
 
 JOB = "segmenter"
