@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from pathlib import Path
 
 from napari_nanowire.cli.common import POSITIVE, check_out_dir, float_range
 
