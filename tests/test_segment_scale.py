@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.heads.postprocess import (
+    PostProcess,
+    default_postprocess,
+    postprocess_from_meta,
+    postprocess_mask,
+)
 from napari_nanowire.core.heads.scale import (
     WorkingScale,
     default_tile,
@@ -15,6 +21,7 @@ from napari_nanowire.core.heads.scale import (
     to_working,
     working_from_meta,
 )
+from napari_nanowire.core.heads.scalebar import find_annotations
 
 
 def test_default_working_scale_brings_long_side_to_target_without_calibration():
@@ -76,3 +83,66 @@ def test_default_tile_follows_the_working_image():
     assert default_tile([(384, 288)]) == 256
     assert default_tile([(100, 90)]) == 128
     assert default_tile([(20, 30)]) == 64
+
+
+def test_postprocess_removes_specks_and_fills_holes_by_area_in_nm():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[20:60, 20:60] = 1
+    mask[30:32, 30:32] = 0  # 4 px hole
+    mask[40:46, 40:46] = 0  # 36 px hole
+    mask[80, 80] = 1  # 1 px speck
+    mask[5:10, 80:90] = 2  # 50 px object of class 2
+    settings = PostProcess(min_object_nm2=4 * 10.0, min_hole_nm2=4 * 10.0)
+    out = postprocess_mask(mask, settings, pixel_size_nm=2.0)  # 4 nm^2 per px: 10 px minimum
+    assert out[80, 80] == 0 and (out[30:32, 30:32] == 1).all()
+    assert (out[40:46, 40:46] == 0).all() and (out[5:10, 80:90] == 2).all()
+    assert out.dtype == np.uint8 and mask[80, 80] == 1  # input untouched
+    # at 0.5 nm/px the same nm^2 are 160 px: the 50 px object and the 36 px hole go as well
+    finer = postprocess_mask(mask, settings, pixel_size_nm=0.5)
+    assert (finer[5:10, 80:90] == 0).all() and (finer[40:46, 40:46] == 1).all()
+    # uncalibrated images use the px^2 sizes; disabled settings change nothing
+    assert postprocess_mask(mask, PostProcess(min_object_px2=2))[80, 80] == 0
+    assert (postprocess_mask(mask, PostProcess(min_object_px2=2, enabled=False)) == mask).all()
+
+
+def test_postprocess_defaults_follow_the_working_scale():
+    settings = default_postprocess(WorkingScale(0.2, 4.0), 0.05)
+    assert settings.min_object_nm2 == pytest.approx(16 * 0.2**2)
+    assert settings.min_object_px2 == 16 * 16
+    # in original pixels both forms agree for an image at the training pixel size
+    assert settings.areas_px(0.05)[0] == pytest.approx(settings.min_object_px2)
+    assert postprocess_from_meta({"segmenter": {}}).enabled is False
+    with pytest.raises(NanowireError, match="min_hole_nm2"):
+        PostProcess(min_hole_nm2=-1)
+
+
+def micrograph_with_bar(seed: int = 0, bar: bool = True) -> np.ndarray:
+    """A noisy grey 256 px picture with dark blobs, and a white bar with 'text' (glyphs)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(120, 15, (256, 320)).clip(20, 220)
+    yy, xx = np.mgrid[:256, :320]
+    for cy, cx in rng.integers(30, 220, (5, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 15**2] = 40
+    if bar:
+        image[228:234, 220:300] = 255
+        for x in range(222, 296, 12):  # digits and unit above the bar
+            image[212:222, x : x + 7] = 255
+            image[215:219, x + 2 : x + 5] = 120
+    return image.astype(np.uint8)
+
+
+def test_scale_bar_and_its_text_are_found_and_nothing_else():
+    region, found = find_annotations(micrograph_with_bar())
+    assert [a.kind for a in found] == ["bar"]
+    assert region[230, 250] and region[216, 224] and region[216, 290]  # bar and glyphs
+    assert region.sum() < 0.05 * region.size and not region[100:200, :200].any()
+    for seed in range(3):
+        assert find_annotations(micrograph_with_bar(seed, bar=False))[1] == []
+
+
+def test_databar_is_found():
+    image = micrograph_with_bar(bar=False)
+    image[236:] = 0
+    image[242:250, 20:200:6] = 255  # white text on the black band
+    region, found = find_annotations(image)
+    assert [a.kind for a in found] == ["databar"] and region[236:].all()
