@@ -22,6 +22,7 @@ from napari_nanowire.core.heads.scale import (
     working_from_meta,
 )
 from napari_nanowire.core.heads.scalebar import find_annotations
+from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 
 def test_default_working_scale_brings_long_side_to_target_without_calibration():
@@ -146,3 +147,74 @@ def test_databar_is_found():
     image[242:250, 20:200:6] = 255  # white text on the black band
     region, found = find_annotations(image)
     assert [a.kind for a in found] == ["databar"] and region[236:].all()
+
+
+@pytest.fixture(scope="module")
+def working_model(tmp_path_factory):
+    """A tiny segmenter trained at half resolution (working downsample 2) on 128 px images."""
+    from napari_nanowire.core.data.synthetic import generate_dataset
+    from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
+    from test_segment import PX, encoder_file
+
+    train = generate_dataset(1, size=128, pixel_size_nm=PX, difficulty=0.3, seed=0)
+    out = tmp_path_factory.mktemp("model") / "seg.nwmodel"
+    config = SegmenterConfig(
+        steps=30, batch_size=4, dense_masks=True, device="cpu", working_downsample=2.0
+    )
+    images, masks = [i.image for i in train], [i.mask for i in train]
+    list(train_segmenter(encoder_file(), images, masks, out, [PX] * len(train), config=config))
+    return out
+
+
+def test_model_file_records_working_scale_tile_and_postprocessing(working_model):
+    from napari_nanowire.core.model.modelfile import load_model
+    from test_segment import PX
+
+    settings = load_model(working_model).meta["segmenter"]
+    assert settings["working"] == {"pixel_size_nm": 2 * PX, "downsample": 2.0}
+    assert settings["tile"] == 64  # 128 px images at half resolution
+    assert settings["postprocess"]["min_object_nm2"] == pytest.approx(16 * (2 * PX) ** 2)
+    assert settings["postprocess"]["min_object_px2"] == 64 and settings["ignore_scale_bar"]
+
+
+def test_predictor_segments_at_working_scale_and_cleans_the_mask(working_model):
+    from scipy import ndimage
+
+    from napari_nanowire.core.data.synthetic import generate_dataset
+    from napari_nanowire.core.heads.segment import iou_dice
+    from napari_nanowire.core.heads.unet import predict_classes
+    from napari_nanowire.core.predict.predictor import Predictor
+    from test_segment import PX
+
+    item = generate_dataset(1, size=96, pixel_size_nm=PX, difficulty=0.3, seed=7)[2]
+    predictor = Predictor.load(working_model, device="cpu")
+    raw = predictor.configure(postprocess=False).segment(item.image[:, :80], PX)
+    assert raw.mask.shape == (96, 80) and raw.mask.dtype == np.uint8
+    # the same as predicting the half-size image by hand and enlarging its classes
+    half, _ = to_working(item.image[:, :80], None, PX, predictor.working)
+    assert half.shape == (48, 40)
+    by_hand = resample_mask(predict_classes(predictor.net, half, 64, 16), (96, 80))
+    assert (by_hand != raw.mask).mean() < 0.05  # bilinear vs nearest at class borders
+    # an image at twice the pixel size is enlarged to the same working pixel size
+    coarse = predictor.segment(item.image[::2, ::2], 2 * PX)
+    assert coarse.mask.shape == (48, 48)
+    # post-processed (the model's default: 64 px^2 at 2 nm/px): no piece below the minimum
+    clean = predictor.configure(postprocess=True).segment(item.image, PX).mask
+    pieces, n = ndimage.label(clean)
+    assert n == 0 or np.bincount(pieces.ravel())[1:].min() >= 64
+    # 30 steps on one image learn something: above the wire fraction of the image
+    iou, _ = iou_dice(clean, item.mask, 2)
+    assert iou > item.mask.mean()
+
+
+def test_predictor_sets_scale_bar_to_background_and_reports_it(working_model):
+    from napari_nanowire.core.predict.predictor import Predictor, describe
+
+    image = micrograph_with_bar()
+    predictor = Predictor.load(working_model, device="cpu").configure(postprocess=False)
+    result = predictor.segment(image)
+    assert [a.kind for a in result.ignored] == ["bar"]
+    assert not result.mask[228:234, 220:300].any()
+    assert describe(result.ignored).startswith("bar ")
+    kept = predictor.configure(ignore_scale_bar=False).segment(image)
+    assert kept.ignored == []

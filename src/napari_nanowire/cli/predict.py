@@ -6,6 +6,8 @@ import argparse
 import threading
 from pathlib import Path
 
+from napari_nanowire.cli.common import add_working_scale_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` sub-command."""
@@ -20,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "background, k = mask class k, with the pixel size) and adds the columns mask and "
             "mask_entropy (mean per-pixel entropy) to predictions.csv. Stacks are predicted "
             "frame by frame (files larger than 1 GiB are read lazily), so memory stays that of "
-            "one frame whatever the stack's length; the progress bar counts frames."
+            "one frame whatever the stack's length; the progress bar counts frames. Masks are "
+            "predicted at the model's working scale and post-processed (specks dropped, "
+            "pinholes filled); burned-in scale bars and databars are set to background and "
+            "listed in the column ignored."
         ),
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="classifier/segmenter model file")
@@ -30,6 +35,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--pixel-size", type=float, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument("--tile", type=int, metavar="PX", help="segmentation tile (default: model's)")
+    add_working_scale_options(p, "default: the model's, which it was trained at")
+    p.add_argument(
+        "--min-object-nm2",
+        type=float,
+        metavar="NM2",
+        help="post-processing: drop objects smaller than this (calibrated images; default: "
+        "the model's, 16 working pixels)",
+    )
+    p.add_argument("--min-hole-nm2", type=float, metavar="NM2", help="fill holes smaller than this")
+    p.add_argument(
+        "--min-object-px2", type=float, metavar="PX2", help="as --min-object-nm2, uncalibrated"
+    )
+    p.add_argument(
+        "--min-hole-px2", type=float, metavar="PX2", help="as --min-hole-nm2, uncalibrated"
+    )
+    p.add_argument(
+        "--no-postprocess", action="store_true", help="keep the raw mask (specks and holes)"
+    )
     p.add_argument(
         "--save-uncertainty", action="store_true", help="write OUT/uncertainty/<stem>.tif maps"
     )
@@ -48,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every image with a progress bar; say where the results are."""
-    from napari_nanowire.cli.common import run_job
+    from napari_nanowire.cli.common import run_job, segment_options
     from napari_nanowire.core.io import input_files
     from napari_nanowire.core.predict.predictor import predict_files
 
@@ -59,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "tile": args.tile,
         "save_uncertainty": args.save_uncertainty,
         "stop": stop,
+        "segment_options": segment_options(args),
     }
     if args.scheduler:
         from napari_nanowire.core.predict.cluster import predict_distributed

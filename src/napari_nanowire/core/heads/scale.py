@@ -20,7 +20,7 @@ the GUI, the CLI, the dask path and scripts all resample identically.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -179,9 +179,33 @@ def to_working(
     return prepared, resample_mask(mask, prepared.shape, unlabelled)
 
 
+def upsampled_rows(
+    probs: np.ndarray, shape: tuple[int, int], rows: int = 256
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(C, h, w) class probabilities resampled bilinearly to (rows, cols) ``shape``, as
+    (row, (C, block, cols)) blocks, so the full-size probabilities never exist at once.
+
+    Same sampling as torch's bilinear ``interpolate`` with ``align_corners=False``.
+    """
+    height, width = shape
+    iy0, iy1, wy = _linear_taps(probs.shape[1], height)
+    ix0, ix1, wx = _linear_taps(probs.shape[2], width)
+    for row in range(0, height, rows):
+        sl = slice(row, min(row + rows, height))
+        w = wy[sl][None, :, None]
+        part = probs[:, iy0[sl]] * (1 - w) + probs[:, iy1[sl]] * w
+        yield row, part[:, :, ix0] * (1 - wx) + part[:, :, ix1] * wx
+
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of linear interpolation from n_in to n_out samples."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(src).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_in - 1), (src - i0).astype(np.float32)
+
+
 def probabilities_to_original(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(C, h, w) class probabilities resampled bilinearly to the original (rows, cols)."""
     if probs.shape[-2:] == tuple(shape):
         return probs
-    t = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))[None]
-    return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0].numpy()
+    return np.concatenate([block for _, block in upsampled_rows(probs, shape)], axis=1)

@@ -27,12 +27,15 @@ _PREDICTORS: dict[str, Predictor] = {}
 """Predictors loaded in this (worker) process, by the SHA-256 of their model file's bytes."""
 
 
-def _predictor(model_bytes: bytes, name: str) -> Predictor:
-    """The Predictor for these model bytes, parsed once per process and then reused."""
-    key = hashlib.sha256(model_bytes).hexdigest()
+def _predictor(model_bytes: bytes, name: str, segment_options: dict | None = None) -> Predictor:
+    """The Predictor for these model bytes and settings, parsed once per process, reused."""
+    key = hashlib.sha256(model_bytes).hexdigest() + repr(sorted((segment_options or {}).items()))
     if key not in _PREDICTORS:
         _PREDICTORS.clear()  # one model at a time: do not keep old ones in worker memory
-        _PREDICTORS[key] = Predictor(parse_model(model_bytes, name), name)
+        predictor = Predictor(parse_model(model_bytes, name), name)
+        if segment_options:
+            predictor.configure(**segment_options)
+        _PREDICTORS[key] = predictor
     return _PREDICTORS[key]
 
 
@@ -40,7 +43,9 @@ def _predict_task(
     model_bytes: bytes, name: str, path: str, stem: str, out: str, options: dict[str, Any]
 ) -> list[dict]:
     """One task: predict one file on a worker, write its outputs, return its table rows."""
-    return list(predict_frames(_predictor(model_bytes, name), path, stem, Path(out), **options))
+    options = dict(options)
+    predictor = _predictor(model_bytes, name, options.pop("segment_options", None))
+    return list(predict_frames(predictor, path, stem, Path(out), **options))
 
 
 def connect(scheduler: Any, timeout_s: float = 10.0) -> Any:
@@ -68,18 +73,24 @@ def predict_distributed(
     save_uncertainty: bool = False,
     retries: int = 2,
     stop: threading.Event | None = None,
+    segment_options: dict | None = None,
 ) -> Iterator[Progress]:
     """Predict every image file on a dask cluster; write the same outputs as a local run.
 
     ``scheduler`` is an address (``tcp://host:8786``) or a ``distributed.Client``. Workers must
     see the image files and ``out_dir`` at the same paths (a shared file system). Yields one
     Progress per finished file; a stop request cancels the tasks not yet finished and writes
-    predictions.csv for the files done.
+    predictions.csv for the files done. ``segment_options`` as for ``predict_files``.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
     load_model(model_path)  # refuse a bad model file here, before any task starts
-    options = {"pixel_size_nm": pixel_size_nm, "tile": tile, "save_uncertainty": save_uncertainty}
+    options = {
+        "pixel_size_nm": pixel_size_nm,
+        "tile": tile,
+        "save_uncertainty": save_uncertainty,
+        "segment_options": segment_options,
+    }
     client = connect(scheduler)
     try:
         yield from _run(client, model_path, paths, out_dir, options, retries, stop)
