@@ -97,6 +97,7 @@ def test_predict_writes_documented_columns_and_masks(dataset, both_heads, tmp_pa
         "margin",
         "mask",
         "mask_entropy",
+        "ignored",
     ]
     assert table["image"].tolist() == [str(p) for p in images]
     probs = table[[f"prob_{c}" for c in classes]].to_numpy()

@@ -76,6 +76,40 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
+def add_working_scale_options(p: argparse.ArgumentParser, default: str) -> None:
+    """The segmenter's working scale and scale-bar options (train-segmenter and predict)."""
+    p.add_argument(
+        "--working-pixel-size",
+        type=POSITIVE,
+        metavar="NM",
+        help=f"nm/px the segmenter works at, for calibrated images ({default})",
+    )
+    p.add_argument(
+        "--working-downsample",
+        type=float_range(1.0, 1024.0),
+        metavar="F",
+        help=f"original pixels per working pixel, for uncalibrated images ({default})",
+    )
+    p.add_argument(
+        "--no-ignore-scale-bar",
+        action="store_true",
+        help="do not detect burned-in scale bars and databars (ignored by default)",
+    )
+
+
+def segment_options(args: argparse.Namespace) -> dict:
+    """The segmenter overrides ``predict`` gives :meth:`Predictor.configure` (None keeps)."""
+    names = ("min_object_nm2", "min_hole_nm2", "min_object_px2", "min_hole_px2")
+    options = {k: getattr(args, k) for k in names}
+    options.update(
+        working_pixel_size_nm=args.working_pixel_size,
+        working_downsample=args.working_downsample,
+        postprocess=False if args.no_postprocess else None,
+        ignore_scale_bar=False if args.no_ignore_scale_bar else None,
+    )
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     """The named options the user gave (left-out ones keep the config's defaults)."""
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}

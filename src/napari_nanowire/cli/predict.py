@@ -6,7 +6,13 @@ import argparse
 import threading
 from pathlib import Path
 
-from napari_nanowire.cli.common import POSITIVE, TILE, check_out_dir, int_range
+from napari_nanowire.cli.common import (
+    POSITIVE,
+    TILE,
+    add_working_scale_options,
+    check_out_dir,
+    int_range,
+)
 
 OUTPUTS = ("predictions.csv", "masks", "uncertainty")
 
@@ -26,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "frame by frame (files larger than 1 GiB are read lazily), so memory stays that of "
             "one frame whatever the stack's length; the progress bar counts frames. Each "
             "file's rows are added to predictions.csv as it finishes: after a kill, --resume "
-            "skips the files done. A DIR with earlier results needs --resume or --overwrite."
+            "skips the files done. A DIR with earlier results needs --resume or --overwrite. "
+            "Masks are predicted at the model's working scale and post-processed (specks "
+            "dropped, pinholes filled); burned-in scale bars and databars are set to background "
+            "and listed in the column ignored."
         ),
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="classifier/segmenter model file")
@@ -36,6 +45,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--pixel-size", type=POSITIVE, metavar="NM", help="nm/px; overrides the files' calibration"
     )
     p.add_argument("--tile", type=TILE, metavar="PX", help="segmentation tile (default: model's)")
+    add_working_scale_options(p, "default: the model's, which it was trained at")
+    p.add_argument(
+        "--min-object-nm2",
+        type=POSITIVE,
+        metavar="NM2",
+        help="post-processing: drop objects smaller than this (calibrated images; default: "
+        "the model's, 16 working pixels)",
+    )
+    p.add_argument(
+        "--min-hole-nm2", type=POSITIVE, metavar="NM2", help="fill holes smaller than this"
+    )
+    p.add_argument(
+        "--min-object-px2", type=POSITIVE, metavar="PX2", help="as --min-object-nm2, uncalibrated"
+    )
+    p.add_argument(
+        "--min-hole-px2", type=POSITIVE, metavar="PX2", help="as --min-hole-nm2, uncalibrated"
+    )
+    p.add_argument(
+        "--no-postprocess", action="store_true", help="keep the raw mask (specks and holes)"
+    )
     p.add_argument(
         "--save-uncertainty", action="store_true", help="write OUT/uncertainty/<stem>.tif maps"
     )
@@ -67,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every image with a progress bar; say where the results are."""
-    from napari_nanowire.cli.common import run_job
+    from napari_nanowire.cli.common import run_job, segment_options
     from napari_nanowire.core.io import input_files
     from napari_nanowire.core.predict.predictor import predict_files
 
@@ -80,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         "save_uncertainty": args.save_uncertainty,
         "stop": stop,
         "resume": args.resume,
+        "segment_options": segment_options(args),
     }
     if args.scheduler:
         from napari_nanowire.core.predict.cluster import predict_distributed

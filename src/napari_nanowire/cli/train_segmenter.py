@@ -11,6 +11,7 @@ from napari_nanowire.cli.common import (
     STEPS,
     TILE,
     add_common_options,
+    add_working_scale_options,
     check_out,
     given_options,
     run_job,
@@ -27,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "matched to images by file name stem. Masks: 0 = not labelled, 1 = background, "
             "2.. = classes (a few painted strokes are enough); with --dense-masks, 0 = "
             "background and 1.. = classes. Writes one model file with encoder and segmenter; "
-            "a classifier in the --encoder file is kept only with --freeze-encoder."
+            "a classifier in the --encoder file is kept only with --freeze-encoder. Training "
+            "and prediction run at a working scale (stored in the model file): by default the "
+            "images' median long side is brought to about 384 px; burned-in scale bars and "
+            "databars count as not labelled."
         ),
     )
     p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
@@ -43,7 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=STEPS, metavar="N", help="training steps (default 400)")
     p.add_argument("--batch-size", type=BATCH, metavar="B", help="crops per step (default 8)")
-    p.add_argument("--tile", type=TILE, metavar="PX", help="crop/tile side, multiple of 32 (128)")
+    p.add_argument(
+        "--tile",
+        type=TILE,
+        metavar="PX",
+        help="crop/tile side in working pixels, multiple of 32 (default: from the working "
+        "images, at most 256)",
+    )
+    add_working_scale_options(p, "default: the images' median long side brought to about 384 px")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
     add_common_options(p)
     p.set_defaults(func=run)
@@ -60,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
     images, masks, sizes = read_pairs(pairs, args.pixel_size, names, args.dense_masks)
     given = given_options(args, ("steps", "batch_size", "tile", "device", "seed"))
     config = SegmenterConfig(
-        dense_masks=args.dense_masks, freeze_encoder=args.freeze_encoder, **given
+        dense_masks=args.dense_masks,
+        freeze_encoder=args.freeze_encoder,
+        working_pixel_size_nm=args.working_pixel_size,
+        working_downsample=args.working_downsample,
+        ignore_scale_bar=not args.no_ignore_scale_bar,
+        **given,
     )
     print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
     stop = threading.Event()

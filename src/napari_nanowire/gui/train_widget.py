@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, SpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -101,6 +101,13 @@ class TrainWidget(QWidget):
         self.steps = SpinBox(
             label="segmenter steps", min=1, max=100_000, value=SegmenterConfig().steps
         )
+        self.working = FloatSpinBox(
+            label="working px (nm, 0 = auto)", min=0.0, max=1000.0, step=0.01, value=0.0
+        )
+        self.working.tooltip = (
+            "Pixel size the segmenter trains and predicts at. 0: from the images (their long "
+            "side brought to about 384 px); stored in the model file."
+        )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.form = Container(
             widgets=[
@@ -112,6 +119,7 @@ class TrainWidget(QWidget):
                 self.batch,
                 self.size,
                 self.steps,
+                self.working,
                 self.device,
             ]
         )
@@ -289,8 +297,11 @@ class TrainWidget(QWidget):
             )
         data, px = layer.data, layer_pixel_size_nm(layer)
         names = list(masks_layer.metadata.get("mask_classes", self.state.mask_classes))[1:]
-        tile = max(32, self.size.value // 32 * 32)
-        config = SegmenterConfig(steps=self.steps.value, tile=tile, device=self.device.value)
+        config = SegmenterConfig(
+            steps=self.steps.value,
+            device=self.device.value,
+            working_pixel_size_nm=self.working.value or None,
+        )
 
         targets = [masks[i] for i in picked]
         return slices_job(

@@ -29,14 +29,10 @@ from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
 from .classify import class_weights
-from .features import (
-    add_head,
-    encoder_from,
-    freeze_batchnorm,
-    prepare_image,
-    random_crop,
-    resize_labels,
-)
+from .features import add_head, encoder_from, freeze_batchnorm, random_crop
+from .postprocess import default_postprocess
+from .scale import default_tile, default_working_scale, to_working
+from .scalebar import find_annotations
 from .unet import UNet, UNetDecoder, predict_classes
 
 JOB = "segmenter"
@@ -48,8 +44,9 @@ class SegmenterConfig:
 
     steps: int = 400
     batch_size: int = 8
-    tile: int = 128
-    """Training crop and prediction tile in pixels (a multiple of 32)."""
+    tile: int | None = None
+    """Training crop and prediction tile in working pixels (a multiple of 32); default from
+    the working-scale images (:func:`.scale.default_tile`)."""
     overlap: int | None = None
     """Prediction tile overlap in pixels; default a quarter tile."""
     lr: float = 1e-3
@@ -61,6 +58,12 @@ class SegmenterConfig:
     dense_masks: bool = False
     device: str = "auto"
     seed: int = 0
+    working_pixel_size_nm: float | None = None
+    """Working pixel size (nm/px); default from the data (:mod:`.scale`)."""
+    working_downsample: float | None = None
+    """Original pixels per working pixel; default from the data (:mod:`.scale`)."""
+    ignore_scale_bar: bool = True
+    """Treat burned-in scale bars and databars as not labelled (:mod:`.scalebar`)."""
 
 
 def segmentation_loss(
@@ -133,7 +136,7 @@ def train_segmenter(
     over labelled pixels; a stop request saves the model trained so far.
     """
     config = config or SegmenterConfig()
-    if config.tile % 32:
+    if config.tile is not None and config.tile % 32:
         raise NanowireError(f"Tile size {config.tile} must be a multiple of 32.")
     check_pairs(images, masks)
     for i, mask in enumerate(masks):
@@ -144,10 +147,21 @@ def train_segmenter(
     device = resolve_device(config.device)
     sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
     model_px = model.meta.pixel_size_nm or median_known(sizes)
+    working = default_working_scale(
+        [np.shape(i) for i in images],
+        sizes,
+        config.working_pixel_size_nm,
+        config.working_downsample,
+    )
     prepared, targets = [], []
     for image, mask, px in zip(images, masks, sizes, strict=True):
-        prepared.append(prepare_image(image, px, model_px))
-        targets.append(resize_labels(class_targets(mask, config.dense_masks), prepared[-1].shape))
+        target = class_targets(mask, config.dense_masks)
+        if config.ignore_scale_bar:
+            target[find_annotations(image)[0]] = IGNORE
+        image, target = to_working(image, target, px, working, unlabelled=IGNORE)
+        prepared.append(image)
+        targets.append(target)
+    tile = config.tile or default_tile([p.shape for p in prepared])
     labelled = np.concatenate([t[t >= 0] for t in targets])
     if labelled.size == 0:
         raise NanowireError("The masks hold no labelled pixels: paint background and objects.")
@@ -181,7 +195,7 @@ def train_segmenter(
         net.train()
         freeze_batchnorm(encoder)
         crops = [
-            random_crop(rng, prepared[i], config.tile, targets[i], anchors[i], IGNORE)
+            random_crop(rng, prepared[i], tile, targets[i], anchors[i], IGNORE)
             for i in rng.choice(usable, size=config.batch_size)
         ]
         x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
@@ -196,8 +210,8 @@ def train_segmenter(
         yield Progress(JOB, step + 1, config.steps, loss=history[-1], images_per_s=speed, eta_s=eta)
     encoder.requires_grad_(True)
 
-    overlap = config.overlap if config.overlap is not None else config.tile // 4
-    preds = [predict_classes(net, p, config.tile, overlap, device) for p in prepared]
+    overlap = config.overlap if config.overlap is not None else tile // 4
+    preds = [predict_classes(net, p, tile, overlap, device) for p in prepared]
     valid = np.concatenate([(t >= 0).ravel() for t in targets])
     iou, dice = iou_dice(
         np.concatenate([p.ravel() for p in preds]),
@@ -208,8 +222,11 @@ def train_segmenter(
     metrics = {"train_iou": iou, "train_dice": dice}
     head_meta = SegmenterMeta(
         settings=asdict(config),
-        tile=config.tile,
+        tile=tile,
         overlap=overlap,
+        working=working.to_meta(),
+        postprocess=default_postprocess(working, median_known(sizes)).to_meta(),
+        ignore_scale_bar=config.ignore_scale_bar,
         decoder_widths=decoder.widths,
         n_images=len(images),
         labelled_pixels=int(labelled.size),

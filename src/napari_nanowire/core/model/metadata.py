@@ -239,6 +239,11 @@ class SegmenterMeta(HeadMeta):
     overlap: int = 0
     decoder_widths: list[int] | None = None
     labelled_pixels: int | None = None
+    working: dict[str, Any] | None = None
+    """The working scale it runs at (``heads.scale``); None: the model's pixel size."""
+    postprocess: dict[str, Any] | None = None
+    """Its mask post-processing (``heads.postprocess``); None: none."""
+    ignore_scale_bar: bool = False
 
     @classmethod
     def from_json(cls, read: _Fields) -> SegmenterMeta:
@@ -249,7 +254,27 @@ class SegmenterMeta(HeadMeta):
             overlap=read.integer("overlap", 0, common["tile"] - 1) or 0,
             decoder_widths=read.integers("decoder_widths", 5, MAX_WIDTH),
             labelled_pixels=read.integer("labelled_pixels", 0, 2**62),
+            working=_section(read, "working", False, _working),
+            postprocess=_section(read, "postprocess", False, _settings),
+            ignore_scale_bar=bool(read.get("ignore_scale_bar", False)),
         )
+
+
+def _working(read: _Fields) -> dict[str, Any]:
+    """A segmenter's working scale: nm per working pixel (if calibrated), original pixels per
+    working pixel."""
+    return {
+        "pixel_size_nm": read.number("pixel_size_nm", 0.0, 1e6),
+        "downsample": read.number("downsample", 0.0, MAX_SIDE, required=True),
+    }
+
+
+def _settings(read: _Fields) -> dict[str, Any]:
+    """Flat settings of numbers and switches (post-processing areas), each finite and >= 0."""
+    for key, value in read.obj.items():
+        if not isinstance(value, bool):
+            read.number(key, -1e-300, 1e15)
+    return dict(read.obj)
 
 
 @dataclass(kw_only=True)
@@ -400,7 +425,7 @@ def _heads(read: _Fields) -> list[str]:
 def _section(read: _Fields, key: str, required: bool, parse: Callable[[_Fields], Any]) -> Any:
     """A nested settings object (a head's, the SSL's), typed by ``parse``; None if absent."""
     value = read.get(key, required)
-    return None if value is None else parse(_Fields(value, read.where, f"{key}."))
+    return None if value is None else parse(_Fields(value, read.where, f"{read.prefix}{key}."))
 
 
 def meta_error(where: str, problem: str) -> ModelFileError:

@@ -33,9 +33,10 @@ _PREDICTORS: dict[str, Predictor] = {}
 """Predictors loaded in this (worker) process, by the SHA-256 of their model file's bytes."""
 
 
-def _predictor(model_path: str, sha256: str) -> Predictor:
-    """The Predictor of this model file, read once per process and then reused."""
-    if sha256 not in _PREDICTORS:
+def _predictor(model_path: str, sha256: str, segment_options: dict | None = None) -> Predictor:
+    """The Predictor of this model file and settings, read once per process and then reused."""
+    key = sha256 + repr(sorted((segment_options or {}).items()))
+    if key not in _PREDICTORS:
         data = Path(model_path).read_bytes()
         if hashlib.sha256(data).hexdigest() != sha256:
             raise NanowireError(
@@ -43,15 +44,19 @@ def _predictor(model_path: str, sha256: str) -> Predictor:
                 "with a model file that stays unchanged."
             )
         _PREDICTORS.clear()  # one model at a time: do not keep old ones in worker memory
-        _PREDICTORS[sha256] = Predictor(parse_model(data, model_path), model_path)
-    return _PREDICTORS[sha256]
+        predictor = Predictor(parse_model(data, model_path), model_path)
+        if segment_options:
+            predictor.configure(**segment_options)
+        _PREDICTORS[key] = predictor
+    return _PREDICTORS[key]
 
 
 def _predict_task(
     model_path: str, sha256: str, path: str, stem: str, out: str, options: dict[str, Any]
 ) -> list[dict]:
     """One task: predict one file on a worker, write its outputs, return its table rows."""
-    predictor = _predictor(model_path, sha256)
+    options = dict(options)
+    predictor = _predictor(model_path, sha256, options.pop("segment_options", None))
     return list(predict_frames(predictor, path, stem, Path(out), **options))
 
 
@@ -81,6 +86,7 @@ def predict_distributed(
     retries: int = 2,
     stop: threading.Event | None = None,
     resume: bool = False,
+    segment_options: dict | None = None,
 ) -> Iterator[Progress]:
     """Predict every image file on a dask cluster; write the same outputs as a local run.
 
@@ -88,12 +94,17 @@ def predict_distributed(
     see the model file, the image files and ``out_dir`` at the same paths (a shared file
     system). Yields one Progress per finished file; a stop request cancels the tasks not yet
     finished; predictions.csv holds the files done. ``resume`` skips the files a previous run
-    into ``out_dir`` finished.
+    into ``out_dir`` finished. ``segment_options`` as for ``predict_files``.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
     load_model(model_path)  # refuse a bad model file here, before any task starts
-    options = {"pixel_size_nm": pixel_size_nm, "tile": tile, "save_uncertainty": save_uncertainty}
+    options = {
+        "pixel_size_nm": pixel_size_nm,
+        "tile": tile,
+        "save_uncertainty": save_uncertainty,
+        "segment_options": segment_options,
+    }
     client = connect(scheduler)
     try:
         _wait_for_workers(client)

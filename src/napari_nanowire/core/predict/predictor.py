@@ -12,7 +12,8 @@ Output of :func:`predict_files` in ``out_dir``:
 - ``predictions.csv``: one row per image (a stack gives one row per frame, named
   ``path[i]``). With a classifier: ``class``, ``confidence``, ``prob_<class>`` for each class,
   ``entropy``, ``margin``. With a segmenter: ``mask`` (the mask file, relative to ``out_dir``)
-  and ``mask_entropy`` (mean per-pixel entropy).
+  and ``mask_entropy`` (mean per-pixel entropy), and ``ignored``: the burned-in scale bars
+  and databars set to background, as "kind x0,y0,x1,y1" (see :mod:`..heads.scalebar`).
 - ``masks/<stem>.tif`` (segmenter): uint8, 0 = background, k = mask class k (the model's
   ``mask_classes``), the input's shape (a stack gives a stack) and pixel size.
 - ``uncertainty/<stem>.tif`` with ``save_uncertainty``: float32 per-pixel entropy.
@@ -35,17 +36,19 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.transform import resize
 
 from ..devices import resolve_device
 from ..errors import NanowireError
 from ..heads.classify import LinearHead, class_probabilities
-from ..heads.features import encoder_from, prepare_image, resize_labels
+from ..heads.features import encoder_from, prepare_image
+from ..heads.postprocess import PostProcess, postprocess_from_meta, postprocess_mask
+from ..heads.scale import WorkingScale, to_working, upsampled_rows, working_from_meta
+from ..heads.scalebar import Annotation, find_annotations
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames, read_image, tiff_frame_writer
 from ..model.modelfile import ModelFile, load_model
@@ -127,6 +130,7 @@ class MaskPrediction:
     mask: np.ndarray  # uint8, the input's shape; 0 = background, k = class k
     mean_entropy: float
     entropy_map: np.ndarray | None = None  # float32, the input's shape, if asked for
+    ignored: list[Annotation] = field(default_factory=list)  # scale bars etc. set to background
 
 
 @dataclass
@@ -143,6 +147,7 @@ class FramePrediction:
         if self.mask is not None:
             row.update({"mask": mask_file} if mask_file else {})
             row["mask_entropy"] = self.mask.mean_entropy
+            row["ignored"] = describe(self.mask.ignored)
         return row
 
 
@@ -172,6 +177,44 @@ class Predictor:
         if self.net is not None:
             self.mask_classes = list(self.meta.mask_classes or ())
             self.net.encoder = self.encoder  # one encoder serves both heads
+            self.working: WorkingScale = working_from_meta(self.meta)
+            self.postprocess: PostProcess = postprocess_from_meta(self.meta)
+            self.ignore_scale_bar = self.meta.segmenter.ignore_scale_bar
+
+    def configure(
+        self,
+        working_pixel_size_nm: float | None = None,
+        working_downsample: float | None = None,
+        postprocess: bool | None = None,
+        min_object_nm2: float | None = None,
+        min_hole_nm2: float | None = None,
+        min_object_px2: float | None = None,
+        min_hole_px2: float | None = None,
+        ignore_scale_bar: bool | None = None,
+    ) -> Predictor:
+        """Override the segmenter settings stored in the model file (None keeps them).
+
+        The working scale changes what the net sees: the stored one is what it was trained at.
+        """
+        self.require("segmenter")
+        if working_pixel_size_nm is not None or working_downsample is not None:
+            self.working = WorkingScale(
+                working_pixel_size_nm or self.working.pixel_size_nm,
+                working_downsample or self.working.downsample,
+            )
+        sizes = (min_object_nm2, min_hole_nm2, min_object_px2, min_hole_px2)
+        if postprocess is None and any(v is not None for v in sizes):
+            postprocess = True  # sizes given: post-process even if the model file says no
+        self.postprocess = self.postprocess.replace(
+            enabled=postprocess,
+            min_object_nm2=min_object_nm2,
+            min_hole_nm2=min_hole_nm2,
+            min_object_px2=min_object_px2,
+            min_hole_px2=min_hole_px2,
+        )
+        if ignore_scale_bar is not None:
+            self.ignore_scale_bar = ignore_scale_bar
+        return self
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> Predictor:
@@ -255,31 +298,44 @@ class Predictor:
         overlap: int | None = None,
         batch_size: int = 8,
     ) -> MaskPrediction:
-        """Mask of a 2D image by blended sliding windows, in memory bounded by one tile strip.
-
-        The image is rescaled to the model's pixel size and the mask resized back.
+        """Mask of a 2D image: resampled to the working scale, predicted there by blended
+        sliding windows, probabilities resampled back to the image's grid and argmaxed; then
+        burned-in scale bars are set to background and the mask post-processed (the model's
+        settings, see :meth:`configure`). Memory: the working-scale probabilities and blocks
+        of the full-size ones.
         """
         self.require("segmenter")
         settings = self.meta.segmenter
         tile = tile or settings.tile
         overlap = settings.overlap if overlap is None else overlap
-        prepared = prepare_image(image, pixel_size_nm, self.pixel_size_nm)
-        mask = np.empty(prepared.shape, np.uint8)
-        ent = np.empty(prepared.shape, np.float32) if entropy_map else None
-        total = 0.0
+        prepared, _ = to_working(image, None, pixel_size_nm, self.working)
+        probs = np.empty((len(self.mask_classes), *prepared.shape), np.float32)
         strips = probability_strips(self.net, prepared, tile, overlap, batch_size, self.device)
-        for row, probs in strips:
-            _check_finite_output(probs, self.path)
-            rows = slice(row, row + probs.shape[1])
-            mask[rows] = probs.argmax(0)
-            strip_entropy = entropy(probs, 0)
-            total += float(strip_entropy.sum(dtype=np.float64))
-            if ent is not None:
-                ent[rows] = strip_entropy
+        for row, block in strips:
+            _check_finite_output(block, self.path)
+            probs[:, row : row + block.shape[1]] = block
         shape = np.shape(image)
-        if ent is not None and ent.shape != shape:
-            ent = resize(ent, shape, order=1, preserve_range=True).astype(np.float32)
-        return MaskPrediction(resize_labels(mask, shape), total / mask.size, ent)
+        mask = np.empty(shape, np.uint8)
+        ent = np.empty(shape, np.float32) if entropy_map else None
+        total = 0.0
+        for row, block in upsampled_rows(probs, shape):
+            rows = slice(row, row + block.shape[1])
+            mask[rows] = block.argmax(0)
+            block_entropy = entropy(block, 0)
+            total += float(block_entropy.sum(dtype=np.float64))
+            if ent is not None:
+                ent[rows] = block_entropy
+        ignored: list[Annotation] = []
+        if self.ignore_scale_bar:
+            region, ignored = find_annotations(image)
+            mask[region] = 0
+        mask = postprocess_mask(mask, self.postprocess, pixel_size_nm)
+        return MaskPrediction(mask, total / mask.size, ent, ignored)
+
+
+def describe(annotations: Sequence[Annotation]) -> str:
+    """Ignored regions for the table: "bar x0,y0,x1,y1; ..." (empty if none)."""
+    return "; ".join(f"{a.kind} {a.x0},{a.y0},{a.x1},{a.y1}" for a in annotations)
 
 
 def _check_finite_weights(model: ModelFile, path: str) -> None:
@@ -367,20 +423,24 @@ def predict_files(
     save_uncertainty: bool = False,
     stop: threading.Event | None = None,
     resume: bool = False,
+    segment_options: dict | None = None,
 ) -> Iterator[Progress]:
     """Predict every image file with every head of a model file; write results to ``out_dir``.
 
     Yields one Progress per frame, out of the frames of all files (counted from their headers
-    first); ``pixel_size_nm`` overrides the files' own. A stop request ends after the current
-    frame, with predictions.csv holding the files done so far (a stack stopped part-way is
-    left out, and its mask file not written). Frames are read one at a time, so memory does
-    not grow with the stack (see the module docstring), and each output is written atomically.
-    Each file's rows reach predictions.csv as soon as it is done (:mod:`.table`); ``resume``
-    skips the files a killed or stopped run into ``out_dir`` finished.
+    first); ``pixel_size_nm`` overrides the files' own, ``segment_options`` the segmenter
+    settings of the model file (keywords of :meth:`Predictor.configure`). A stop request ends
+    after the current frame, with predictions.csv holding the files done so far (a stack stopped
+    part-way is left out, and its mask file not written). Frames are read one at a time, so
+    memory does not grow with the stack (see the module docstring), and each output is written
+    atomically. Each file's rows reach predictions.csv as soon as it is done (:mod:`.table`);
+    ``resume`` skips the files a killed or stopped run into ``out_dir`` finished.
     """
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
     predictor = Predictor.load(model_path, device)
+    if segment_options:
+        predictor.configure(**segment_options)
     out = Path(out_dir)
     stems = output_stems(paths)
     counts = [frame_count(path) for path in paths]

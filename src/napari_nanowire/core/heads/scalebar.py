@@ -1,0 +1,143 @@
+"""Burned-in annotations to ignore: scale bars with their text, databars and label boxes.
+
+Exported micrographs often carry a solid white or black scale bar with its length written
+next to it, an instrument databar along one edge, or a white box with a panel letter. A
+segmenter trained on strokes has never seen them and calls them wires. They are painted at the
+image's extreme grey values, as axis-aligned solid rectangles, near an edge, which real
+structures almost never are; :func:`find_annotations` looks for exactly that:
+
+- **bar**: a solid (>= 85 % of its box) horizontal bar at least 3.5 x longer than tall, thin
+  (<= 6 % of the height), in the outer quarter of the height but not on the edge row itself,
+  plus the text-like blobs (glyphs) of the same polarity beside it;
+- **databar**: a band touching the top or bottom edge across >= 80 % of the width, at most a
+  quarter of the height, solid once its text is filled;
+- **box**: a solid rectangle touching an edge and holding text (small holes: 3-40 % of the
+  box), e.g. a panel letter.
+
+Training treats the region as "not labelled"; prediction sets it to background and reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+EXTREME = 0.06
+"""Pixels within this fraction of the grey range from the minimum/maximum count as painted."""
+EDGE_BAND = 0.25
+MARGIN_PX = 3
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One detected annotation: its kind and bounding box (rows y0:y1, columns x0:x1)."""
+
+    kind: str
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+    @property
+    def area(self) -> int:
+        """Pixels in the box."""
+        return (self.y1 - self.y0) * (self.x1 - self.x0)
+
+
+def find_annotations(image: np.ndarray) -> tuple[np.ndarray, list[Annotation]]:
+    """The region to ignore (bool, the image's shape) and the annotations found in it."""
+    image = np.asarray(image, dtype=np.float32)
+    region = np.zeros(image.shape, bool)
+    lo, hi = float(image.min()), float(image.max())
+    if hi - lo <= 0:
+        return region, []
+    tolerance = EXTREME * (hi - lo)
+    found: list[Annotation] = []
+    for painted in (image >= hi - tolerance, image <= lo + tolerance):
+        found += _find_in(painted, region)
+    return region, found
+
+
+def _find_in(painted: np.ndarray, region: np.ndarray) -> list[Annotation]:
+    """Annotations among the 8-connected pieces of one polarity; marks them in ``region``."""
+    height, width = painted.shape
+    pieces, n = ndimage.label(painted, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    areas = np.bincount(pieces.ravel())
+    boxes = ndimage.find_objects(pieces)
+    found = []
+    for k, box in enumerate(boxes, start=1):
+        (ys, xs), area = box, areas[k]
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        near_edge = ys.stop <= EDGE_BAND * height or ys.start >= (1 - EDGE_BAND) * height
+        kind = None
+        if w >= 0.8 * width and h <= 0.25 * height and (ys.start == 0 or ys.stop == height):
+            if _filled(pieces[box] == k).mean() >= 0.85:
+                kind = "databar"
+        elif (
+            near_edge
+            and ys.start > 0
+            and ys.stop < height
+            and max(12, 0.03 * width) <= w <= 0.6 * width
+            and h <= max(6, 0.06 * height)
+            and w >= 3.5 * h
+            and area >= 0.85 * h * w
+        ):
+            kind = "bar"
+        elif (
+            _touches_edge(box, height, width) and h >= 8 and w >= 8 and 0.6 <= area / (h * w) < 0.97
+        ):
+            filled = _filled(pieces[box] == k)
+            if filled.mean() >= 0.97 and h * w <= 0.1 * height * width:
+                kind = "box"
+        if kind is None:
+            continue
+        y0, x0, y1, x1 = ys.start, xs.start, ys.stop, xs.stop
+        if kind == "bar":
+            y0, x0, y1, x1 = _with_text(pieces, areas, k, (y0, x0, y1, x1))
+        y0, x0 = max(y0 - MARGIN_PX, 0), max(x0 - MARGIN_PX, 0)
+        y1, x1 = min(y1 + MARGIN_PX, height), min(x1 + MARGIN_PX, width)
+        region[y0:y1, x0:x1] = True
+        found.append(Annotation(kind, int(y0), int(x0), int(y1), int(x1)))
+    return found
+
+
+def _filled(binary: np.ndarray) -> np.ndarray:
+    """A piece with its holes (text) filled."""
+    return ndimage.binary_fill_holes(binary)
+
+
+def _touches_edge(box: tuple[slice, slice], height: int, width: int) -> bool:
+    """Whether a bounding box reaches the image edge (within 1 % of the size)."""
+    ys, xs = box
+    gap_y, gap_x = max(1, height // 100), max(1, width // 100)
+    return (
+        ys.start <= gap_y
+        or xs.start <= gap_x
+        or ys.stop >= height - gap_y
+        or (xs.stop >= width - gap_x)
+    )
+
+
+def _with_text(
+    pieces: np.ndarray, areas: np.ndarray, bar: int, box: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """The bar's box grown over the small same-polarity blobs (glyphs) next to it."""
+    y0, x0, y1, x1 = box
+    length = x1 - x0
+    reach = max(4 * (y1 - y0), 24)
+    wy0, wy1 = max(y0 - reach, 0), min(y1 + reach, pieces.shape[0])
+    wx0, wx1 = max(x0 - length // 2, 0), min(x1 + length // 2, pieces.shape[1])
+    window = pieces[wy0:wy1, wx0:wx1]
+    for k in np.unique(window):
+        if k in (0, bar) or areas[k] > 0.5 * length * reach:
+            continue
+        ys, xs = np.nonzero(window == k)
+        glyph = np.ptp(ys) < reach and np.ptp(xs) < length
+        if glyph and ys.size == areas[k]:  # wholly inside the window: not a structure
+            y0, y1 = min(y0, wy0 + ys.min()), max(y1, wy0 + ys.max() + 1)
+            x0, x1 = min(x0, wx0 + xs.min()), max(x1, wx0 + xs.max() + 1)
+    return y0, x0, y1, x1
