@@ -267,7 +267,10 @@ def test_one_frame_function_serves_stacks_files_and_the_gui():
         assert np.allclose(result.classes.probabilities, expected)
         assert np.array_equal(result.mask.mask, predictor.segment(stack[index], 2.0).mask)
         row = result.row("masks/x.tif")
-        assert list(row)[-2:] == ["mask", "mask_entropy"] and row["class"] in ("bundle", "network")
+        assert list(row)[-3:] == ["mask", "mask_entropy", "ignored"] and row["class"] in (
+            "bundle",
+            "network",
+        )
     only = predictor.predict_frame(stack[1], 2.0, heads=["segmenter"])
     assert only.classes is None and only.mask.mask.shape == (40, 56)
     stop = threading.Event()

@@ -26,7 +26,8 @@ from napari_nanowire.core.io import (
     writers,
 )
 from napari_nanowire.core.io.limits import MAX_FRAME_PIXELS_ENV
-from napari_nanowire.core.measure.tables import as_label_mask, measure_domains
+from napari_nanowire.core.masks import label_mask
+from napari_nanowire.core.measure.tables import measure_domains
 from napari_nanowire.core.model.preprocess import normalize
 
 
@@ -164,9 +165,9 @@ def test_a_small_file_that_decodes_large_is_read_lazily(tmp_path, monkeypatch):
 
 def test_huge_float_values_are_named_rightly():
     with pytest.raises(NanowireError, match="value 3e\\+38, too large"):
-        as_label_mask(np.full((8, 8), 3e38, np.float32))
+        label_mask(np.full((8, 8), 3e38, np.float32))
     with pytest.raises(NanowireError, match="negative values \\(minimum -2\\)"):
-        as_label_mask(np.full((8, 8), -2.0))
+        label_mask(np.full((8, 8), -2.0))
     image = np.random.default_rng(0).random((32, 32)) * 1e300  # finite, beyond float32
     arr = normalize(image)
     assert arr.dtype == np.float32 and np.isfinite(arr).all() and abs(arr.std() - 1) < 0.01

@@ -21,7 +21,6 @@ from napari_nanowire.core.model.modelfile import save_model
 from napari_nanowire.core.model.random_models import random_model, save_random_model
 from napari_nanowire.core.predict import predictor as predict
 from napari_nanowire.core.predict.predictor import Predictor, predict_files
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
 
 CLI = [sys.executable, "-m", "napari_nanowire.cli.main"]
 

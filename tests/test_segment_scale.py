@@ -22,7 +22,7 @@ from napari_nanowire.core.heads.scale import (
     working_from_meta,
 )
 from napari_nanowire.core.heads.scalebar import find_annotations
-from test_distributed import one_torch_thread  # noqa: F401 (autouse: one torch thread here)
+from napari_nanowire.core.model.metadata import ModelMeta, SegmenterMeta
 
 
 def test_default_working_scale_brings_long_side_to_target_without_calibration():
@@ -50,9 +50,11 @@ def test_working_pixel_size_follows_calibration_and_overrides():
 
 def test_working_scale_round_trips_through_model_meta():
     working = WorkingScale(0.3, 2.5)
-    assert working_from_meta({"segmenter": {"working": working.to_meta()}}) == working
+    meta = ModelMeta(encoder="tiny", segmenter=SegmenterMeta(tile=64, working=working.to_meta()))
+    assert working_from_meta(meta) == working
     # a segmenter from before working scales ran at the model's pixel size, full resolution
-    assert working_from_meta({"pixel_size_nm": 2.0, "segmenter": {}}) == WorkingScale(2.0, 1.0)
+    old = ModelMeta(encoder="tiny", pixel_size_nm=2.0, segmenter=SegmenterMeta(tile=64))
+    assert working_from_meta(old) == WorkingScale(2.0, 1.0)
 
 
 def test_thin_strokes_survive_shrinking_and_masks_keep_their_values():
@@ -112,7 +114,8 @@ def test_postprocess_defaults_follow_the_working_scale():
     assert settings.min_object_px2 == 16 * 16
     # in original pixels both forms agree for an image at the training pixel size
     assert settings.areas_px(0.05)[0] == pytest.approx(settings.min_object_px2)
-    assert postprocess_from_meta({"segmenter": {}}).enabled is False
+    old = ModelMeta(encoder="tiny", segmenter=SegmenterMeta(tile=64))
+    assert postprocess_from_meta(old).enabled is False
     with pytest.raises(NanowireError, match="min_hole_nm2"):
         PostProcess(min_hole_nm2=-1)
 
@@ -170,11 +173,11 @@ def test_model_file_records_working_scale_tile_and_postprocessing(working_model)
     from napari_nanowire.core.model.modelfile import load_model
     from test_segment import PX
 
-    settings = load_model(working_model).meta["segmenter"]
-    assert settings["working"] == {"pixel_size_nm": 2 * PX, "downsample": 2.0}
-    assert settings["tile"] == 64  # 128 px images at half resolution
-    assert settings["postprocess"]["min_object_nm2"] == pytest.approx(16 * (2 * PX) ** 2)
-    assert settings["postprocess"]["min_object_px2"] == 64 and settings["ignore_scale_bar"]
+    settings = load_model(working_model).meta.segmenter
+    assert settings.working == {"pixel_size_nm": 2 * PX, "downsample": 2.0}
+    assert settings.tile == 64  # 128 px images at half resolution
+    assert settings.postprocess["min_object_nm2"] == pytest.approx(16 * (2 * PX) ** 2)
+    assert settings.postprocess["min_object_px2"] == 64 and settings.ignore_scale_bar
 
 
 def test_predictor_segments_at_working_scale_and_cleans_the_mask(working_model):

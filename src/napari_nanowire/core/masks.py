@@ -41,16 +41,16 @@ def label_mask(mask: np.ndarray, floats: bool = True) -> np.ndarray:
         )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
-    if arr.min() < 0:
-        raise NanowireError(
-            f"The mask holds negative values (minimum {arr.min():g}); mask values are 0, 1, 2, "
-            "... (training masks: 0 = not labelled, 1 = background, 2.. = classes)."
-        )
     is_float = np.issubdtype(arr.dtype, np.floating)
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr) or is_float and not floats:
         raise NanowireError(
             f"A mask must hold integer class values; got dtype {arr.dtype}. Save masks as "
             "integer label images."
+        )
+    if arr.min() < 0:
+        raise NanowireError(
+            f"The mask holds negative values (minimum {arr.min():g}); mask values are 0, 1, 2, "
+            "... (training masks: 0 = not labelled, 1 = background, 2.. = classes)."
         )
     if is_float:
         if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
