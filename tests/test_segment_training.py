@@ -114,3 +114,73 @@ def test_dense_mask_falls_back_to_blocks():
     assert {0, 1} <= set(np.unique(split.val_targets)) and {0, 1} <= set(
         np.unique(split.train_targets[0])
     )
+
+
+def stroked_images(n: int, size: int = 48) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` small synthetic images with simulated strokes (1 = background, 2 = wire)."""
+    items = generate_dataset(1, size=size, pixel_size_nm=PX, seed=5)[:n]
+    strokes = [simulate_strokes(i.mask, k, stroke_px=16, brush_px=2) for k, i in enumerate(items)]
+    return [i.image for i in items], strokes
+
+
+def tiny_config(**changes) -> SegmenterConfig:
+    """A few-step CPU config with 32 px crops."""
+    settings = {"steps": 4, "tile": 32, "batch_size": 2, "unlabelled_batch": 2, "device": "cpu"}
+    settings["validate_every"] = 2
+    return SegmenterConfig(**{**settings, **changes})
+
+
+def test_held_out_image_is_never_cropped_for_training(tmp_path, monkeypatch):
+    images, strokes = stroked_images(3)
+    unlabelled = generate_dataset(1, size=48, pixel_size_nm=PX, seed=9)[:2]
+    seen = []
+    real_crop = segment.random_crop
+
+    def spy(rng, image, *args, **kwargs):
+        seen.append(image.copy())
+        return real_crop(rng, image, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "random_crop", spy)
+    out = tmp_path / "seg.nwmodel"
+    events = list(
+        train_segmenter(
+            encoder_file(),
+            images,
+            strokes,
+            out,
+            config=tiny_config(),
+            unlabelled=[u.image for u in unlabelled],
+        )
+    )
+    meta = load_model(out).meta["segmenter"]
+    held = int(meta["validation"].split()[1])
+    prepared = segment.working_frames([images[held]], [None], PX)[0][0]
+    others = segment.working_frames(images, [None] * 3, PX)[0]
+    assert len(seen) == 4 * (2 + 2)  # labelled and unlabelled crops of every step
+    assert not any(np.array_equal(s, prepared) for s in seen)
+    assert sum(any(np.array_equal(s, o) for s in seen) for o in others) == 2
+    assert meta["n_unlabelled"] == 2 and len(meta["val_history"]) == 2
+    assert [e.step for e in events if "val_iou" in e.metrics] == [2, 4, 4]
+    assert events[-1].metrics["val_iou"] == max(row[1] for row in meta["val_history"])
+
+
+def test_training_stops_on_a_validation_plateau(tmp_path, monkeypatch):
+    images, strokes = stroked_images(2)
+    monkeypatch.setattr(segment, "iou_dice", lambda *a, **k: (0.5, 0.6))  # a flat curve
+    out = tmp_path / "seg.nwmodel"
+    config = tiny_config(steps=100, validate_every=1, patience=3, semi_supervised=False)
+    events = list(train_segmenter(encoder_file(), images, strokes, out, config=config))
+    meta = load_model(out).meta["segmenter"]
+    # The first check sets the best; three more without progress stop at step 4.
+    assert meta["steps_run"] == 4 and meta["best_step"] == 1
+    assert "did not improve" in meta["stop_reason"] and "did not improve" in events[-1].message
+
+
+def test_time_cap_ends_training(tmp_path):
+    images, strokes = stroked_images(1)
+    out = tmp_path / "seg.nwmodel"
+    config = tiny_config(steps=1000, max_seconds=1e-6)
+    events = list(train_segmenter(encoder_file(), images, strokes, out, config=config))
+    meta = load_model(out).meta["segmenter"]
+    assert meta["steps_run"] == 1 and meta["stop_reason"].startswith("time cap")
+    assert events[-1].done and "time cap" in events[-1].message
