@@ -173,12 +173,17 @@ def benchmark(data, dataset: str, args, encoders: dict) -> list[dict]:
             }
         )
         picture(args.out / f"{dataset}_{n_lab}lab_otsu.png", tests, otsu)
-        for enc_name, encoder in encoders.items():
+        for enc_name in [e for e in args.encoders if e in encoders]:
+            encoder = encoders[enc_name]
+            budget = {"max_seconds": args.max_seconds}
+            if args.steps:  # equal step budgets: on a loaded machine a time cap means few steps
+                budget.update(steps=args.steps, validate_every=args.validate_every)
             recipes = {
-                "before": replace(BEFORE, max_seconds=args.max_seconds),
-                "after": replace(AFTER, max_seconds=args.max_seconds),
-                "after+unl": replace(AFTER, max_seconds=args.max_seconds),
+                "before": replace(BEFORE, **budget),
+                "after": replace(AFTER, **budget),
+                "after+unl": replace(AFTER, **budget),
             }
+            recipes = {k: v for k, v in recipes.items() if k in args.recipes}
             for recipe, config in recipes.items():
                 name = f"{dataset}_{n_lab}lab_{enc_name}_{recipe}"
                 row = run_one(
@@ -220,11 +225,16 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=20)
     p.add_argument("--n-unl", type=int, default=40)
     p.add_argument("--labelled", type=int, nargs="+", default=[1, 3])
-    p.add_argument("--max-seconds", type=float, default=90.0)
+    p.add_argument("--max-seconds", type=float, default=90.0, help="time cap (0: none)")
+    p.add_argument("--steps", type=int, help="the same step budget for every recipe")
+    p.add_argument("--validate-every", type=int, default=20)
+    p.add_argument("--recipes", nargs="+", default=["before", "after", "after+unl"])
+    p.add_argument("--encoders", nargs="+", default=["random", "ssl"])
     p.add_argument("--datasets", nargs="+", default=["real", "synthetic"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    args.max_seconds = args.max_seconds or None
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     args.rows = []

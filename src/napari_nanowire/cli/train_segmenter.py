@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "matched to images by file name stem. Masks: 0 = not labelled, 1 = background, "
             "2.. = classes (a few painted strokes are enough); with --dense-masks, 0 = "
             "background and 1.. = classes. Writes one model file with encoder and segmenter; "
-            "a classifier in the --encoder file is kept only with --freeze-encoder."
+            "a classifier in the --encoder file is kept only with --freeze-encoder. Images "
+            "without a mask (and those in --unlabelled) train the net semi-supervised. One "
+            "image, or a share of the strokes of a single image, is held out to validate; "
+            "training stops when that stops improving, or at --max-seconds."
         ),
     )
     p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
@@ -33,7 +36,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="foreground class names, comma-separated, in mask "
         "value order (default 'foreground', or class_1, class_2, ...)",
     )
-    p.add_argument("--steps", type=int, metavar="N", help="training steps (default 400)")
+    p.add_argument(
+        "--unlabelled",
+        type=Path,
+        metavar="DIR",
+        help="more images without masks for semi-supervised training",
+    )
+    p.add_argument(
+        "--no-unlabelled",
+        action="store_true",
+        help="train on the masks only: no semi-supervised use of images without masks",
+    )
+    p.add_argument("--steps", type=int, metavar="N", help="most training steps (default 2000)")
+    p.add_argument(
+        "--max-seconds", type=float, metavar="S", help="training time cap in seconds (default 90)"
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        metavar="K",
+        help="stop after K validations without improvement (default 6; 0: run all steps)",
+    )
     p.add_argument("--batch-size", type=int, metavar="B", help="crops per step (default 8)")
     p.add_argument("--tile", type=int, metavar="PX", help="crop/tile side, multiple of 32 (128)")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
@@ -46,21 +69,33 @@ def run(args: argparse.Namespace) -> int:
     from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 
     check_out(args.out, args.overwrite)
-    pairs = match_masks(args.images, args.masks)
+    pairs, lonely = match_masks(args.images, args.masks)
     images, masks, sizes = read_pairs(pairs, args.pixel_size)
-    given = given_options(args, ("steps", "batch_size", "tile", "device", "seed"))
+    unlabelled_files = [] if args.no_unlabelled else lonely
+    if args.unlabelled and not args.no_unlabelled:
+        unlabelled_files += unlabelled_images(args.unlabelled)
+    unlabelled, u_sizes = read_unlabelled(unlabelled_files, args.pixel_size)
+    options = ("steps", "batch_size", "tile", "device", "seed", "max_seconds", "patience")
     config = SegmenterConfig(
-        dense_masks=args.dense_masks, freeze_encoder=args.freeze_encoder, **given
+        dense_masks=args.dense_masks,
+        freeze_encoder=args.freeze_encoder,
+        semi_supervised=not args.no_unlabelled,
+        **given_options(args, options),
     )
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
-    print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
+    print(
+        f"training a segmenter on {len(images)} image(s) with masks and {len(unlabelled)} "
+        f"without, at most {config.steps} steps and {config.max_seconds} s"
+    )
     stop = threading.Event()
-    events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
+    events = train_segmenter(
+        args.encoder, images, masks, args.out, sizes, names, config, stop, unlabelled, u_sizes
+    )
     return run_job(events, stop)
 
 
-def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) file pairs with the same stem; says which files found no partner."""
+def match_masks(images_dir: Path, masks_dir: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(image, mask) file pairs with the same stem, and the images without a mask."""
     from napari_nanowire.core.errors import NanowireError
     from napari_nanowire.core.io import image_files
 
@@ -78,10 +113,35 @@ def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
             f"{images_dir}: name each mask like its image, e.g. images/a.tif and masks/a.tif."
         )
     if lonely_images:
-        print(f"images without a mask (not used): {', '.join(lonely_images)}")
+        print(f"images without a mask (unlabelled): {', '.join(lonely_images)}")
     if lonely_masks:
         print(f"masks without an image (not used): {', '.join(lonely_masks)}")
-    return pairs
+    return pairs, [images[s] for s in lonely_images]
+
+
+def unlabelled_images(folder: Path) -> list[Path]:
+    """The image files of the --unlabelled folder."""
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import image_files
+
+    if not folder.is_dir():
+        raise NanowireError(f"--unlabelled {folder} is not a folder; pass a folder of images.")
+    return image_files(folder)
+
+
+def read_unlabelled(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:
+    """The 2D frames of images without masks, and their pixel sizes."""
+    import numpy as np
+
+    from napari_nanowire.core.io import frames, read_image
+
+    images, sizes = [], []
+    for path in paths:
+        image = read_image(path, pixel_size_nm)
+        for frame in frames(np.asarray(image.data)):
+            images.append(frame)
+            sizes.append(image.pixel_size_nm)
+    return images, sizes
 
 
 def read_pairs(
