@@ -112,6 +112,7 @@ def test_iou_dice_on_known_masks():
     assert iou_dice(pred, truth, 2, valid=np.array([[True, True, False, True]]))[0] == 1.0
 
 
+@pytest.mark.slow
 def test_segmenter_learns_wires_and_predicts_held_out_images(tmp_path):
     train = generate_dataset(2, size=64, pixel_size_nm=PX, difficulty=0.3, seed=0)
     test = generate_dataset(1, size=96, pixel_size_nm=PX, difficulty=0.3, seed=100)

@@ -102,6 +102,25 @@ def block_holdout(
     return None
 
 
+def iou_dice(
+    pred: np.ndarray, truth: np.ndarray, n_classes: int, valid: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Mean IoU and Dice over foreground classes 1..n_classes-1 (only where ``valid``).
+
+    Classes absent from both prediction and truth are skipped; (nan, nan) if all are.
+    """
+    if valid is not None:
+        pred, truth = pred[valid], truth[valid]
+    ious, dices = [], []
+    for c in range(1, n_classes):
+        p, t = pred == c, truth == c
+        inter, union = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
+        if union:
+            ious.append(inter / union)
+            dices.append(2 * inter / (p.sum() + t.sum()))
+    return (float(np.mean(ious)), float(np.mean(dices))) if ious else (np.nan, np.nan)
+
+
 class EarlyStop:
     """Tracks the best validation score; ``done`` after ``patience`` checks without progress.
 

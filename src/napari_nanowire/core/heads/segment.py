@@ -37,7 +37,7 @@ from .features import (
     resize_labels,
 )
 from .seg_augment import augment_labelled, consistency_loss, strong_view
-from .seg_validation import IGNORE, EarlyStop, Split, holdout_split
+from .seg_validation import IGNORE, EarlyStop, Split, holdout_split, iou_dice
 from .unet import UNet, UNetDecoder, predict_classes
 
 JOB = "segmenter"
@@ -117,25 +117,6 @@ def segmentation_loss(
     present = onehot.sum((0, 2, 3)) > 0
     dice = 1 - (2 * inter[present] + 1.0) / (total[present] + 1.0)
     return ce + dice_weight * dice.mean()
-
-
-def iou_dice(
-    pred: np.ndarray, truth: np.ndarray, n_classes: int, valid: np.ndarray | None = None
-) -> tuple[float, float]:
-    """Mean IoU and Dice over foreground classes 1..n_classes-1 (only where ``valid``).
-
-    Classes absent from both prediction and truth are skipped; (nan, nan) if all are.
-    """
-    if valid is not None:
-        pred, truth = pred[valid], truth[valid]
-    ious, dices = [], []
-    for c in range(1, n_classes):
-        p, t = pred == c, truth == c
-        inter, union = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
-        if union:
-            ious.append(inter / union)
-            dices.append(2 * inter / (p.sum() + t.sum()))
-    return (float(np.mean(ious)), float(np.mean(dices))) if ious else (np.nan, np.nan)
 
 
 def check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> None:
