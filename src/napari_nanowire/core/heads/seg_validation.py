@@ -124,7 +124,10 @@ def iou_dice(
 class EarlyStop:
     """Tracks the best validation score; ``done`` after ``patience`` checks without progress.
 
-    ``patience`` 0 never stops. A NaN score (no class to score) counts as no progress.
+    A score equal to the best (within ``min_delta``) keeps the newer weights but is not
+    progress: held-out strokes are easy and their IoU often saturates at 1.0 early, while the
+    net still improves away from them. ``patience`` 0 never stops. A NaN score counts as no
+    progress.
     """
 
     def __init__(self, patience: int, min_delta: float = 1e-3) -> None:
@@ -135,12 +138,13 @@ class EarlyStop:
         self.bad = 0
 
     def update(self, step: int, score: float) -> bool:
-        """Record a validation score; True when it is a new best."""
-        if not math.isnan(score) and score > self.best + self.min_delta:
-            self.best, self.best_step, self.bad = score, step, 0
-            return True
-        self.bad += 1
-        return False
+        """Record a validation score; True when the weights should be kept as the best."""
+        if math.isnan(score) or score < self.best - self.min_delta:
+            self.bad += 1
+            return False
+        self.bad = 0 if score > self.best + self.min_delta else self.bad + 1
+        self.best, self.best_step = max(score, self.best), step
+        return True
 
     @property
     def done(self) -> bool:
