@@ -229,14 +229,24 @@ def test_train_segmenter_matching_errors(dataset, tmp_path, capsys):
     assert "a.tif" in err and "pixel for pixel" in err
 
 
-def test_train_segmenter_says_which_files_are_unmatched(dataset, tmp_path, capsys):
+def test_train_segmenter_uses_images_without_masks_as_unlabelled(dataset, tmp_path, capsys):
     item = generate_dataset(1, size=64, pixel_size_nm=PX, seed=0)[1]
     write_tiff(tmp_path / "images" / "a.tif", item.image, PX)
     write_tiff(tmp_path / "images" / "lonely.tif", item.image, PX)
     write_tiff(tmp_path / "masks" / "a.tif", item.mask, PX)
+    write_tiff(tmp_path / "more" / "b.tif", np.stack([item.image, item.image]), PX)
     extra = ("--dense-masks", "--steps", "1", "--tile", "32", "--batch-size", "1")
-    assert main(segmenter_args(dataset, tmp_path, *extra, "--device", "cpu")) == 0
-    assert "images without a mask (not used): lonely" in capsys.readouterr().out
+    args = segmenter_args(dataset, tmp_path, *extra, "--device", "cpu", "--overwrite")
+    assert main(args) == 0
+    assert "images without a mask (unlabelled): lonely" in capsys.readouterr().out
+    assert load_model(tmp_path / "s.nwmodel").meta.segmenter.extra["n_unlabelled"] == 1
+    assert main([*args, "--unlabelled", str(tmp_path / "more")]) == 0  # + a 2-frame stack
+    assert load_model(tmp_path / "s.nwmodel").meta.segmenter.extra["n_unlabelled"] == 3
+    assert main([*args, "--unlabelled", str(tmp_path / "more"), "--no-unlabelled"]) == 0
+    meta = load_model(tmp_path / "s.nwmodel").meta["segmenter"]
+    assert meta["n_unlabelled"] == 0 and meta["settings"]["semi_supervised"] is False
+    capsys.readouterr()
+    assert "not a folder" in run_error([*args, "--unlabelled", str(tmp_path / "no")], capsys)
 
 
 def test_stop_mid_stack_keeps_finished_files_and_leaves_no_partial_stack(tmp_path):

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from napari_nanowire.cli.common import (
     BATCH,
+    POSITIVE,
     STEPS,
     TILE,
     add_common_options,
     add_working_scale_options,
     check_out,
     given_options,
+    int_range,
     run_job,
 )
 
@@ -31,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "a classifier in the --encoder file is kept only with --freeze-encoder. Training "
             "and prediction run at a working scale (stored in the model file): by default the "
             "images' median long side is brought to about 384 px; burned-in scale bars and "
-            "databars count as not labelled."
+            "databars count as not labelled. Images without a mask (and those in --unlabelled) "
+            "train the net semi-supervised. One image, or a share of the strokes of a single "
+            "image, is held out to validate; training stops when that stops improving, or at "
+            "--max-seconds."
         ),
     )
     p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
@@ -45,7 +50,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="foreground class names, comma-separated, in mask "
         "value order (default 'foreground', or class_1, class_2, ...)",
     )
-    p.add_argument("--steps", type=STEPS, metavar="N", help="training steps (default 400)")
+    p.add_argument(
+        "--unlabelled",
+        type=Path,
+        metavar="DIR",
+        help="more images without masks for semi-supervised training",
+    )
+    p.add_argument(
+        "--no-unlabelled",
+        action="store_true",
+        help="train on the masks only: no semi-supervised use of images without masks",
+    )
+    p.add_argument("--steps", type=STEPS, metavar="N", help="most training steps (default 2000)")
+    p.add_argument(
+        "--max-seconds",
+        type=POSITIVE,
+        metavar="S",
+        help="training time cap in seconds (default 90)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int_range(0, 10**6),
+        metavar="K",
+        help="stop after K validations without improvement (default 6; 0: run all steps)",
+    )
     p.add_argument("--batch-size", type=BATCH, metavar="B", help="crops per step (default 8)")
     p.add_argument(
         "--tile",
@@ -66,27 +94,37 @@ def run(args: argparse.Namespace) -> int:
     from napari_nanowire.core.io import output_lock
 
     check_out(args.out, args.overwrite)
-    pairs = match_masks(args.images, args.masks)
+    pairs, lonely = match_masks(args.images, args.masks)
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     images, masks, sizes = read_pairs(pairs, args.pixel_size, names, args.dense_masks)
-    given = given_options(args, ("steps", "batch_size", "tile", "device", "seed"))
+    unlabelled_files = [] if args.no_unlabelled else lonely
+    if args.unlabelled and not args.no_unlabelled:
+        unlabelled_files += unlabelled_images(args.unlabelled)
+    unlabelled, u_sizes = read_unlabelled(unlabelled_files, args.pixel_size)
+    options = ("steps", "batch_size", "tile", "device", "seed", "max_seconds", "patience")
     config = SegmenterConfig(
         dense_masks=args.dense_masks,
         freeze_encoder=args.freeze_encoder,
+        semi_supervised=not args.no_unlabelled,
         working_pixel_size_nm=args.working_pixel_size,
         working_downsample=args.working_downsample,
         ignore_scale_bar=not args.no_ignore_scale_bar,
-        **given,
+        **given_options(args, options),
     )
-    print(f"training a segmenter on {len(images)} image(s) with masks, {config.steps} steps")
+    print(
+        f"training a segmenter on {len(images)} image(s) with masks and {len(unlabelled)} "
+        f"without, at most {config.steps} steps and {config.max_seconds} s"
+    )
     stop = threading.Event()
-    events = train_segmenter(args.encoder, images, masks, args.out, sizes, names, config, stop)
+    events = train_segmenter(
+        args.encoder, images, masks, args.out, sizes, names, config, stop, unlabelled, u_sizes
+    )
     with output_lock(args.out):  # a second run on the same --out is refused
         return run_job(events, stop)
 
 
-def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) file pairs with the same stem; says which files found no partner."""
+def match_masks(images_dir: Path, masks_dir: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(image, mask) file pairs with the same stem, and the images without a mask."""
     from napari_nanowire.core.errors import NanowireError
     from napari_nanowire.core.io import image_files
 
@@ -104,10 +142,30 @@ def match_masks(images_dir: Path, masks_dir: Path) -> list[tuple[Path, Path]]:
             f"{images_dir}: name each mask like its image, e.g. images/a.tif and masks/a.tif."
         )
     if lonely_images:
-        print(f"images without a mask (not used): {', '.join(lonely_images)}")
+        print(f"images without a mask (unlabelled): {', '.join(lonely_images)}")
     if lonely_masks:
         print(f"masks without an image (not used): {', '.join(lonely_masks)}")
-    return pairs
+    return pairs, [images[s] for s in lonely_images]
+
+
+def unlabelled_images(folder: Path) -> list[Path]:
+    """The image files of the --unlabelled folder."""
+    from napari_nanowire.core.errors import NanowireError
+    from napari_nanowire.core.io import image_files
+
+    if not folder.is_dir():
+        raise NanowireError(f"--unlabelled {folder} is not a folder; pass a folder of images.")
+    return image_files(folder)
+
+
+def read_unlabelled(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:
+    """The 2D frames of images without masks, and their pixel sizes."""
+    import numpy as np
+
+    from napari_nanowire.core.io import file_frames
+
+    found = list(file_frames(paths, pixel_size_nm)) if paths else []
+    return [np.asarray(f.frame) for f in found], [f.pixel_size_nm for f in found]
 
 
 def read_pairs(

@@ -55,16 +55,21 @@ def slices_job(
     targets: list,
     out: Path,
     px: float | None,
+    unlabelled: list[int] | None = None,
     **settings,
 ) -> Job:
     """A job running a core trainer (classifier or segmenter) on the slices ``picked``.
 
-    The slices are read in the worker thread; ``targets`` are their labels or masks.
+    The slices are read in the worker thread; ``targets`` are their labels or masks. The
+    slices ``unlabelled`` (segmenter only) are passed as unlabelled frames.
     """
 
     def job(stop):
         images = as_stack(data, picked)
         sizes = [px] * len(picked)
+        if unlabelled:
+            settings["unlabelled"] = as_stack(data, unlabelled)
+            settings["unlabelled_pixel_sizes_nm"] = [px] * len(unlabelled)
         return (
             yield from train(
                 base, images, targets, out, pixel_sizes_nm=sizes, stop=stop, **settings
@@ -304,8 +309,18 @@ class TrainWidget(QWidget):
         )
 
         targets = [masks[i] for i in picked]
+        others = [i for i in range(len(masks)) if i not in picked]
         return slices_job(
-            train_segmenter, base, data, picked, targets, out, px, class_names=names, config=config
+            train_segmenter,
+            base,
+            data,
+            picked,
+            targets,
+            out,
+            px,
+            others,
+            class_names=names,
+            config=config,
         )
 
     def _out(self, kind: str) -> Path:

@@ -4,8 +4,9 @@ Training masks follow the project convention: 0 = not labelled (no loss, no grad
 1 = background, 2.. = foreground classes; with ``dense_masks`` 0 = background, 1.. = classes.
 Internally targets are class indices (0 = background) with -1 for unlabelled pixels, which is
 also what predicted masks hold (0 = background, k = foreground class k). The loss is
-cross-entropy plus soft Dice, both over labelled pixels only. Prediction slides overlapping
-tiles over the image with smooth blending (:mod:`.tiling`), strip by strip.
+class-weighted cross-entropy plus soft Dice over labelled pixels, on augmented crops
+(:mod:`.seg_augment`), plus FixMatch consistency on unlabelled frames. Training is judged on
+held-out labels and stops when they stop improving (:mod:`.seg_validation`) or at a time cap.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,10 @@ from ..progress import Progress, Rate, stop_requested
 from .classify import class_weights
 from .features import add_head, encoder_from, freeze_batchnorm, random_crop
 from .postprocess import default_postprocess
-from .scale import default_tile, default_working_scale, to_working
+from .scale import WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
+from .seg_augment import augment_labelled, consistency_loss, strong_view
+from .seg_validation import EarlyStop, Split, holdout_split, iou_dice
 from .unet import UNet, UNetDecoder, predict_classes
 
 JOB = "segmenter"
@@ -42,7 +45,8 @@ JOB = "segmenter"
 class SegmenterConfig:
     """Settings of a segmenter training run (recorded in the model file)."""
 
-    steps: int = 400
+    steps: int = 2000
+    """Most training steps; validation (``patience``) or ``max_seconds`` usually stop sooner."""
     batch_size: int = 8
     tile: int | None = None
     """Training crop and prediction tile in working pixels (a multiple of 32); default from
@@ -64,6 +68,24 @@ class SegmenterConfig:
     """Original pixels per working pixel; default from the data (:mod:`.scale`)."""
     ignore_scale_bar: bool = True
     """Treat burned-in scale bars and databars as not labelled (:mod:`.scalebar`)."""
+    augment: bool = True
+    """Scale jitter and photometric changes on the labelled crops (flips/rotations always)."""
+    scale_jitter: tuple[float, float] = (0.8, 1.25)
+    validation: bool = True
+    """Hold labels out (see :mod:`.seg_validation`), stop on them and keep the best weights."""
+    validate_every: int = 25
+    patience: int = 6
+    """Validation checks without improvement before stopping; 0 runs all ``steps``."""
+    max_seconds: float | None = 90.0
+    """Hard cap on the training loop's time (3 frames at defaults: under 2 min in all)."""
+    semi_supervised: bool = True
+    """FixMatch consistency on the unlabelled frames, when any are given."""
+    unlabelled_batch: int = 4
+    confidence: float = 0.9
+    """Pseudo-labels only where the weak view's top probability reaches this."""
+    unlabelled_weight: float = 1.0
+    rampup_steps: int = 50
+    """The consistency weight grows linearly to ``unlabelled_weight`` over these steps."""
 
 
 def segmentation_loss(
@@ -89,25 +111,6 @@ def segmentation_loss(
     return ce + dice_weight * dice.mean()
 
 
-def iou_dice(
-    pred: np.ndarray, truth: np.ndarray, n_classes: int, valid: np.ndarray | None = None
-) -> tuple[float, float]:
-    """Mean IoU and Dice over foreground classes 1..n_classes-1 (only where ``valid``).
-
-    Classes absent from both prediction and truth are skipped; (nan, nan) if all are.
-    """
-    if valid is not None:
-        pred, truth = pred[valid], truth[valid]
-    ious, dices = [], []
-    for c in range(1, n_classes):
-        p, t = pred == c, truth == c
-        inter, union = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
-        if union:
-            ious.append(inter / union)
-            dices.append(2 * inter / (p.sum() + t.sum()))
-    return (float(np.mean(ious)), float(np.mean(dices))) if ious else (np.nan, np.nan)
-
-
 def check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> None:
     """Refuse missing data or a mask whose shape differs from its image's."""
     if not images:
@@ -116,6 +119,34 @@ def check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> No
         raise ValueError(f"{len(images)} images but {len(masks)} masks.")
     for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
         check_shape(np.shape(mask), np.shape(image), f"Mask {i}", "its image")
+
+
+def working_frames(
+    images: Sequence[np.ndarray],
+    pixel_sizes_nm: Sequence[float | None],
+    working: WorkingScale,
+    masks: Sequence[np.ndarray] | None = None,
+    dense: bool = False,
+    ignore_scale_bar: bool = False,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images (and masks as targets) brought to the working scale (:mod:`.scale`).
+
+    The one place training applies the working scale: everything after it takes prepared
+    frames. With ``ignore_scale_bar``, burned-in scale bars and databars count as not
+    labelled. Without ``masks`` the second list is empty.
+    """
+    prepared, targets = [], []
+    for i, (image, px) in enumerate(zip(images, pixel_sizes_nm, strict=True)):
+        target = None
+        if masks is not None:
+            target = class_targets(masks[i], dense)
+            if ignore_scale_bar:
+                target[find_annotations(image)[0]] = IGNORE
+        image, target = to_working(image, target, px, working, unlabelled=IGNORE)
+        prepared.append(image)
+        if target is not None:
+            targets.append(target)
+    return prepared, targets
 
 
 def train_segmenter(
@@ -127,13 +158,18 @@ def train_segmenter(
     class_names: Sequence[str] | None = None,
     config: SegmenterConfig | None = None,
     stop: threading.Event | None = None,
+    unlabelled: Sequence[np.ndarray] = (),
+    unlabelled_pixel_sizes_nm: Sequence[float | None] | None = None,
 ) -> Iterator[Progress]:
     """Train a U-Net on ``base``'s encoder from images and masks; write it to ``out``.
 
     ``class_names`` names the foreground classes (mask values 2.., or 1.. when dense); by
     default "foreground" or "class_1", "class_2", ... A classifier head in ``base`` is kept
-    only with ``freeze_encoder``. The last event has ``done=True`` and the training IoU/Dice
-    over labelled pixels; a stop request saves the model trained so far.
+    only with ``freeze_encoder``. ``unlabelled`` frames (no masks) feed the semi-supervised
+    consistency loss (:mod:`.seg_augment`) when ``config.semi_supervised``. Labels are held
+    out for validation (:mod:`.seg_validation`): events carry ``val_iou`` when measured, and
+    the last event (``done=True``) the validation and training IoU/Dice of the best weights,
+    which are what is saved. A stop request saves the model trained so far.
     """
     config = config or SegmenterConfig()
     if config.tile is not None and config.tile % 32:
@@ -153,15 +189,10 @@ def train_segmenter(
         config.working_pixel_size_nm,
         config.working_downsample,
     )
-    prepared, targets = [], []
-    for image, mask, px in zip(images, masks, sizes, strict=True):
-        target = class_targets(mask, config.dense_masks)
-        if config.ignore_scale_bar:
-            target[find_annotations(image)[0]] = IGNORE
-        image, target = to_working(image, target, px, working, unlabelled=IGNORE)
-        prepared.append(image)
-        targets.append(target)
-    tile = config.tile or default_tile([p.shape for p in prepared])
+    prepared, targets = working_frames(
+        images, sizes, working, masks, config.dense_masks, config.ignore_scale_bar
+    )
+    config = replace(config, tile=config.tile or default_tile([p.shape for p in prepared]))
     labelled = np.concatenate([t[t >= 0] for t in targets])
     if labelled.size == 0:
         raise NanowireError("The masks hold no labelled pixels: paint background and objects.")
@@ -171,58 +202,39 @@ def train_segmenter(
         raise NanowireError(
             "The masks label only one class: paint both background and at least one object class."
         )
+    split = holdout_split(targets, config.seed) if config.validation else None
+    split = split or Split(list(targets), None, None, False, "off")
+    pool: list[np.ndarray] = []
+    if config.semi_supervised and len(unlabelled):
+        u_sizes = unlabelled_pixel_sizes_nm or [None] * len(unlabelled)
+        pool = working_frames(unlabelled, u_sizes, working)[0]
+        pool += [
+            p for i, p in enumerate(prepared) if not split.held_out_image or i != split.val_image
+        ]
 
     torch.manual_seed(config.seed)
     decoder = UNetDecoder(encoder.stage_channels, len(names))
     net = UNet(encoder, decoder).to(device)
-    weights = class_weights(labelled, len(names)).to(device)
-    groups = [{"params": decoder.parameters(), "lr": config.lr}]
-    if config.freeze_encoder:
-        encoder.requires_grad_(False)
-    else:
-        groups.append({"params": encoder.parameters(), "lr": config.lr * config.encoder_lr_factor})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(config.steps, 1))
-    rng = np.random.default_rng(config.seed)
-    usable = [i for i, t in enumerate(targets) if (t >= 0).any()]
-    anchors = [np.flatnonzero(t >= 0) if (t < 0).any() else None for t in targets]
-    history: list[float] = []
-    rate = Rate(config.steps)
+    trained = np.concatenate([t[t >= 0] for t in split.train_targets])
+    weights = class_weights(trained, len(names)).to(device)
     start = time.perf_counter()
-    for step in range(config.steps):
-        if stop_requested(stop):
-            break
-        net.train()
-        freeze_batchnorm(encoder)
-        crops = [
-            random_crop(rng, prepared[i], tile, targets[i], anchors[i], IGNORE)
-            for i in rng.choice(usable, size=config.batch_size)
-        ]
-        x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
-        y = torch.from_numpy(np.stack([t for _, t in crops])).to(device)
-        loss = segmentation_loss(net(x), y, weights, config.dice_weight)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.append(loss.item())
-        speed, eta = rate.update(config.batch_size)
-        yield Progress(JOB, step + 1, config.steps, loss=history[-1], images_per_s=speed, eta_s=eta)
+    fit = yield from _fit(net, prepared, split, pool, weights, config, device, stop)
     encoder.requires_grad_(True)
 
-    overlap = config.overlap if config.overlap is not None else tile // 4
-    preds = [predict_classes(net, p, tile, overlap, device) for p in prepared]
-    valid = np.concatenate([(t >= 0).ravel() for t in targets])
-    iou, dice = iou_dice(
+    overlap = config.overlap if config.overlap is not None else config.tile // 4
+    metrics = dict(fit.pop("metrics"))
+    train_images = [i for i, t in enumerate(split.train_targets) if (t >= 0).any()]
+    preds = [predict_classes(net, prepared[i], config.tile, overlap, device) for i in train_images]
+    truth = [split.train_targets[i] for i in train_images]
+    metrics["train_iou"], metrics["train_dice"] = iou_dice(
         np.concatenate([p.ravel() for p in preds]),
-        np.concatenate([t.ravel() for t in targets]),
+        np.concatenate([t.ravel() for t in truth]),
         len(names),
-        valid,
+        np.concatenate([(t >= 0).ravel() for t in truth]),
     )
-    metrics = {"train_iou": iou, "train_dice": dice}
     head_meta = SegmenterMeta(
         settings=asdict(config),
-        tile=tile,
+        tile=config.tile,
         overlap=overlap,
         working=working.to_meta(),
         postprocess=default_postprocess(working, median_known(sizes)).to_meta(),
@@ -231,9 +243,14 @@ def train_segmenter(
         n_images=len(images),
         labelled_pixels=int(labelled.size),
         metrics=metrics,
-        history=history,
+        history=fit.pop("history"),
         stopped_early=stop_requested(stop),
         train_seconds=time.perf_counter() - start,
+        extra={
+            "n_unlabelled": len(unlabelled) if pool else 0,
+            "validation": split.description,
+            **fit,
+        },
     )
     result, dropped = add_head(
         model, encoder, JOB, decoder, names, head_meta, encoder_changed=not config.freeze_encoder
@@ -243,12 +260,123 @@ def train_segmenter(
     note = f"; dropped the {', '.join(dropped)} head (encoder changed)" if dropped else ""
     yield Progress(
         JOB,
-        len(history),
+        fit["steps_run"],
         config.steps,
         metrics=metrics,
-        message=f"saved {out}{note}",
+        message=f"{fit['stop_reason']}; saved {out}{note}",
         done=True,
     )
+
+
+def _fit(
+    net: UNet,
+    frames: list[np.ndarray],
+    split: Split,
+    pool: list[np.ndarray],
+    weights: torch.Tensor,
+    config: SegmenterConfig,
+    device: torch.device,
+    stop: threading.Event | None,
+) -> Generator[Progress, None, dict]:
+    """The training loop: supervised (+ FixMatch) steps, validation, early stop, time cap.
+
+    Yields a Progress per step; returns what the model file records about the run. The net
+    ends with the weights that scored best on validation (the last ones without validation).
+    """
+    encoder = net.encoder
+    groups = [{"params": net.decoder.parameters(), "lr": config.lr}]
+    if config.freeze_encoder:
+        encoder.requires_grad_(False)
+    else:
+        groups.append({"params": encoder.parameters(), "lr": config.lr * config.encoder_lr_factor})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.5, patience=max(config.patience // 2, 1)
+    )
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    targets = split.train_targets
+    usable = [i for i, t in enumerate(targets) if (t >= 0).any()]
+    anchors = [np.flatnonzero(t >= 0) if (t < 0).any() else None for t in targets]
+    overlap = config.overlap if config.overlap is not None else config.tile // 4
+    early = EarlyStop(config.patience)
+    n_classes = len(weights)
+    history: list[float] = []
+    val_history: list[list[float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    rate = Rate(config.steps)
+    start = time.perf_counter()
+    reason = "max steps"
+    for step in range(1, config.steps + 1):
+        if stop_requested(stop):
+            reason = "stopped"
+            break
+        net.train()
+        freeze_batchnorm(encoder)
+        crops = [
+            random_crop(rng, frames[i], config.tile, targets[i], anchors[i], IGNORE)
+            for i in rng.choice(usable, size=config.batch_size)
+        ]
+        x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
+        y = torch.from_numpy(np.stack([t for _, t in crops])).to(device)
+        if config.augment:
+            x, y = augment_labelled(x, y, generator, config.scale_jitter)
+        if pool:
+            picks = rng.integers(len(pool), size=config.unlabelled_batch)
+            weak = np.stack([random_crop(rng, pool[j], config.tile)[0] for j in picks])
+            weak = torch.from_numpy(weak[:, None]).to(device)
+            with torch.no_grad():
+                weak_probs = torch.softmax(net(weak), 1)
+            logits = net(torch.cat([x, strong_view(weak, generator)]))
+            ramp = config.unlabelled_weight * min(1.0, step / max(config.rampup_steps, 1))
+            loss = segmentation_loss(logits[: len(x)], y, weights, config.dice_weight)
+            loss = loss + ramp * consistency_loss(logits[len(x) :], weak_probs, config.confidence)
+        else:
+            loss = segmentation_loss(net(x), y, weights, config.dice_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+        metrics, message = {}, ""
+        if split.val_image is not None and step % config.validate_every == 0:
+            pred = predict_classes(net, frames[split.val_image], config.tile, overlap, device)
+            iou, dice = iou_dice(pred, split.val_targets, n_classes, split.val_targets >= 0)
+            val_history.append([step, iou, dice])
+            if early.update(step, iou):
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            plateau.step(0.0 if np.isnan(iou) else iou)
+            metrics = {"val_iou": iou}
+            message = f"validation IoU {iou:.3f} (best {early.best:.3f} at step {early.best_step})"
+        speed, eta = rate.update(config.batch_size)
+        yield Progress(
+            JOB,
+            step,
+            config.steps,
+            loss=history[-1],
+            images_per_s=speed,
+            eta_s=eta,
+            metrics=metrics,
+            message=message,
+        )
+        if early.done:
+            reason = f"validation IoU did not improve for {config.patience} checks"
+            break
+        if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            reason = f"time cap of {config.max_seconds:g} s"
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    best = [row for row in val_history if row[0] == early.best_step]
+    metrics = {"val_iou": best[0][1], "val_dice": best[0][2]} if best else {}
+    return {
+        "metrics": metrics,
+        "history": history,
+        "val_history": val_history,
+        "best_step": early.best_step if best else len(history),
+        "steps_run": len(history),
+        "stop_reason": reason,
+        "fit_seconds": time.perf_counter() - start,
+    }
 
 
 def _mask_class_names(names: Sequence[str] | None, n_found: int) -> list[str]:
