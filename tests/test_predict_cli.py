@@ -243,8 +243,8 @@ def test_train_segmenter_uses_images_without_masks_as_unlabelled(dataset, tmp_pa
     assert main([*args, "--unlabelled", str(tmp_path / "more")]) == 0  # + a 2-frame stack
     assert load_model(tmp_path / "s.nwmodel").meta.segmenter.extra["n_unlabelled"] == 3
     assert main([*args, "--unlabelled", str(tmp_path / "more"), "--no-unlabelled"]) == 0
-    meta = load_model(tmp_path / "s.nwmodel").meta["segmenter"]
-    assert meta["n_unlabelled"] == 0 and meta["settings"]["semi_supervised"] is False
+    meta = load_model(tmp_path / "s.nwmodel").meta.segmenter
+    assert meta.extra["n_unlabelled"] == 0 and meta.settings["semi_supervised"] is False
     capsys.readouterr()
     assert "not a folder" in run_error([*args, "--unlabelled", str(tmp_path / "no")], capsys)
 
