@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from torch import nn
 from torch.nn import functional as F
 
@@ -27,6 +28,7 @@ from ..model.encoders import Encoder
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
+from .calibrate import calibration_report, held_out_logits
 from .features import (
     add_head,
     encoder_from,
@@ -113,32 +115,35 @@ def fit_linear_head(
     return head.eval(), history
 
 
-def stratified_folds(targets: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
-    """A fold number per sample, each class spread evenly over the folds."""
-    rng = np.random.default_rng(seed)
-    fold = np.zeros(len(targets), int)
-    for c in np.unique(targets):
-        idx = rng.permutation(np.flatnonzero(targets == c))
-        fold[idx] = np.arange(len(idx)) % folds
-    return fold
+def head_logits(head: LinearHead, features: np.ndarray) -> np.ndarray:
+    """(N, n_classes) logits of a fitted head on (N, D) features."""
+    with torch.no_grad():
+        return head.cpu()(torch.as_tensor(features, dtype=torch.float32)).numpy()
+
+
+def cross_validate(features: np.ndarray, targets: np.ndarray, n_classes: int, **fit_kwargs) -> dict:
+    """Held-out accuracy and temperature of the linear head (see :mod:`.calibrate`).
+
+    Empty when no class has two labelled images: then nothing can be held out, the accuracy
+    is unknown and the temperature stays 1.
+    """
+
+    def fit(x: np.ndarray, y: np.ndarray):
+        head, _ = fit_linear_head(x, y, n_classes, **fit_kwargs)
+        return lambda z: head_logits(head, z)
+
+    held = held_out_logits(features, targets, fit)
+    if held is None:
+        return {}
+    logits, index = held
+    return calibration_report(logits, targets[index])
 
 
 def cross_val_accuracy(
-    features: np.ndarray, targets: np.ndarray, n_classes: int, folds: int = 5, **fit_kwargs
+    features: np.ndarray, targets: np.ndarray, n_classes: int, **fit_kwargs
 ) -> float | None:
-    """Stratified k-fold accuracy of the linear head; None with fewer than 2 images a class."""
-    folds = min(folds, int(np.bincount(targets, minlength=n_classes).min()))
-    if folds < 2:
-        return None
-    fold = stratified_folds(targets, folds)
-    correct = 0
-    for k in range(folds):
-        train, test = fold != k, fold == k
-        head, _ = fit_linear_head(features[train], targets[train], n_classes, **fit_kwargs)
-        with torch.no_grad():
-            pred = head(torch.as_tensor(features[test])).argmax(1).numpy()
-        correct += int((pred == targets[test]).sum())
-    return correct / len(targets)
+    """Held-out accuracy of the linear head; None when no class has two labelled images."""
+    return cross_validate(features, targets, n_classes, **fit_kwargs).get("cv_accuracy")
 
 
 def class_probabilities(
@@ -148,11 +153,12 @@ def class_probabilities(
     tile: int,
     max_tiles: int,
     device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """(N, n_classes) class probabilities of prepared images."""
+    temperature: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, n_classes) class probabilities of prepared images (logits / ``temperature``), and
+    the (N, D) features they came from."""
     feats = pooled_features(encoder, images, tile, max_tiles, device=device)
-    with torch.no_grad():
-        return torch.softmax(head.cpu()(torch.as_tensor(feats)), 1).numpy()
+    return softmax(head_logits(head, feats) / temperature, 1), feats
 
 
 def feature_zoom(meta: dict, tile: int) -> float:
@@ -293,8 +299,7 @@ def train_classifier(
 
     fit = {"epochs": config.epochs, "lr": config.lr, "weight_decay": config.weight_decay}
     head, history = fit_linear_head(features, targets, len(class_names), seed=config.seed, **fit)
-    cv = cross_val_accuracy(features, targets, len(class_names), **fit)
-    metrics = {"cv_accuracy": cv} if cv is not None else {}
+    metrics = cross_validate(features, targets, len(class_names), seed=config.seed, **fit)
     yield Progress(JOB, n, total, metrics=dict(metrics), message="linear head fitted")
     for event in _fine_tune(encoder, head, prepared, targets, config, tile, device, stop, n):
         history.append(event.loss)
@@ -312,6 +317,7 @@ def train_classifier(
         "max_tiles": config.max_tiles,
         "n_images": len(images),
         "class_counts": np.bincount(targets, minlength=len(class_names)).tolist(),
+        "temperature": metrics.get("temperature", 1.0),
         "metrics": metrics,
         "history": history,
         "stopped_early": stopped,
