@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, metavar="N", help="linear head steps (default 300)")
     p.add_argument("--fine-tune-epochs", type=int, metavar="N", help="fine-tune passes (20)")
     p.add_argument("--tile", type=int, metavar="PX", help="feature tile (default: encoder's)")
+    p.add_argument(
+        "--working-size",
+        type=int,
+        metavar="PX",
+        help="long side images without a pixel size are resized to (default 4 tiles); "
+        "images of any size can be mixed",
+    )
     add_common_options(p)
     p.set_defaults(func=run)
 
@@ -58,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     table = read_label_table(args.labels)
     root = args.images_root or args.labels.parent
     images, sizes = read_labelled_images([root / p for p in table["image"]], args.pixel_size)
-    given = given_options(args, ("epochs", "fine_tune_epochs", "tile", "device", "seed"))
+    given = given_options(
+        args, ("epochs", "fine_tune_epochs", "tile", "working_size", "device", "seed")
+    )
     config = ClassifierConfig(fine_tune=args.fine_tune, **given)
     counts = table["label"].value_counts().sort_index()
     print(
@@ -91,20 +100,21 @@ def describe_confidence(metrics: dict) -> str:
 
 
 def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:
-    """The 2D image and pixel size of each file; a stack is refused (one label per image)."""
+    """The 2D image and pixel size of each file, sizes free to differ; a stack is refused
+    (one label per image)."""
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError
-    from napari_nanowire.core.io import read_image
+    from napari_nanowire.core.io import read_series
 
     images, sizes = [], []
     for path in paths:
-        data = read_image(path, pixel_size_nm)
-        if data.data.ndim != 2:
+        series = read_series([path], pixel_size_nm)
+        if len(series) != 1:
             raise NanowireError(
-                f"{path} is a stack of {data.data.shape[0]} images, but a labels table gives "
+                f"{path} is a stack of {len(series)} images, but a labels table gives "
                 "one label per file; save the images as separate files and label each."
             )
-        images.append(np.asarray(data.data))
-        sizes.append(data.pixel_size_nm)
+        images.append(np.asarray(series[0].data))
+        sizes.append(series[0].pixel_size_nm)
     return images, sizes

@@ -59,6 +59,8 @@ class ClassifierConfig:
     """Tile size in pixels for features; default the encoder's pretraining image size."""
     max_tiles: int = 16
     """Tiles per image whose features are averaged (spread evenly over larger images)."""
+    working_size: int | None = None
+    """Long side in px that images without a pixel size are resized to; default 4 tiles."""
     device: str = "auto"
     seed: int = 0
 
@@ -172,6 +174,26 @@ def feature_zoom(meta: dict, tile: int) -> float:
     return float(tile) / float(side) if side else 1.0
 
 
+def classifier_input(
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    model_pixel_size_nm: float | None,
+    zoom: float,
+    working_size: int | None,
+) -> np.ndarray:
+    """An image as the classifier sees it, whatever its size (see :func:`prepare_image`).
+
+    With both pixel sizes known, the image is rescaled to the model's pixel size times
+    ``zoom``, so structures keep their size in nm. Otherwise it is resized so its long side is
+    ``working_size`` px: a folder of uncalibrated images of different sizes (typical of PNG
+    exports) then shows each field of view at one common working scale. ``working_size`` None
+    keeps the older rule (``zoom`` alone), for model files that predate it.
+    """
+    if (pixel_size_nm and model_pixel_size_nm) or working_size is None:
+        return prepare_image(image, pixel_size_nm, model_pixel_size_nm, zoom)
+    return prepare_image(image, zoom=working_size / max(np.shape(image)))
+
+
 def check_labels(labels: Sequence[str]) -> list[str]:
     """The sorted class names; refuses empty labels or a single class, saying what to add."""
     names = sorted({str(label) for label in labels})
@@ -281,6 +303,7 @@ def train_classifier(
     model_px = model.meta.get("pixel_size_nm") or median_known(sizes)
     tile = int(config.tile or model.meta.get("image_size") or 64)
     zoom = feature_zoom(model.meta, tile)
+    working = int(config.working_size or 4 * tile)
     start = time.perf_counter()
 
     n = len(images)
@@ -291,7 +314,7 @@ def train_classifier(
         if stop_requested(stop):
             yield Progress(JOB, i, total, message="stopped; nothing saved", done=True)
             return
-        prepared.append(prepare_image(image, px, model_px, zoom))
+        prepared.append(classifier_input(image, px, model_px, zoom, working))
         feats.append(pooled_features(encoder, prepared[-1:], tile, config.max_tiles, device=device))
         speed, eta = rate.update(1)
         yield Progress(JOB, i + 1, total, images_per_s=speed, eta_s=eta)
@@ -314,6 +337,7 @@ def train_classifier(
         "settings": asdict(config),
         "tile": tile,
         "zoom": zoom,
+        "working_size": working,
         "max_tiles": config.max_tiles,
         "n_images": len(images),
         "class_counts": np.bincount(targets, minlength=len(class_names)).tolist(),

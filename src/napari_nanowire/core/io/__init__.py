@@ -10,6 +10,7 @@ from .reading import (
     input_files,
     read_image,
     read_images,
+    read_series,
 )
 from .writers import (
     TiffFrameWriter,
@@ -34,6 +35,7 @@ __all__ = [
     "pixel_size_from_units",
     "read_image",
     "read_images",
+    "read_series",
     "tiff_frame_writer",
     "write_bytes_atomic",
     "write_csv",

@@ -44,7 +44,7 @@ from skimage.transform import resize
 
 from ..devices import resolve_device
 from ..errors import NanowireError
-from ..heads.classify import LinearHead, class_probabilities
+from ..heads.classify import LinearHead, class_probabilities, classifier_input
 from ..heads.features import encoder_from, model_heads, prepare_image, resize_labels
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames, read_image, tiff_frame_writer, write_csv
@@ -203,7 +203,13 @@ class Predictor:
         settings = self.meta["classifier"]
         sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
         prepared = [
-            prepare_image(image, px, self.pixel_size_nm, settings.get("zoom", 1.0))
+            classifier_input(
+                image,
+                px,
+                self.pixel_size_nm,
+                settings.get("zoom", 1.0),
+                settings.get("working_size"),
+            )
             for image, px in zip(images, sizes, strict=True)
         ]
         probs, feats = class_probabilities(
