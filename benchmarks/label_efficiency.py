@@ -221,7 +221,7 @@ def classification(features: dict[str, tuple[np.ndarray, np.ndarray]], pool_y, t
                 ]
             )
             for method, (pool_f, test_f) in features.items():
-                head, _ = fit_linear_head(pool_f[picked], pool_y[picked], len(CLASSES), seed=split)
+                head, _ = fit_linear_head(pool_f[picked], pool_y[picked], len(CLASSES))
                 with torch.no_grad():
                     pred = head(torch.as_tensor(test_f)).argmax(1).numpy()
                 accuracy = float((pred == test_y).mean())

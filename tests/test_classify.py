@@ -56,6 +56,7 @@ def pretrained(tmp_path_factory):
     return out, pool
 
 
+@pytest.mark.slow
 def test_linear_classifier_on_pretrained_encoder_beats_chance(pretrained, tmp_path):
     encoder, pool = pretrained
     labelled = [i for i in pool if int(i.name[-3:]) < 8]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from napari_nanowire.cli.main import main
@@ -34,6 +35,7 @@ def test_read_series_gives_one_item_per_image_of_any_size(tmp_path):
     assert read_series([tmp_path / "a.png"], 2.0)[0].pixel_size_nm == 2.0
 
 
+@pytest.mark.slow
 def test_train_and_predict_a_folder_of_mixed_sizes_without_calibration(tmp_path, capsys):
     # Synthetic images saved as 8-bit PNGs (no calibration), cropped or enlarged to four
     # different sizes, as a folder of exported micrographs would be.

@@ -44,7 +44,13 @@ from skimage.transform import resize
 
 from ..devices import resolve_device
 from ..errors import NanowireError
-from ..heads.classify import LinearHead, class_probabilities, classifier_input
+from ..heads.classify import (
+    LinearHead,
+    class_probabilities,
+    classifier_input,
+    image_features,
+    measured_features,
+)
 from ..heads.features import encoder_from, model_heads, prepare_image, resize_labels
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames, read_image, tiff_frame_writer, write_csv
@@ -202,25 +208,29 @@ class Predictor:
         self.require("classifier")
         settings = self.meta["classifier"]
         sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
+        working = settings.get("working_size")
         prepared = [
-            classifier_input(
-                image,
-                px,
-                self.pixel_size_nm,
-                settings.get("zoom", 1.0),
-                settings.get("working_size"),
-            )
+            classifier_input(image, px, self.pixel_size_nm, settings.get("zoom", 1.0), working)
             for image, px in zip(images, sizes, strict=True)
         ]
-        probs, feats = class_probabilities(
+        measured = None
+        if settings.get("measurements"):
+            self.require("segmenter")
+            segment = lambda image, px: self.segment(image, px).mask  # noqa: E731
+            measured = [
+                measured_features(segment, image, px, working)
+                for image, px in zip(images, sizes, strict=True)
+            ]
+        feats = image_features(
             self.encoder,
-            self.head,
             prepared,
             settings["tile"],
             settings["max_tiles"],
+            settings.get("scales", [1.0]),
             self.device,
-            settings.get("temperature", 1.0),
+            measured,
         )
+        probs = class_probabilities(self.head, feats, settings.get("temperature", 1.0))
         return ClassPrediction(self.class_names, probs, feats)
 
     def segment(
