@@ -37,23 +37,16 @@ import pandas as pd
 import torch
 from scipy import ndimage
 from skimage.draw import line
-from skimage.feature import (
-    graycomatrix,
-    graycoprops,
-    local_binary_pattern,
-    structure_tensor,
-    structure_tensor_eigenvalues,
-)
-from skimage.filters import threshold_otsu
 from skimage.morphology import skeletonize
 
 from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
-from napari_nanowire.core.heads.classify import feature_zoom, fit_linear_head
+from napari_nanowire.core.heads.classify import feature_zoom
 from napari_nanowire.core.heads.features import pooled_features, prepare_image
+from napari_nanowire.core.heads.linear import fit_linear_head
+from napari_nanowire.core.heads.morph_features import image_descriptors
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
 from napari_nanowire.core.model.modelfile import load_model, save_model
-from napari_nanowire.core.model.preprocess import normalize
 from napari_nanowire.core.predict.predictor import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
@@ -163,46 +156,6 @@ def encoder_features(path: Path, items, s: Settings) -> np.ndarray:
 
 
 # --- classical baseline ----------------------------------------------------------------------
-
-
-def classical_features(image: np.ndarray) -> np.ndarray:
-    """Hand-made descriptors of one image: intensity, GLCM, LBP, orientation, dark-phase shape."""
-    norm = normalize(image)
-    percentiles = np.percentile(norm, [1, 5, 25, 50, 75, 95, 99])
-    levels = 32
-    quant = np.clip((norm - norm.min()) / (np.ptp(norm) + 1e-9) * levels, 0, levels - 1)
-    glcm = graycomatrix(
-        quant.astype(np.uint8),
-        [1, 3, 6],
-        [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
-        levels,
-        symmetric=True,
-        normed=True,
-    )
-    texture = []
-    for prop in ("contrast", "homogeneity", "energy", "correlation"):
-        values = graycoprops(glcm, prop)  # (distances, angles)
-        texture += [*values.mean(1), *(values.max(1) - values.min(1))]
-    lbp = []
-    for radius in (1, 3):
-        codes = local_binary_pattern(quant.astype(np.uint8), 8, radius, method="uniform")
-        lbp += list(np.bincount(codes.astype(int).ravel(), minlength=10)[:10] / codes.size)
-    a_rr, a_rc, a_cc = structure_tensor(norm, sigma=2.0, order="rc")
-    l1, l2 = structure_tensor_eigenvalues([a_rr, a_rc, a_cc])
-    energy = l1 + l2 + 1e-9
-    coherence = float(((l1 - l2) / energy).mean())
-    doubled = (a_cc - a_rr + 2j * a_rc).sum() / energy.sum()  # nematic order of gradients
-    dark = norm < threshold_otsu(norm)
-    labels, n = ndimage.label(dark)
-    sizes = np.bincount(labels.ravel())[1:] if n else np.array([0])
-    spans = ndimage.find_objects(labels)
-    largest = int(np.argmax(sizes)) if n else 0
-    span_x = (spans[largest][1].stop - spans[largest][1].start) / dark.shape[1] if n else 0.0
-    span_y = (spans[largest][0].stop - spans[largest][0].start) / dark.shape[0] if n else 0.0
-    shape = [dark.mean(), n / dark.size * 1e3, sizes.max() / dark.size, max(span_x, span_y)]
-    return np.array(
-        [*percentiles, *texture, *lbp, coherence, abs(doubled), *shape], dtype=np.float32
-    )
 
 
 # --- classification --------------------------------------------------------------------------
@@ -434,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
             for m in ("simclr", "barlow", "random")
         }
         features["classical"] = tuple(
-            np.stack([classical_features(i.image) for i in items]) for items in (pool, test)
+            np.stack([image_descriptors(i.image) for i in items]) for items in (pool, test)
         )
         cls = classification(features, pool_y, test_y, s)
         times["classification"] = time.perf_counter() - mark

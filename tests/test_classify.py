@@ -20,13 +20,11 @@ from napari_nanowire.core.heads.calibrate import (
 from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     check_labels,
-    cross_val_accuracy,
     feature_zoom,
-    fit_linear_head,
-    head_logits,
     train_classifier,
 )
 from napari_nanowire.core.heads.features import add_head, tile_grid
+from napari_nanowire.core.heads.linear import cross_val_accuracy, fit_linear_head, head_logits
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.modelfile import ModelFile, load_model
 from napari_nanowire.core.predict.predictor import Predictor, entropy, label_next, margin

@@ -9,7 +9,7 @@ import torch
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
-from napari_nanowire.core.heads.morph_features import MORPH_NAMES, mask_features
+from napari_nanowire.core.heads.morph_features import DESCRIPTOR_SIZE, MORPH_NAMES, mask_features
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.modelfile import ModelFile, load_model
@@ -75,7 +75,9 @@ def test_classifier_appends_its_segmenters_measurements(with_segmenter, tmp_path
     settings = model.meta["classifier"]
     assert model.meta["heads"] == ["classifier", "segmenter"]
     assert settings["measurements"] and settings["measurement_names"] == list(MORPH_NAMES)
-    dim = 256 * len(settings["scales"]) + len(MORPH_NAMES)  # tiny encoder: 256 per scale
+    # tiny encoder: 256 per scale, then the image descriptors and the measurements
+    dim = 256 * len(settings["scales"]) + DESCRIPTOR_SIZE + len(MORPH_NAMES)
+    assert settings["blocks"] == [256 * len(settings["scales"]), DESCRIPTOR_SIZE, len(MORPH_NAMES)]
     assert model.part("classifier")["linear.weight"].shape == (4, dim)
     prediction = Predictor(model, str(out), "cpu").classify(images, [PX] * 4)
     assert prediction.features.shape == (4, dim)

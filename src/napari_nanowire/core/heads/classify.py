@@ -18,9 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
-from torch import nn
 from torch.nn import functional as F
 
 from ..devices import resolve_device
@@ -29,7 +26,6 @@ from ..model.encoders import Encoder
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
-from .calibrate import calibration_report, held_out_logits
 from .features import (
     add_head,
     encoder_from,
@@ -39,7 +35,15 @@ from .features import (
     prepare_image,
     random_crop,
 )
-from .morph_features import MORPH_NAMES, mask_features
+from .linear import (
+    LinearHead,
+    block_weights,
+    class_weights,  # noqa: F401 (the segmenter imports it from here)
+    cross_validate,
+    fit_linear_head,
+    head_logits,
+)
+from .morph_features import MORPH_NAMES, image_descriptors, mask_features
 
 JOB = "classifier"
 
@@ -65,127 +69,12 @@ class ClassifierConfig:
     """Long side in px that images without a pixel size are resized to; default 4 tiles."""
     scales: tuple[float, ...] = (1.0, 0.5, 0.25)
     """Image scales whose pooled tile features are concatenated (1 = the working scale)."""
+    descriptors: bool = True
+    """Append hand-made texture and shape descriptors (see :mod:`.morph_features`)."""
     measurements: bool = False
     """Append measurements of the base file's segmenter masks (see :mod:`.morph_features`)."""
     device: str = "auto"
     seed: int = 0
-
-
-class LinearHead(nn.Module):
-    """Standardise pooled features with stored statistics, then one linear layer."""
-
-    def __init__(self, in_dim: int, n_classes: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("scale", torch.ones(in_dim))
-        self.linear = nn.Linear(in_dim, n_classes)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape (B, n_classes)."""
-        return self.linear((features - self.mean) / self.scale)
-
-
-def class_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
-    """Loss weights inversely proportional to class counts, so every class counts equally."""
-    counts = np.bincount(targets, minlength=n_classes).astype(np.float32)
-    weights = np.where(counts > 0, len(targets) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return torch.as_tensor(weights, dtype=torch.float32)
-
-
-def fit_linear_head(
-    features: np.ndarray,
-    targets: np.ndarray,
-    n_classes: int,
-    epochs: int = 300,
-    weight_decay: float = 1e-3,
-) -> tuple[LinearHead, list[float]]:
-    """Class-balanced L2-regularised logistic regression on (N, D) features.
-
-    Minimises the class-weighted mean cross-entropy plus ``weight_decay`` times the squared
-    weights (biases free) on standardised features with L-BFGS, at most ``epochs`` iterations,
-    from zero weights: deterministic, and about 100x faster than first-order steps in torch on
-    the few-label problems it serves, which matters when cross-validation refits it per image.
-    Returns the head and the cross-entropy after each iteration (the first at zero weights).
-    """
-    x = np.asarray(features, np.float64)
-    mean = x.mean(0)
-    scale = np.maximum(x.std(0), 1e-6) if len(x) > 1 else np.ones(x.shape[1])
-    z = (x - mean) / scale
-    n_dim = z.shape[1]
-    onehot = np.eye(n_classes)[targets]
-    sample_w = class_weights(targets, n_classes).numpy().astype(np.float64)[targets]
-    sample_w /= sample_w.sum()
-
-    def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = theta[: n_classes * n_dim].reshape(n_classes, n_dim)
-        logp = log_softmax(z @ w.T + theta[n_classes * n_dim :], axis=1)
-        ce = -float((sample_w * (onehot * logp).sum(1)).sum())
-        residual = sample_w[:, None] * (np.exp(logp) - onehot)
-        grad_w = residual.T @ z + 2 * weight_decay * w
-        return ce + weight_decay * float((w * w).sum()), np.concatenate(
-            [grad_w.ravel(), residual.sum(0)]
-        )
-
-    def cross_entropy(theta: np.ndarray) -> float:
-        return loss_grad(theta)[0] - weight_decay * float(
-            np.square(theta[: n_classes * n_dim]).sum()
-        )
-
-    theta = np.zeros(n_classes * (n_dim + 1))
-    history = [cross_entropy(theta)]
-    result = minimize(
-        loss_grad,
-        theta,
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": epochs},
-        callback=lambda t: history.append(cross_entropy(t)),
-    )
-    head = LinearHead(n_dim, n_classes)
-    with torch.no_grad():
-        head.mean.copy_(torch.as_tensor(mean))
-        head.scale.copy_(torch.as_tensor(scale))
-        head.linear.weight.copy_(torch.as_tensor(result.x[: n_classes * n_dim]).view(n_classes, -1))
-        head.linear.bias.copy_(torch.as_tensor(result.x[n_classes * n_dim :]))
-    return head.eval(), history
-
-
-def head_logits(head: LinearHead, features: np.ndarray) -> np.ndarray:
-    """(N, n_classes) logits of a fitted head on (N, D) features."""
-    with torch.no_grad():
-        return head.cpu()(torch.as_tensor(features, dtype=torch.float32)).numpy()
-
-
-def cross_validate(features: np.ndarray, targets: np.ndarray, n_classes: int, **fit_kwargs) -> dict:
-    """Held-out accuracy and temperature of the linear head (see :mod:`.calibrate`).
-
-    Empty when no class has two labelled images: then nothing can be held out, the accuracy
-    is unknown and the temperature stays 1.
-    """
-
-    def fit(x: np.ndarray, y: np.ndarray):
-        head, _ = fit_linear_head(x, y, n_classes, **fit_kwargs)
-        return lambda z: head_logits(head, z)
-
-    held = held_out_logits(features, targets, fit)
-    if held is None:
-        return {}
-    logits, index = held
-    return calibration_report(logits, targets[index])
-
-
-def cross_val_accuracy(
-    features: np.ndarray, targets: np.ndarray, n_classes: int, **fit_kwargs
-) -> float | None:
-    """Held-out accuracy of the linear head; None when no class has two labelled images."""
-    return cross_validate(features, targets, n_classes, **fit_kwargs).get("cv_accuracy")
-
-
-def class_probabilities(
-    head: LinearHead, features: np.ndarray, temperature: float = 1.0
-) -> np.ndarray:
-    """(N, n_classes) class probabilities: softmax of the head's logits / ``temperature``."""
-    return softmax(head_logits(head, features) / temperature, 1)
 
 
 def feature_zoom(meta: dict, tile: int) -> float:
@@ -226,11 +115,17 @@ def image_features(
     max_tiles: int,
     scales: Sequence[float],
     device: torch.device | str,
+    descriptors: bool = False,
     measured: list[np.ndarray] | None = None,
-) -> np.ndarray:
-    """The classifier's input: multi-scale pooled features, then mask measurements if given."""
-    feats = multiscale_features(encoder, prepared, tile, max_tiles, tuple(scales), device)
-    return feats if measured is None else np.concatenate([feats, np.stack(measured)], 1)
+) -> tuple[np.ndarray, list[int]]:
+    """The classifier's input and the size of each of its blocks: multi-scale pooled encoder
+    features, then (if asked) image descriptors and mask measurements."""
+    blocks = [multiscale_features(encoder, prepared, tile, max_tiles, tuple(scales), device)]
+    if descriptors:
+        blocks.append(np.stack([image_descriptors(image) for image in prepared]))
+    if measured is not None:
+        blocks.append(np.stack(measured))
+    return np.concatenate(blocks, 1).astype(np.float32), [b.shape[1] for b in blocks]
 
 
 def measured_features(
@@ -393,11 +288,17 @@ def train_classifier(
             return
         prepared.append(classifier_input(image, px, model_px, zoom, working))
         measured = [measured_features(segment, image, px, working)] if segment else None
-        feats.append(
-            image_features(
-                encoder, prepared[-1:], tile, config.max_tiles, config.scales, device, measured
-            )
+        block, blocks = image_features(
+            encoder,
+            prepared[-1:],
+            tile,
+            config.max_tiles,
+            config.scales,
+            device,
+            config.descriptors,
+            measured,
         )
+        feats.append(block)
         speed, eta = rate.update(1)
         yield Progress(JOB, i + 1, total, images_per_s=speed, eta_s=eta)
     features = np.concatenate(feats)
@@ -412,11 +313,15 @@ def train_classifier(
         ):
             history.append(event.loss)
             yield event
-        features = image_features(
-            encoder, prepared, tile, config.max_tiles, config.scales, device, None
+        features, _ = image_features(
+            encoder, prepared, tile, config.max_tiles, config.scales, device, config.descriptors
         )
     stopped = stop_requested(stop)
-    fit = {"epochs": config.epochs, "weight_decay": config.weight_decay}
+    fit = {
+        "epochs": config.epochs,
+        "weight_decay": config.weight_decay,
+        "column_weights": block_weights(blocks),
+    }
     head, fit_history = fit_linear_head(features, targets, len(class_names), **fit)
     history = fit_history + history
     metrics = cross_validate(features, targets, len(class_names), **fit)
@@ -428,6 +333,8 @@ def train_classifier(
         "zoom": zoom,
         "working_size": working,
         "scales": list(config.scales),
+        "descriptors": config.descriptors,
+        "blocks": blocks,
         "measurements": segment is not None,
         "measurement_names": list(MORPH_NAMES) if segment is not None else [],
         "max_tiles": config.max_tiles,

@@ -44,14 +44,9 @@ from skimage.transform import resize
 
 from ..devices import resolve_device
 from ..errors import NanowireError
-from ..heads.classify import (
-    LinearHead,
-    class_probabilities,
-    classifier_input,
-    image_features,
-    measured_features,
-)
+from ..heads.classify import classifier_input, image_features, measured_features
 from ..heads.features import encoder_from, model_heads, prepare_image, resize_labels
+from ..heads.linear import LinearHead, class_probabilities
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames, read_image, tiff_frame_writer, write_csv
 from ..model.modelfile import ModelFile, load_model
@@ -221,13 +216,14 @@ class Predictor:
                 measured_features(segment, image, px, working)
                 for image, px in zip(images, sizes, strict=True)
             ]
-        feats = image_features(
+        feats, _ = image_features(
             self.encoder,
             prepared,
             settings["tile"],
             settings["max_tiles"],
             settings.get("scales", [1.0]),
             self.device,
+            settings.get("descriptors", False),
             measured,
         )
         probs = class_probabilities(self.head, feats, settings.get("temperature", 1.0))
