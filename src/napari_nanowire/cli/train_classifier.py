@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Fit a linear classifier on frozen encoder features of labelled images (seconds on "
             "a CPU; one image per class is enough to start), optionally fine-tuning the encoder. "
             "Writes one model file with the encoder and the classifier. If the --encoder file "
-            "already holds a segmenter, it is kept (unless --fine-tune changes the encoder)."
+            "already holds a segmenter, it is kept (unless --fine-tune changes the encoder). "
+            "Images may differ in size: those without a pixel size are resized to a common "
+            "working size. Prints the accuracy estimated by leaving each labelled image out; "
+            "the confidences of later predictions are calibrated on those held-out predictions."
         ),
     )
     p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
@@ -43,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--fine-tune", action="store_true", help="also train the encoder end to end")
+    p.add_argument(
+        "--measurements",
+        action="store_true",
+        help="add measurements of the --encoder file's segmenter masks (area fraction, domain "
+        "count, widths, lengths, shape, order, percolation) to the features",
+    )
     p.add_argument("--epochs", type=int, metavar="N", help="linear head steps (default 300)")
     p.add_argument("--fine-tune-epochs", type=int, metavar="N", help="fine-tune passes (20)")
     p.add_argument("--tile", type=int, metavar="PX", help="feature tile (default: encoder's)")
@@ -68,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     given = given_options(
         args, ("epochs", "fine_tune_epochs", "tile", "working_size", "device", "seed")
     )
-    config = ClassifierConfig(fine_tune=args.fine_tune, **given)
+    config = ClassifierConfig(fine_tune=args.fine_tune, measurements=args.measurements, **given)
     counts = table["label"].value_counts().sort_index()
     print(
         f"training a classifier on {len(images)} image(s): "
