@@ -1,22 +1,36 @@
-"""Label efficiency: how few labels the classifier and the segmenter need, on synthetic data.
+"""Label efficiency: how few labels the classifier and the segmenter need, on synthetic data
+and on real micrographs.
 
 Classification: accuracy on held-out images against labelled images per class (1, 2, 4, 8, 16)
-for a linear classifier on frozen features of a SimCLR encoder, a Barlow Twins encoder, a
-randomly initialised encoder (same architecture and input), and a classical baseline
-(hand-made intensity, texture, orientation and shape features, same logistic regression). Each
-point is the median and interquartile range over random label draws (the same draws for every
-method), as in Lu et al. 2022, Fig. 5.
+for the classifier's linear head on several feature sets, each from a SimCLR encoder pretrained
+here on the unlabelled pool (labels unused; ``--ssl-methods`` adds Barlow Twins) and from a
+randomly initialised one (same architecture and input): "single" = pooled tiles at the working
+scale (the classifier before issue 12), "multi" = scales 1, 1/2, 1/4 concatenated, "multi+desc"
+= multi plus the hand-made image descriptors (the classifier's default); and "classical" = the
+descriptors alone on the raw image (the baseline). Each point is the median and interquartile
+range over random label draws (the same draws for every method), as in Lu et al. 2022, Fig. 5.
+For the multi+desc and classical features the run also reports the expected calibration error
+(ECE, 10 bins) of the held-out images with the temperature fitted by leave-one-out on the
+labelled ones, and the accuracy of a prototype (nearest class mean) head.
 
-Segmentation: foreground IoU and Dice on held-out images against labelled images (1, 2, 5,
-10), trained from dense masks or from simulated strokes (skeleton pieces on wires and short
-lines on background, as a user paints them), on the SimCLR and the random encoder.
+Real data (``--emps DIR``, the EMPS sample: ``images/`` and 16-bit instance masks in
+``segmaps/``): image classes are made from the true masks (see :func:`emps_class`: elongated,
+few, several, many particles), SimCLR is pretrained on the 150 images, and the test images of
+each draw are all images not labelled in it. Also writes benchmarks/out/emps_predictions.png
+(image | true mask and class | predicted class and confidence) to look at; the pixels are
+crops of published figures, so the picture stays in out/ and out of the repository.
 
-Both SSL encoders are pretrained here on the unlabelled pool (labels unused). Defaults are
-sized for a 2-core CPU (under 30 minutes); ``--full`` is the GPU-size run.
+Segmentation (synthetic only; skipped with ``--classify-only``): foreground IoU and Dice on
+held-out images against labelled images (1, 2, 5, 10), trained from dense masks or from
+simulated strokes, on the SimCLR and the random encoder.
 
-Usage: .venv/bin/python benchmarks/label_efficiency.py [--full] [--quick]
-Writes benchmarks/out/label_efficiency.json, benchmarks/out/label_efficiency_*.csv and the
-plot benchmarks/label_efficiency.png.
+Defaults are sized for a 2-core CPU; ``--full`` is the GPU-size run. On a shared machine set
+OPENBLAS_NUM_THREADS=1 too: the leave-one-out refits are many tiny numpy problems.
+
+Usage: .venv/bin/python benchmarks/label_efficiency.py [--full] [--quick] [--classify-only]
+       .venv/bin/python benchmarks/label_efficiency.py --emps ../shared/data/emps_train_sample
+Writes benchmarks/out/label_efficiency*.json and *.csv and the plot
+benchmarks/label_efficiency.png (synthetic, with segmentation).
 """
 
 from __future__ import annotations
@@ -32,36 +46,41 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage
+from scipy.special import softmax
 from skimage.draw import line
-from skimage.feature import (
-    graycomatrix,
-    graycoprops,
-    local_binary_pattern,
-    structure_tensor,
-    structure_tensor_eigenvalues,
-)
-from skimage.filters import threshold_otsu
+from skimage.measure import regionprops
 from skimage.morphology import skeletonize
 
 from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
-from napari_nanowire.core.heads.classify import feature_zoom, fit_linear_head
-from napari_nanowire.core.heads.features import pooled_features, prepare_image
+from napari_nanowire.core.heads.calibrate import expected_calibration_error
+from napari_nanowire.core.heads.classify import classifier_input, feature_zoom
+from napari_nanowire.core.heads.features import multiscale_features
+from napari_nanowire.core.heads.linear import (
+    block_weights,
+    cross_validate,
+    fit_linear_head,
+    head_logits,
+)
+from napari_nanowire.core.heads.morph_features import image_descriptors
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
+from napari_nanowire.core.io import read_series
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
 from napari_nanowire.core.model.modelfile import load_model, save_model
-from napari_nanowire.core.model.preprocess import normalize
 from napari_nanowire.core.predict.predictor import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
 HERE = Path(__file__).parent
 OUT = HERE / "out"
 PLOT = HERE / "label_efficiency.png"
-METHODS = ("simclr", "barlow", "random", "classical")
-COLORS = {"simclr": "#0072b2", "barlow": "#009e73", "random": "#d55e00", "classical": "#7f7f7f"}
+SEG_COLORS = {"simclr": "#0072b2", "barlow": "#009e73", "random": "#d55e00"}
+SCALES = (1.0, 0.5, 0.25)
+PRODUCT = "simclr multi+desc"
+"""The classifier's default features (multi-scale tiles and descriptors) on a SimCLR encoder."""
 
 
 @dataclass
@@ -75,6 +94,7 @@ class Settings:
     test_per_class: int = 25
     encoder: str = "tiny"
     image_size: int = 64
+    ssl_methods: tuple[str, ...] = ("simclr", "barlow")
     ssl_epochs: int = 200
     ssl_batch: int = 64
     labels_per_class: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -122,11 +142,12 @@ QUICK = Settings(
 # --- encoders ------------------------------------------------------------------------------
 
 
-def pretrain_encoders(pool, s: Settings, workdir: Path) -> tuple[dict[str, Path], dict]:
-    """SimCLR and Barlow Twins encoders pretrained on the pool, plus a random one alike."""
+def pretrain_encoders(
+    images, pixel_sizes, s: Settings, workdir: Path
+) -> tuple[dict[str, Path], dict]:
+    """Encoders pretrained on the unlabelled images (``s.ssl_methods``), plus a random one."""
     paths, seconds = {}, {}
-    images = [item.image for item in pool]
-    for method in ("simclr", "barlow"):
+    for method in s.ssl_methods:
         config = PretrainConfig(
             method=method,
             encoder=s.encoder,
@@ -138,95 +159,250 @@ def pretrain_encoders(pool, s: Settings, workdir: Path) -> tuple[dict[str, Path]
         )
         paths[method] = workdir / f"{method}.nwmodel"
         start = time.perf_counter()
-        for event in pretrain(
-            images, config, paths[method], pixel_sizes_nm=[s.pixel_size_nm] * len(images)
-        ):
+        for event in pretrain(images, config, paths[method], pixel_sizes_nm=pixel_sizes):
             last = event
         seconds[method] = round(time.perf_counter() - start, 1)
         print(f"pretrained {method}: {last.step} steps in {seconds[method]:.0f} s, {last.metrics}")
-    random_file = load_model(paths["simclr"])  # same meta (input size, zoom), fresh weights
+    random_file = load_model(paths[s.ssl_methods[0]])  # same meta (input size, zoom)
     torch.manual_seed(s.seed)
     random_file.set_part("encoder", build_encoder(s.encoder))
     paths["random"] = save_model(random_file, workdir / "random.nwmodel")
     return paths, seconds
 
 
-def encoder_features(path: Path, items, s: Settings) -> np.ndarray:
-    """Pooled features as the classifier computes them (same zoom and tiles)."""
+def encoder_features(path: Path, images, pixel_sizes, s: Settings) -> dict[str, np.ndarray]:
+    """Feature blocks as the classifier computes them (same input scale, zoom and tiles).
+
+    ``single``: pooled tiles at the working scale only (the classifier before issue 12);
+    ``multi``: scales 1, 1/2, 1/4 concatenated; ``descriptors``: the hand-made image
+    descriptors of the same prepared images.
+    """
     encoder, model = load_encoder(path)
     tile = model.meta.image_size
     zoom = feature_zoom(model.meta, tile)
+    model_px = model.meta.pixel_size_nm
     prepared = [
-        prepare_image(i.image, i.pixel_size_nm, model.meta.pixel_size_nm, zoom) for i in items
+        classifier_input(image, px, model_px, zoom, 4 * tile)
+        for image, px in zip(images, pixel_sizes, strict=True)
     ]
-    return pooled_features(encoder, prepared, tile, max_tiles=16, device=s.device)
+    multi = multiscale_features(encoder, prepared, tile, 16, SCALES, s.device)
+    descriptors = np.stack([image_descriptors(image) for image in prepared])
+    return {"single": multi[:, : encoder.out_dim], "multi": multi, "descriptors": descriptors}
 
 
-# --- classical baseline ----------------------------------------------------------------------
+def feature_sets(blocks: dict[str, dict[str, np.ndarray]], raw_descriptors: np.ndarray) -> dict:
+    """Method name -> (features, block sizes) compared by the benchmark."""
+    sets = {"classical": (raw_descriptors, [raw_descriptors.shape[1]])}
+    for encoder, b in blocks.items():
+        sets[f"{encoder} single"] = (b["single"], [b["single"].shape[1]])
+        sets[f"{encoder} multi"] = (b["multi"], [b["multi"].shape[1]])
+        both = np.concatenate([b["multi"], b["descriptors"]], 1)
+        sets[f"{encoder} multi+desc"] = (both, [b["multi"].shape[1], b["descriptors"].shape[1]])
+    return sets
 
 
-def classical_features(image: np.ndarray) -> np.ndarray:
-    """Hand-made descriptors of one image: intensity, GLCM, LBP, orientation, dark-phase shape."""
-    norm = normalize(image)
-    percentiles = np.percentile(norm, [1, 5, 25, 50, 75, 95, 99])
-    levels = 32
-    quant = np.clip((norm - norm.min()) / (np.ptp(norm) + 1e-9) * levels, 0, levels - 1)
-    glcm = graycomatrix(
-        quant.astype(np.uint8),
-        [1, 3, 6],
-        [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
-        levels,
-        symmetric=True,
-        normed=True,
-    )
-    texture = []
-    for prop in ("contrast", "homogeneity", "energy", "correlation"):
-        values = graycoprops(glcm, prop)  # (distances, angles)
-        texture += [*values.mean(1), *(values.max(1) - values.min(1))]
-    lbp = []
-    for radius in (1, 3):
-        codes = local_binary_pattern(quant.astype(np.uint8), 8, radius, method="uniform")
-        lbp += list(np.bincount(codes.astype(int).ravel(), minlength=10)[:10] / codes.size)
-    a_rr, a_rc, a_cc = structure_tensor(norm, sigma=2.0, order="rc")
-    l1, l2 = structure_tensor_eigenvalues([a_rr, a_rc, a_cc])
-    energy = l1 + l2 + 1e-9
-    coherence = float(((l1 - l2) / energy).mean())
-    doubled = (a_cc - a_rr + 2j * a_rc).sum() / energy.sum()  # nematic order of gradients
-    dark = norm < threshold_otsu(norm)
-    labels, n = ndimage.label(dark)
-    sizes = np.bincount(labels.ravel())[1:] if n else np.array([0])
-    spans = ndimage.find_objects(labels)
-    largest = int(np.argmax(sizes)) if n else 0
-    span_x = (spans[largest][1].stop - spans[largest][1].start) / dark.shape[1] if n else 0.0
-    span_y = (spans[largest][0].stop - spans[largest][0].start) / dark.shape[0] if n else 0.0
-    shape = [dark.mean(), n / dark.size * 1e3, sizes.max() / dark.size, max(span_x, span_y)]
-    return np.array(
-        [*percentiles, *texture, *lbp, coherence, abs(doubled), *shape], dtype=np.float32
+def prototype_predict(train_f, train_y, test_f, n_classes: int, weights) -> np.ndarray:
+    """Nearest class mean in the head's weighted standardised space (a prototype classifier)."""
+    mean = train_f.mean(0)
+    scale = np.maximum(train_f.std(0), 1e-6) if len(train_f) > 1 else np.ones(train_f.shape[1])
+    z_train = (train_f - mean) / scale * weights
+    z_test = (test_f - mean) / scale * weights
+    centres = np.stack([z_train[train_y == c].mean(0) for c in range(n_classes)])
+    return np.linalg.norm(z_test[:, None] - centres[None], axis=-1).argmin(1)
+
+
+def label_draws(y: np.ndarray, n_classes: int, n: int, split: int, seed: int) -> np.ndarray:
+    """``n`` random labelled images a class (the same for every method)."""
+    rng = np.random.default_rng([seed, n, split])
+    return np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), n, replace=False) for c in range(n_classes)]
     )
 
 
-# --- classification --------------------------------------------------------------------------
+def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) -> pd.DataFrame:
+    """Held-out accuracy and calibration of every method for every label count and split.
 
-
-def classification(features: dict[str, tuple[np.ndarray, np.ndarray]], pool_y, test_y, s):
-    """Accuracy of every method for every label count and split (one row each)."""
+    ``sets`` maps a method to ((pool features, test features) or all features, block sizes).
+    With ``test_of`` (real data: one pool), the test images are the pool images not labelled.
+    Linear head: the product's (fit, leave-one-out temperature; the leave-one-out refits are
+    run for the "multi+desc" and classical features only, to save time); prototype: nearest
+    class mean, accuracy only. ECE is over the test images with the temperature the labelled images
+    gave (1 at one label a class, where nothing can be held out).
+    """
     rows = []
     for n in s.labels_per_class:
         for split in range(s.splits):
-            rng = np.random.default_rng([s.seed, n, split])
-            picked = np.concatenate(
-                [
-                    rng.choice(np.flatnonzero(pool_y == c), n, replace=False)
-                    for c in range(len(CLASSES))
-                ]
-            )
-            for method, (pool_f, test_f) in features.items():
-                head, _ = fit_linear_head(pool_f[picked], pool_y[picked], len(CLASSES), seed=split)
-                with torch.no_grad():
-                    pred = head(torch.as_tensor(test_f)).argmax(1).numpy()
-                accuracy = float((pred == test_y).mean())
-                rows.append(dict(method=method, labels_per_class=n, split=split, accuracy=accuracy))
+            picked = label_draws(pool_y, n_classes, n, split, s.seed)
+            test_idx = np.setdiff1d(np.arange(len(pool_y)), picked) if test_of else None
+            y_test = pool_y[test_idx] if test_of else test_y
+            majority = np.bincount(y_test, minlength=n_classes).max() / len(y_test)
+            for method, (feats, sizes) in sets.items():
+                pool_f, test_f = (feats, feats[test_idx]) if test_of else feats
+                train_f, train_y = pool_f[picked], pool_y[picked]
+                weights = block_weights(sizes)
+                head, _ = fit_linear_head(train_f, train_y, n_classes, column_weights=weights)
+                calibrated = method.endswith("multi+desc") or method == "classical"
+                report = (
+                    cross_validate(train_f, train_y, n_classes, column_weights=weights)
+                    if calibrated
+                    else {}
+                )
+                temperature = report.get("temperature", 1.0)
+                logits = head_logits(head, test_f)
+                probs = softmax(logits / temperature, 1)
+                common = dict(method=method, labels_per_class=n, split=split, majority=majority)
+                rows.append(
+                    dict(
+                        common,
+                        head="linear",
+                        accuracy=float((probs.argmax(1) == y_test).mean()),
+                        cv_accuracy=report.get("cv_accuracy", np.nan),
+                        temperature=temperature,
+                        ece=expected_calibration_error(probs, y_test) if calibrated else np.nan,
+                        ece_raw=expected_calibration_error(softmax(logits, 1), y_test),
+                        confidence=float(probs.max(1).mean()),
+                    )
+                )
+                if method.endswith("multi+desc") or method == "classical":
+                    pred = prototype_predict(train_f, train_y, test_f, n_classes, weights)
+                    rows.append(
+                        dict(common, head="prototype", accuracy=float((pred == y_test).mean()))
+                    )
+        print(f"classification: {n} label(s) a class done")
     return pd.DataFrame(rows)
+
+
+# --- real data: EMPS particle images ---------------------------------------------------------
+
+EMPS_CLASSES = ("elongated", "few", "several", "many")
+
+
+def emps_class(instances: np.ndarray) -> str:
+    """A morphology class from a true instance mask, by the first rule that holds.
+
+    elongated: the median particle's aspect ratio (major / minor axis of its moment ellipse) is
+    at least 1.8 (rods, wires, tubes); few: at most 3 particles; many: 15 or more particles;
+    several: the rest. On the 150-image sample: several 49, few 39, many 33, elongated 29.
+    """
+    props = regionprops(instances)
+    ratios = [p.axis_major_length / max(p.axis_minor_length, 1.0) for p in props]
+    if props and np.median(ratios) >= 1.8:
+        return "elongated"
+    if len(props) <= 3:
+        return "few"
+    return "many" if len(props) >= 15 else "several"
+
+
+def read_emps(root: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Names, gray images, instance masks and class indices of the EMPS sample at ``root``."""
+    series = read_series([root / "images"])
+    names = [item.names[0] for item in series]
+    masks = [iio.imread(root / "segmaps" / f"{name}.png") for name in names]
+    y = np.array([EMPS_CLASSES.index(emps_class(m)) for m in masks])
+    return names, [np.asarray(item.data) for item in series], masks, y
+
+
+def emps_pictures(images, masks, y, sets, s: Settings, path: Path, n: int = 4) -> None:
+    """Side-by-side picture: image | true instances and class | predicted class, confidence.
+
+    One split at ``n`` labels a class, the product's features; 16 test images spread over the
+    confidence range (most and least confident first and last).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    feats, sizes = sets[PRODUCT]
+    picked = label_draws(y, len(EMPS_CLASSES), n, 0, s.seed)
+    test = np.setdiff1d(np.arange(len(y)), picked)
+    weights = block_weights(sizes)
+    head, _ = fit_linear_head(feats[picked], y[picked], len(EMPS_CLASSES), column_weights=weights)
+    report = cross_validate(feats[picked], y[picked], len(EMPS_CLASSES), column_weights=weights)
+    probs = softmax(head_logits(head, feats[test]) / report.get("temperature", 1.0), 1)
+    order = np.argsort(-probs.max(1))
+    show = order[np.linspace(0, len(order) - 1, 16).round().astype(int)]
+    fig, axes = plt.subplots(8, 6, figsize=(15, 21))
+    for k, j in enumerate(show):
+        i = test[j]
+        ax_img, ax_truth = axes[k // 2, 3 * (k % 2)], axes[k // 2, 3 * (k % 2) + 1]
+        ax_pred = axes[k // 2, 3 * (k % 2) + 2]
+        ax_img.imshow(images[i], cmap="gray")
+        ax_img.set_title(f"image {i}", fontsize=8)
+        ax_truth.imshow(masks[i] > 0, cmap="gray")
+        ax_truth.set_title(f"truth: {EMPS_CLASSES[y[i]]} ({masks[i].max()} particles)", fontsize=8)
+        guess = int(probs[j].argmax())
+        ax_pred.imshow(images[i], cmap="gray", alpha=0.6)
+        color = "green" if guess == y[i] else "red"
+        ax_pred.set_title(
+            f"predicted: {EMPS_CLASSES[guess]} p={probs[j].max():.2f}", fontsize=8, color=color
+        )
+        for ax in (ax_img, ax_truth, ax_pred):
+            ax.axis("off")
+    fig.suptitle(
+        f"EMPS sample, {n} labels a class, {PRODUCT} features, temperature "
+        f"{report.get('temperature', 1.0):.2f}; green = right, red = wrong",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run_emps(root: Path, s: Settings, args) -> dict:
+    """The real-data classification run: SSL on the 150 images, then every method."""
+    names, images, masks, y = read_emps(root)
+    counts = np.bincount(y, minlength=len(EMPS_CLASSES))
+    print(
+        f"EMPS: {len(y)} images, classes "
+        + ", ".join(f"{c} {k}" for c, k in zip(EMPS_CLASSES, counts, strict=True))
+    )
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        paths, ssl_seconds = pretrain_encoders(images, [None] * len(images), s, workdir)
+        times.update({f"pretrain {m}": t for m, t in ssl_seconds.items()})
+        mark = time.perf_counter()
+        blocks = {m: encoder_features(paths[m], images, [None] * len(images), s) for m in paths}
+    raw = [classifier_input(image, None, None, 1.0, 4 * s.image_size) for image in images]
+    sets = feature_sets(blocks, np.stack([image_descriptors(image) for image in raw]))
+    times["features"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    table = classification(sets, y, None, s, len(EMPS_CLASSES), test_of=True)
+    times["classification"] = time.perf_counter() - mark
+    table.to_csv(OUT / "label_efficiency_emps.csv", index=False)
+    emps_pictures(images, masks, y, sets, s, OUT / "emps_predictions.png")
+    return report_classification(table, "EMPS real images", times)
+
+
+def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
+    """Print accuracy, ECE and the majority rate as markdown; return them for the JSON."""
+    linear = table[table["head"] == "linear"]
+    acc = summarise(linear, ["method", "labels_per_class"], "accuracy")
+    ece = summarise(linear, ["method", "labels_per_class"], "ece")
+    ece_raw = summarise(linear, ["method", "labels_per_class"], "ece_raw")
+    proto = summarise(
+        table[table["head"] == "prototype"], ["method", "labels_per_class"], "accuracy"
+    )
+    majority = linear.groupby("labels_per_class")["majority"].median()
+    print(f"\n{title}: held-out accuracy (linear head), median [IQR]")
+    print(markdown(acc, "labels_per_class", ["method"]))
+    print(f"\n{title}: accuracy with a prototype (nearest class mean) head")
+    print(markdown(proto, "labels_per_class", ["method"]))
+    print(f"\n{title}: ECE of held-out images, calibrated (raw in JSON)")
+    print(markdown(ece, "labels_per_class", ["method"]))
+    print(f"\nmost-common-class rate of the test images: {majority.round(3).to_dict()}")
+    return {
+        "accuracy": acc.to_dict("records"),
+        "accuracy_prototype": proto.to_dict("records"),
+        "ece": ece.to_dict("records"),
+        "ece_raw": ece_raw.to_dict("records"),
+        "majority_rate": majority.to_dict(),
+        "temperature": summarise(linear, ["method", "labels_per_class"], "temperature").to_dict(
+            "records"
+        ),
+        "seconds": times,
+    }
 
 
 # --- segmentation ----------------------------------------------------------------------------
@@ -337,11 +513,10 @@ def plot(cls_summary: pd.DataFrame, seg_summary: pd.DataFrame, s: Settings, path
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method in METHODS:
-        part = cls_summary[cls_summary["method"] == method]
-        x = part["labels_per_class"]
-        ax1.plot(x, part["median"], "o-", color=COLORS[method], label=method)
-        ax1.fill_between(x, part["q25"], part["q75"], color=COLORS[method], alpha=0.2)
+    for k, (method, part) in enumerate(cls_summary.groupby("method")):
+        x, color = part["labels_per_class"], f"C{k}"
+        ax1.plot(x, part["median"], "o-", color=color, label=method)
+        ax1.fill_between(x, part["q25"], part["q75"], color=color, alpha=0.2)
     ax1.axhline(1 / len(CLASSES), color="k", ls=":", lw=1, label="chance")
     ax1.set(
         xscale="log",
@@ -354,10 +529,10 @@ def plot(cls_summary: pd.DataFrame, seg_summary: pd.DataFrame, s: Settings, path
     ax1.set_xticks(s.labels_per_class, [str(n) for n in s.labels_per_class])
     ax1.legend(fontsize=8)
     for (method, kind), part in seg_summary.groupby(["method", "masks"]):
-        x = part["images"]
+        x, color = part["images"], SEG_COLORS.get(method, "k")
         style = "o-" if kind == "dense" else "s--"
-        ax2.plot(x, part["median"], style, color=COLORS[method], label=f"{method}, {kind}")
-        ax2.fill_between(x, part["q25"], part["q75"], color=COLORS[method], alpha=0.15)
+        ax2.plot(x, part["median"], style, color=color, label=f"{method}, {kind}")
+        ax2.fill_between(x, part["q25"], part["q75"], color=color, alpha=0.15)
     ax2.set(
         xscale="log",
         xlabel="labelled images",
@@ -399,7 +574,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
     p.add_argument("--device", help="override the device (default cpu, auto with --full)")
     p.add_argument("--ssl-epochs", type=int, help="override the pretraining epochs")
+    p.add_argument("--ssl-methods", help="comma-separated, default simclr,barlow")
+    p.add_argument("--splits", type=int, help="override the random label draws per point")
     p.add_argument("--pool-per-class", type=int, help="override the unlabelled pool size")
+    p.add_argument("--classify-only", action="store_true", help="skip segmentation")
+    p.add_argument(
+        "--emps",
+        type=Path,
+        metavar="DIR",
+        help="instead of synthetic data, classify the real EMPS sample in DIR (images/, "
+        "segmaps/) into morphology classes made from its true masks (see emps_class)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -411,12 +596,39 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines show up in logs as they come
     torch.set_num_threads(args.threads)
     s = FULL if args.full else QUICK if args.quick else Settings()
-    overrides = {k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class")}
+    overrides = {k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class", "splits")}
+    if args.ssl_methods:
+        overrides["ssl_methods"] = tuple(args.ssl_methods.split(","))
     s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
     OUT.mkdir(exist_ok=True)
-    times = {}
     start = time.perf_counter()
     load_before = os.getloadavg()
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, {args.threads} thread(s)",
+        "load_average_before": load_before,
+        "settings": asdict(s),
+    }
+    if args.emps:
+        result["emps"] = run_emps(args.emps, replace(s, labels_per_class=(1, 2, 4, 8)), args)
+        name = "label_efficiency_emps.json"
+    else:
+        result.update(run_synthetic(s, args))
+        name = "label_efficiency.json"
+    elapsed = time.perf_counter() - start
+    result.update(total_seconds=elapsed, load_average_after=os.getloadavg())
+    (OUT / name).write_text(json.dumps(result, indent=1, default=float))
+    print(
+        f"\ntotal {elapsed / 60:.1f} min; load average before/after "
+        f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}; wrote {OUT / name}"
+    )
+
+
+def run_synthetic(s: Settings, args) -> dict:
+    """The synthetic run: classification of every feature set, then (optionally) segmentation."""
+    times = {}
+    start = time.perf_counter()
     pool = generate_dataset(s.pool_per_class, s.size, s.pixel_size_nm, s.difficulty, seed=s.seed)
     test = generate_dataset(
         s.test_per_class, s.size, s.pixel_size_nm, s.difficulty, seed=s.seed + 1000
@@ -424,56 +636,55 @@ def main(argv: list[str] | None = None) -> None:
     pool_y = np.array([CLASSES.index(i.label) for i in pool])
     test_y = np.array([CLASSES.index(i.label) for i in test])
     times["data"] = time.perf_counter() - start
+    result = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        paths, ssl_seconds = pretrain_encoders(pool, s, workdir)
+        images = [i.image for i in pool]
+        paths, ssl_seconds = pretrain_encoders(images, [s.pixel_size_nm] * len(pool), s, workdir)
         times.update({f"pretrain {m}": t for m, t in ssl_seconds.items()})
         mark = time.perf_counter()
-        features = {
-            m: (encoder_features(paths[m], pool, s), encoder_features(paths[m], test, s))
-            for m in ("simclr", "barlow", "random")
-        }
-        features["classical"] = tuple(
-            np.stack([classical_features(i.image) for i in items]) for items in (pool, test)
-        )
-        cls = classification(features, pool_y, test_y, s)
+        blocks = {}
+        for m in paths:
+            on = [
+                encoder_features(paths[m], [i.image for i in x], [s.pixel_size_nm] * len(x), s)
+                for x in (pool, test)
+            ]
+            blocks[m] = {k: (on[0][k], on[1][k]) for k in on[0]}
+        raw = [np.stack([image_descriptors(i.image) for i in x]) for x in (pool, test)]
+        sets = {}
+        for k in ("pool", "test"):
+            which = 0 if k == "pool" else 1
+            part = feature_sets(
+                {m: {b: v[which] for b, v in bl.items()} for m, bl in blocks.items()}, raw[which]
+            )
+            for method, (feats, sizes) in part.items():
+                sets.setdefault(method, ([], sizes))[0].append(feats)
+        sets = {m: (tuple(f), sizes) for m, (f, sizes) in sets.items()}
+        times["features"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        cls = classification(sets, pool_y, test_y, s, len(CLASSES))
         times["classification"] = time.perf_counter() - mark
         cls.to_csv(OUT / "label_efficiency_classification.csv", index=False)
-        cls_summary = summarise(cls, ["method", "labels_per_class"], "accuracy")
-        print(f"\nClassification accuracy, median [IQR] over {s.splits} label draws")
-        print(markdown(cls_summary, "labels_per_class", ["method"]))
-        mark = time.perf_counter()
-        seg_test = [test[i] for i in np.linspace(0, len(test) - 1, s.seg_test).round().astype(int)]
-        seg = segmentation(paths, pool, seg_test, s, workdir)
-        times["segmentation"] = time.perf_counter() - mark
+        result["classification"] = report_classification(cls, "Synthetic", times)
+        if not args.classify_only:
+            mark = time.perf_counter()
+            picks = np.linspace(0, len(test) - 1, s.seg_test).round().astype(int)
+            seg = segmentation(paths, pool, [test[i] for i in picks], s, workdir)
+            times["segmentation"] = time.perf_counter() - mark
+    if args.classify_only:
+        return result
     seg.to_csv(OUT / "label_efficiency_segmentation.csv", index=False)
     seg_summary = summarise(seg, ["method", "masks", "images"], "iou")
     dice_summary = summarise(seg, ["method", "masks", "images"], "dice")
-    plot(cls_summary, seg_summary, s, PLOT)
-    elapsed = time.perf_counter() - start
+    linear = cls[cls["head"] == "linear"]
+    plot(summarise(linear, ["method", "labels_per_class"], "accuracy"), seg_summary, s, PLOT)
     print(f"\nSegmentation IoU, median [IQR] over {s.seg_repeats} repeats")
     print(markdown(seg_summary, "images", ["method", "masks"]))
     print(f"\nSegmentation Dice, median [IQR] over {s.seg_repeats} repeats")
     print(markdown(dice_summary, "images", ["method", "masks"]))
-    result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, torch {torch.__version__}, {args.threads} thread(s)",
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "settings": asdict(s),
-        "seconds": times,
-        "total_seconds": elapsed,
-        "classification": cls_summary.to_dict("records"),
-        "segmentation_iou": seg_summary.to_dict("records"),
-        "segmentation_dice": dice_summary.to_dict("records"),
-    }
-    (OUT / "label_efficiency.json").write_text(json.dumps(result, indent=1))
-    phases = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
-    print(
-        f"\ntotal {elapsed / 60:.1f} min ({phases}); "
-        f"load average before/after {load_before[0]:.1f}/{os.getloadavg()[0]:.1f}; wrote {PLOT}"
-    )
+    result["segmentation_iou"] = seg_summary.to_dict("records")
+    result["segmentation_dice"] = dice_summary.to_dict("records")
+    return result
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strok
 from napari_nanowire.core.heads.postprocess import postprocess_mask
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, load_model
 from napari_nanowire.core.predict.predictor import Predictor
 
@@ -99,7 +100,7 @@ def encoder_model(kind: str, ssl: Path | None, name: str) -> ModelFile:
     if kind == "ssl":
         return load_model(ssl)
     torch.manual_seed(0)
-    model = ModelFile(meta={"kind": "encoder", "encoder": name, "image_size": 96})
+    model = ModelFile(ModelMeta(encoder=name, image_size=96))
     model.set_part("encoder", build_encoder(name))
     return model
 
@@ -162,7 +163,7 @@ def run_row(
         "labels": labels,
         "encoder": encoder,
         "working_downsample": predictor.working.downsample,
-        "tile": predictor.meta["segmenter"]["tile"],
+        "tile": predictor.meta.segmenter.tile,
         "train_s": round(train_s, 1),
         "iou_raw": summary([fg_iou(m, it["truth"]) for m, it in zip(raw, test, strict=True)]),
         "iou_post": summary([fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)]),

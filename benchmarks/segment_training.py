@@ -34,6 +34,7 @@ from skimage.transform import resize
 from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strokes
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, load_model
 from napari_nanowire.core.predict.predictor import Predictor
 
@@ -84,7 +85,7 @@ def otsu_masks(tests, train) -> tuple[list[np.ndarray], str]:
 def random_encoder() -> ModelFile:
     """A random-init tiny encoder file (no pixel size: images are used as given)."""
     torch.manual_seed(0)
-    model = ModelFile(meta={"kind": "encoder", "encoder": "tiny", "image_size": 96})
+    model = ModelFile(ModelMeta(encoder="tiny", image_size=96))
     model.set_part("encoder", build_encoder("tiny"))
     return model
 
@@ -133,7 +134,8 @@ def run_one(name, encoder, config, labelled, unlabelled, tests, out: Path) -> di
     start = time.perf_counter()
     preds = [predictor.segment(im).mask for _, im, _ in tests]
     predict_s = (time.perf_counter() - start) / len(tests)
-    meta = load_model(model_path).meta["segmenter"]
+    segmenter = load_model(model_path).meta.segmenter
+    meta = {**segmenter.extra, "metrics": segmenter.metrics}
     picture(out / f"{name}.png", tests, preds)
     return {
         "recipe": name,

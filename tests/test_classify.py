@@ -12,16 +12,20 @@ from scipy.stats import norm
 from helpers import encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.heads.calibrate import (
+    expected_calibration_error,
+    fit_temperature,
+    held_out_logits,
+    stratified_folds,
+)
 from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     check_labels,
-    cross_val_accuracy,
     feature_zoom,
-    fit_linear_head,
-    stratified_folds,
     train_classifier,
 )
 from napari_nanowire.core.heads.features import add_head, tile_grid
+from napari_nanowire.core.heads.linear import cross_val_accuracy, fit_linear_head, head_logits
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ClassifierMeta, ModelMeta, SegmenterMeta, SSLMeta
 from napari_nanowire.core.model.modelfile import load_model
@@ -176,3 +180,75 @@ def test_uncertainty_measures_and_label_next():
     np.testing.assert_allclose(margin(probs), [1.0, 0.0, 0.3], atol=1e-6)
     assert label_next(entropy(probs), 2) == [1, 2]
     assert label_next(entropy(probs), 2, labelled=[False, True, False]) == [2, 0]
+
+
+def test_temperature_undoes_overconfidence_on_a_known_problem():
+    # Labels drawn from softmax(z); the model reports 4 z, i.e. it is overconfident by exactly
+    # a factor 4. Fitting on 4000 draws must find T ~ 4 (measured 3.97) and remove most of
+    # the calibration error (measured 0.27 -> 0.01).
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, size=(4000, 3))
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    targets = np.array([rng.choice(3, p=row) for row in p])
+    temperature = fit_temperature(4 * z, targets)
+    assert 3.5 < temperature < 4.5
+    scaled = np.exp(4 * z / temperature)
+    before = expected_calibration_error(
+        np.exp(4 * z) / np.exp(4 * z).sum(1, keepdims=True), targets
+    )
+    after = expected_calibration_error(scaled / scaled.sum(1, keepdims=True), targets)
+    assert before > 0.15 and after < 0.04
+
+
+def test_held_out_logits_never_hold_out_the_only_image_of_a_class():
+    targets = np.array([0, 0, 0, 1, 2, 2])
+    features = np.eye(6, dtype=np.float32)
+    fitted_on = []
+
+    def fit(x, y):
+        fitted_on.append(sorted(y.tolist()))
+        return lambda z: np.zeros((len(z), 3))
+
+    logits, index = held_out_logits(features, targets, fit)
+    assert index.tolist() == [0, 1, 2, 4, 5] and logits.shape == (5, 3)
+    assert all(1 in classes for classes in fitted_on)  # class 1 always in the fit
+    assert held_out_logits(features[[0, 3, 4]], targets[[0, 3, 4]], fit) is None
+
+
+def test_label_next_spreads_its_picks_over_the_feature_space():
+    # 12 images: 8 near-duplicates in one cluster (uncertainty 0.9-0.97) and two other
+    # clusters of 2 (0.8, 0.7). Ranking by uncertainty alone picks 3 duplicates; the k-center
+    # pick takes one from each cluster.
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], float)
+    cluster = np.array([0] * 8 + [1, 1, 2, 2])
+    features = centres[cluster] + rng.normal(0, 0.1, (12, 2))
+    score = np.array([0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.91, 0.9, 0.8, 0.79, 0.7, 0.69])
+    assert set(cluster[label_next(score, 3)]) == {0}
+    picked = label_next(score, 3, features=features, pool=4)
+    assert picked[0] == 0 and sorted(cluster[picked]) == [0, 1, 2]
+    # A labelled image stands for its cluster: the picks avoid it.
+    labelled = np.zeros(12, bool)
+    labelled[8] = True
+    picked = label_next(score, 2, labelled, features=features, pool=6)
+    assert sorted(cluster[picked]) == [0, 2]
+
+
+def test_classifier_stores_a_held_out_accuracy_and_the_predictor_applies_its_temperature(
+    tmp_path,
+):
+    items = generate_dataset(3, size=64, pixel_size_nm=PX, seed=5)
+    out = tmp_path / "c.nwmodel"
+    images, labels = [i.image for i in items], [i.label for i in items]
+    config = ClassifierConfig(epochs=100, device="cpu")
+    events = list(train_classifier(encoder_file(), images, labels, out, [PX] * 12, config))
+    metrics = events[-1].metrics
+    meta = load_model(out).meta.classifier
+    assert meta.temperature == metrics["temperature"] > 0
+    assert metrics["cv_images"] == 12 and 0 <= metrics["cv_accuracy"] <= 1
+    assert metrics["cv_nll"] <= metrics["cv_nll_raw"] + 1e-9  # T minimises held-out NLL
+    predictor = Predictor.load(out, device="cpu")
+    prediction = predictor.classify(images[:3], [PX] * 3)
+    logits = head_logits(predictor.head, prediction.features)
+    expected = torch.softmax(torch.as_tensor(logits) / meta.temperature, 1).numpy()
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)

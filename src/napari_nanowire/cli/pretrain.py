@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--method", choices=("simclr", "barlow"), help="SSL method (default simclr)")
     p.add_argument("--encoder", metavar="NAME", help="tiny (default, CPU), resnet18 or resnet50")
+    p.add_argument(
+        "--init",
+        metavar="imagenet|FILE",
+        help="starting weights of a resnet18/resnet50 encoder (default random): imagenet "
+        "(torchvision's, downloaded once into the torch cache; offline, the error says which "
+        "file to place where) or a torchvision-compatible ResNet state dict file",
+    )
     p.add_argument("--epochs", type=STEPS, metavar="E", help="passes over the images")
     p.add_argument(
         "--batch-size",
@@ -79,8 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_CONFIG_ARGS = ("method", "encoder", "epochs", "batch_size", "image_size", "steps_per_epoch")
-_CONFIG_ARGS += ("lr", "device", "seed")
+_CONFIG_ARGS = ("method", "encoder", "init", "epochs", "batch_size", "image_size")
+_CONFIG_ARGS += ("steps_per_epoch", "lr", "device", "seed")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from napari_nanowire.cli.common import (
     given_options,
     int_range,
     read_label_table,
-    run_job,
+    show_progress,
 )
 
 
@@ -28,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Fit a linear classifier on frozen encoder features of labelled images (seconds on "
             "a CPU; one image per class is enough to start), optionally fine-tuning the encoder. "
             "Writes one model file with the encoder and the classifier. If the --encoder file "
-            "already holds a segmenter, it is kept (unless --fine-tune changes the encoder)."
+            "already holds a segmenter, it is kept (unless --fine-tune changes the encoder). "
+            "Images may differ in size: those without a pixel size are resized to a common "
+            "working size. Prints the accuracy estimated by leaving each labelled image out; "
+            "the confidences of later predictions are calibrated on those held-out predictions."
         ),
     )
     p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
@@ -47,10 +50,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write")
     p.add_argument("--fine-tune", action="store_true", help="also train the encoder end to end")
+    p.add_argument(
+        "--measurements",
+        action="store_true",
+        help="add measurements of the --encoder file's segmenter masks (area fraction, domain "
+        "count, widths, lengths, shape, order, percolation) to the features",
+    )
     p.add_argument("--epochs", type=STEPS, metavar="N", help="linear head steps (default 300)")
     p.add_argument("--fine-tune-epochs", type=STEPS, metavar="N", help="fine-tune passes (20)")
     p.add_argument(
         "--tile", type=int_range(32, 4096), metavar="PX", help="feature tile (default: encoder's)"
+    )
+    p.add_argument(
+        "--working-size",
+        type=int_range(32, 8192),
+        metavar="PX",
+        help="long side images without a pixel size are resized to (default 4 tiles); "
+        "images of any size can be mixed",
     )
     add_common_options(p)
     p.set_defaults(func=run)
@@ -68,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     check_under_root(paths, root, args.labels)
     images, sizes = read_labelled_images(paths, args.pixel_size)
     check_label_rows(table, args.labels)
-    given = given_options(args, ("epochs", "fine_tune_epochs", "tile", "device", "seed"))
-    config = ClassifierConfig(fine_tune=args.fine_tune, **given)
+    given = given_options(
+        args, ("epochs", "fine_tune_epochs", "tile", "working_size", "device", "seed")
+    )
+    config = ClassifierConfig(fine_tune=args.fine_tune, measurements=args.measurements, **given)
     counts = table["label"].value_counts().sort_index()
     print(
         f"training a classifier on {len(images)} image(s): "
@@ -80,11 +98,30 @@ def run(args: argparse.Namespace) -> int:
         args.encoder, images, list(table["label"]), args.out, sizes, config, stop
     )
     with output_lock(args.out):  # a second run on the same --out is refused
-        return run_job(events, stop)
+        last = show_progress(events, stop, enabled=True)
+    if last is not None and last.done:
+        print(describe_confidence(last.metrics))
+    return 130 if stop.is_set() else 0
+
+
+def describe_confidence(metrics: dict) -> str:
+    """What the labelled images say about accuracy and confidence, in one sentence."""
+    if "cv_accuracy" not in metrics:
+        return (
+            "accuracy on new images: unknown (label at least 2 images of a class to estimate "
+            "it); confidences are not calibrated"
+        )
+    return (
+        f"estimated accuracy on new images: {metrics['cv_accuracy']:.0%} (each of "
+        f"{metrics['cv_images']} labelled images predicted by a classifier trained without "
+        f"it); confidences calibrated with temperature {metrics['temperature']:.2f}, "
+        f"held-out calibration error {metrics['cv_ece_raw']:.2f} -> {metrics['cv_ece']:.2f}"
+    )
 
 
 def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:
-    """The 2D image and pixel size of each file; a stack is refused (one label per image)."""
+    """The 2D image and pixel size of each file, sizes free to differ; a stack is refused
+    (one label per image)."""
     import numpy as np
 
     from napari_nanowire.core.errors import NanowireError

@@ -12,13 +12,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ..devices import resolve_device
@@ -32,10 +31,19 @@ from .features import (
     add_head,
     encoder_from,
     freeze_batchnorm,
-    pooled_features,
+    multiscale_features,
     prepare_image,
     random_crop,
 )
+from .linear import (
+    LinearHead,
+    block_weights,
+    class_weights,  # noqa: F401 (the segmenter imports it from here)
+    cross_validate,
+    fit_linear_head,
+    head_logits,
+)
+from .morph_features import MORPH_NAMES, image_descriptors, mask_features
 
 JOB = "classifier"
 
@@ -45,8 +53,7 @@ class ClassifierConfig:
     """Settings of a classifier training run (recorded in the model file)."""
 
     epochs: int = 300
-    """Full-batch optimisation steps of the linear head."""
-    lr: float = 0.01
+    """Most L-BFGS iterations fitting the linear head."""
     weight_decay: float = 1e-3
     fine_tune: bool = False
     fine_tune_epochs: int = 20
@@ -58,102 +65,16 @@ class ClassifierConfig:
     """Tile size in pixels for features; default the encoder's pretraining image size."""
     max_tiles: int = 16
     """Tiles per image whose features are averaged (spread evenly over larger images)."""
+    working_size: int | None = None
+    """Long side in px that images without a pixel size are resized to; default 4 tiles."""
+    scales: tuple[float, ...] = (1.0, 0.5, 0.25)
+    """Image scales whose pooled tile features are concatenated (1 = the working scale)."""
+    descriptors: bool = True
+    """Append hand-made texture and shape descriptors (see :mod:`.morph_features`)."""
+    measurements: bool = False
+    """Append measurements of the base file's segmenter masks (see :mod:`.morph_features`)."""
     device: str = "auto"
     seed: int = 0
-
-
-class LinearHead(nn.Module):
-    """Standardise pooled features with stored statistics, then one linear layer."""
-
-    def __init__(self, in_dim: int, n_classes: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("scale", torch.ones(in_dim))
-        self.linear = nn.Linear(in_dim, n_classes)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape (B, n_classes)."""
-        return self.linear((features - self.mean) / self.scale)
-
-
-def class_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
-    """Loss weights inversely proportional to class counts, so every class counts equally."""
-    counts = np.bincount(targets, minlength=n_classes).astype(np.float32)
-    weights = np.where(counts > 0, len(targets) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return torch.as_tensor(weights, dtype=torch.float32)
-
-
-def fit_linear_head(
-    features: np.ndarray,
-    targets: np.ndarray,
-    n_classes: int,
-    epochs: int = 300,
-    lr: float = 0.01,
-    weight_decay: float = 1e-3,
-    seed: int = 0,
-) -> tuple[LinearHead, list[float]]:
-    """Class-balanced L2-regularised logistic regression on (N, D) features (full batch).
-
-    Returns the head and the loss after each step.
-    """
-    torch.manual_seed(seed)
-    x = torch.as_tensor(features, dtype=torch.float32)
-    y = torch.as_tensor(targets, dtype=torch.long)
-    head = LinearHead(x.shape[1], n_classes)
-    head.mean.copy_(x.mean(0))
-    head.scale.copy_(x.std(0, unbiased=False).clamp_min(1e-6) if len(x) > 1 else torch.ones(1))
-    weights = class_weights(targets, n_classes)
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    history = []
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(head(x), y, weight=weights)
-        (loss + weight_decay * head.linear.weight.square().sum()).backward()
-        optimizer.step()
-        history.append(loss.item())
-    return head.eval(), history
-
-
-def stratified_folds(targets: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
-    """A fold number per sample, each class spread evenly over the folds."""
-    rng = np.random.default_rng(seed)
-    fold = np.zeros(len(targets), int)
-    for c in np.unique(targets):
-        idx = rng.permutation(np.flatnonzero(targets == c))
-        fold[idx] = np.arange(len(idx)) % folds
-    return fold
-
-
-def cross_val_accuracy(
-    features: np.ndarray, targets: np.ndarray, n_classes: int, folds: int = 5, **fit_kwargs
-) -> float | None:
-    """Stratified k-fold accuracy of the linear head; None with fewer than 2 images a class."""
-    folds = min(folds, int(np.bincount(targets, minlength=n_classes).min()))
-    if folds < 2:
-        return None
-    fold = stratified_folds(targets, folds)
-    correct = 0
-    for k in range(folds):
-        train, test = fold != k, fold == k
-        head, _ = fit_linear_head(features[train], targets[train], n_classes, **fit_kwargs)
-        with torch.no_grad():
-            pred = head(torch.as_tensor(features[test])).argmax(1).numpy()
-        correct += int((pred == targets[test]).sum())
-    return correct / len(targets)
-
-
-def class_probabilities(
-    encoder: Encoder,
-    head: LinearHead,
-    images: list[np.ndarray],
-    tile: int,
-    max_tiles: int,
-    device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """(N, n_classes) class probabilities of prepared images."""
-    feats = pooled_features(encoder, images, tile, max_tiles, device=device)
-    with torch.no_grad():
-        return torch.softmax(head.cpu()(torch.as_tensor(feats)), 1).numpy()
 
 
 def feature_zoom(meta: ModelMeta, tile: int) -> float:
@@ -165,6 +86,83 @@ def feature_zoom(meta: ModelMeta, tile: int) -> float:
     """
     side = meta.ssl.crop_side_px_mean if meta.ssl else None
     return float(tile) / float(side) if side else 1.0
+
+
+def classifier_input(
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    model_pixel_size_nm: float | None,
+    zoom: float,
+    working_size: int | None,
+) -> np.ndarray:
+    """An image as the classifier sees it, whatever its size (see :func:`prepare_image`).
+
+    With both pixel sizes known, the image is rescaled to the model's pixel size times
+    ``zoom``, so structures keep their size in nm. Otherwise it is resized so its long side is
+    ``working_size`` px: a folder of uncalibrated images of different sizes (typical of PNG
+    exports) then shows each field of view at one common working scale. ``working_size`` None
+    keeps the older rule (``zoom`` alone), for model files that predate it.
+    """
+    if (pixel_size_nm and model_pixel_size_nm) or working_size is None:
+        return prepare_image(image, pixel_size_nm, model_pixel_size_nm, zoom)
+    return prepare_image(image, zoom=working_size / max(np.shape(image)))
+
+
+def image_features(
+    encoder: Encoder,
+    prepared: list[np.ndarray],
+    tile: int,
+    max_tiles: int,
+    scales: Sequence[float],
+    device: torch.device | str,
+    descriptors: bool = False,
+    measured: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """The classifier's input and the size of each of its blocks: multi-scale pooled encoder
+    features, then (if asked) image descriptors and mask measurements."""
+    blocks = [multiscale_features(encoder, prepared, tile, max_tiles, tuple(scales), device)]
+    if descriptors:
+        blocks.append(np.stack([image_descriptors(image) for image in prepared]))
+    if measured is not None:
+        blocks.append(np.stack(measured))
+    return np.concatenate(blocks, 1).astype(np.float32), [b.shape[1] for b in blocks]
+
+
+def measured_features(
+    segment: Callable[[np.ndarray, float | None], np.ndarray],
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    working_size: int,
+) -> np.ndarray:
+    """:func:`mask_features` of ``segment``'s mask of one image.
+
+    Lengths are in nm for a calibrated image, else in px of the working scale, so that
+    uncalibrated images of different sizes are measured alike.
+    """
+    px = pixel_size_nm or max(np.shape(image)) / working_size
+    return mask_features(segment(image, pixel_size_nm), px)
+
+
+def segmenter_for(
+    model: ModelFile, path: str, config: ClassifierConfig
+) -> Callable[[np.ndarray, float | None], np.ndarray] | None:
+    """The base file's segmenter as image -> mask when measurements are asked for, else None."""
+    if not config.measurements:
+        return None
+    if "segmenter" not in model.meta.heads:
+        raise NanowireError(
+            f"Measurement features need a segmenter, and {path or 'the base model'} has none: "
+            "train one with train-segmenter on this encoder first, or leave measurements off."
+        )
+    if config.fine_tune:
+        raise NanowireError(
+            "Measurement features and fine-tuning exclude each other: fine-tuning changes the "
+            "encoder the segmenter was trained on. Choose one."
+        )
+    from ..predict.predictor import Predictor  # predict builds on heads: import when used
+
+    predictor = Predictor(model, path, config.device)
+    return lambda image, px: predictor.segment(image, px).mask
 
 
 def check_labels(labels: Sequence[str]) -> list[str]:
@@ -276,8 +274,10 @@ def train_classifier(
     model_px = model.meta.pixel_size_nm or median_known(sizes)
     tile = int(config.tile or model.meta.image_size or 64)
     zoom = feature_zoom(model.meta, tile)
+    working = int(config.working_size or 4 * tile)
     start = time.perf_counter()
 
+    segment = segmenter_for(model, base_path, config)
     n = len(images)
     total = n + fine_tune_steps(n, config)
     prepared, feats = [], []
@@ -286,33 +286,61 @@ def train_classifier(
         if stop_requested(stop):
             yield Progress(JOB, i, total, message="stopped; nothing saved", done=True)
             return
-        prepared.append(prepare_image(image, px, model_px, zoom))
-        feats.append(pooled_features(encoder, prepared[-1:], tile, config.max_tiles, device=device))
+        prepared.append(classifier_input(image, px, model_px, zoom, working))
+        measured = [measured_features(segment, image, px, working)] if segment else None
+        block, blocks = image_features(
+            encoder,
+            prepared[-1:],
+            tile,
+            config.max_tiles,
+            config.scales,
+            device,
+            config.descriptors,
+            measured,
+        )
+        feats.append(block)
         speed, eta = rate.update(1)
         yield Progress(JOB, i + 1, total, images_per_s=speed, eta_s=eta)
     features = np.concatenate(feats)
 
-    fit = {"epochs": config.epochs, "lr": config.lr, "weight_decay": config.weight_decay}
-    head, history = fit_linear_head(features, targets, len(class_names), seed=config.seed, **fit)
-    cv = cross_val_accuracy(features, targets, len(class_names), **fit)
-    metrics = {"cv_accuracy": cv} if cv is not None else {}
-    yield Progress(JOB, n, total, metrics=dict(metrics), message="linear head fitted")
-    for event in _fine_tune(encoder, head, prepared, targets, config, tile, device, stop, n):
-        history.append(event.loss)
-        yield event
-    stopped = stop_requested(stop)
+    history: list[float] = []
     if config.fine_tune:
-        features = pooled_features(encoder, prepared, tile, config.max_tiles, device=device)
-    with torch.no_grad():
-        predicted = head.cpu()(torch.as_tensor(features)).argmax(1).numpy()
+        # Crops see one scale, so the encoder is tuned with a head of its own on that scale's
+        # features; the classifier's head is then fitted on the tuned encoder's features.
+        crop_head, _ = fit_linear_head(features[:, : encoder.out_dim], targets, len(class_names))
+        for event in _fine_tune(
+            encoder, crop_head, prepared, targets, config, tile, device, stop, n
+        ):
+            history.append(event.loss)
+            yield event
+        features, _ = image_features(
+            encoder, prepared, tile, config.max_tiles, config.scales, device, config.descriptors
+        )
+    stopped = stop_requested(stop)
+    fit = {
+        "epochs": config.epochs,
+        "weight_decay": config.weight_decay,
+        "column_weights": block_weights(blocks),
+    }
+    head, fit_history = fit_linear_head(features, targets, len(class_names), **fit)
+    history = fit_history + history
+    metrics = cross_validate(features, targets, len(class_names), **fit)
+    predicted = head_logits(head, features).argmax(1)
     metrics["train_accuracy"] = float((predicted == targets).mean())
     head_meta = ClassifierMeta(
         settings=asdict(config),
         tile=tile,
         zoom=zoom,
+        working_size=working,
+        scales=list(config.scales),
+        descriptors=config.descriptors,
+        blocks=blocks,
+        measurements=segment is not None,
+        measurement_names=list(MORPH_NAMES) if segment is not None else [],
         max_tiles=config.max_tiles,
         n_images=len(images),
         class_counts=np.bincount(targets, minlength=len(class_names)).tolist(),
+        temperature=metrics.get("temperature", 1.0),
         metrics=metrics,
         history=history,
         stopped_early=stopped,

@@ -121,6 +121,39 @@ def pooled_features(
     return out / counts[:, None]
 
 
+def multiscale_features(
+    encoder: Encoder,
+    images: list[np.ndarray],
+    tile: int,
+    max_tiles: int = 16,
+    scales: tuple[float, ...] = (1.0,),
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """(N, out_dim * len(scales)) pooled features of prepared images at several scales.
+
+    Each image is shrunk by each factor in ``scales`` and its :func:`pooled_features` (mean
+    over up to ``max_tiles`` tiles) concatenated: at full scale the tiles see texture and
+    edges, at the coarsest scale one tile may hold the whole field of view, so particle counts,
+    sizes and arrangement enter the features too.
+    """
+    parts = []
+    for scale in scales:
+        scaled = [
+            image
+            if scale == 1
+            else resize(
+                image,
+                tuple(max(1, round(n * scale)) for n in image.shape),
+                order=1,
+                anti_aliasing=scale < 1,
+                preserve_range=True,
+            ).astype(np.float32)
+            for image in images
+        ]
+        parts.append(pooled_features(encoder, scaled, tile, max_tiles, device=device))
+    return np.concatenate(parts, axis=1)
+
+
 def dihedral(arr: np.ndarray, k: int) -> np.ndarray:
     """One of the 8 flips/rotations of the last two axes (k in 0..7); same k, same transform."""
     out = np.rot90(arr, k % 4, axes=(-2, -1))

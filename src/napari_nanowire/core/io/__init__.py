@@ -18,6 +18,7 @@ from .reading import (
     input_files,
     read_image,
     read_images,
+    read_series,
 )
 from .writers import (
     TiffFrameWriter,
@@ -53,6 +54,7 @@ __all__ = [
     "pixel_size_from_units",
     "read_image",
     "read_images",
+    "read_series",
     "tiff_frame_writer",
     "write_bytes_atomic",
     "write_csv",

@@ -2,8 +2,9 @@
 
 Every encoder maps a (B, 1, H, W) float image batch to five feature maps at strides
 2, 4, 8, 16 and 32 (for U-Net skip connections) and to a pooled feature vector (for SSL
-projectors and linear classifiers). No pretrained weights are downloaded: encoders start from
-random initialisation or from one of our model files.
+projectors and linear classifiers). Encoders start from random initialisation, from one of our
+model files, or (ResNets) from torchvision-compatible weights: ImageNet's, downloaded once into
+the torch cache on request, or a user's state dict (see :func:`initial_weights`).
 
 Adding a backbone is one :func:`register_encoder` call.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock
 
+from ..errors import NanowireError
 from .modelfile import ModelFile, ModelFileError, load_model
 
 
@@ -118,14 +121,126 @@ register_encoder(
 )
 
 
-def build_encoder(name: str) -> Encoder:
-    """A freshly initialised encoder of a registered kind."""
+IMAGENET_WEIGHTS = {
+    "resnet18": resnet.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet50": resnet.ResNet50_Weights.IMAGENET1K_V1,
+}
+"""The torchvision ImageNet weights ``init="imagenet"`` loads, per encoder."""
+
+
+def build_encoder(name: str, init: str | os.PathLike | None = None) -> Encoder:
+    """A freshly initialised encoder of a registered kind.
+
+    ``init``: None for random weights, ``"imagenet"`` or the path of a torchvision ResNet state
+    dict for a ResNet encoder (see :func:`initial_weights`).
+    """
     try:
         spec = ENCODERS[name]
     except KeyError:
         known = ", ".join(sorted(ENCODERS))
         raise ValueError(f"Unknown encoder {name!r}: choose one of {known}.") from None
-    return spec.build()
+    encoder = spec.build()
+    if init is not None:
+        encoder.load_state_dict(initial_weights(name, init, encoder))
+    return encoder
+
+
+def initial_weights(
+    name: str, init: str | os.PathLike, encoder: Encoder
+) -> dict[str, torch.Tensor]:
+    """Torchvision ResNet weights mapped onto ``encoder``'s keys, its first conv made 1-channel.
+
+    ``init`` is ``"imagenet"`` (torchvision's weights from the torch cache, downloaded there once
+    when missing) or a file holding a torchvision-compatible ResNet state dict (optionally
+    under "state_dict" or "model", keys optionally prefixed "module."). The RGB filters of the
+    first convolution are summed, so a gray image gives the response the RGB net gave to the
+    same gray image. The classifier ``fc.*`` is ignored; anything else that does not fit
+    (missing, unknown or differently shaped keys) is refused, listing what did not match.
+    """
+    if name not in IMAGENET_WEIGHTS:
+        raise NanowireError(
+            f"Pretrained starting weights exist for {', '.join(IMAGENET_WEIGHTS)} encoders, not "
+            f"{name!r}: choose one of those, or leave the starting weights out."
+        )
+    if str(init) == "imagenet":
+        state, source = _imagenet_state(name), f"the ImageNet weights of {name}"
+    else:
+        state, source = _read_state_dict(Path(init)), str(init)
+    return _map_torchvision(state, encoder.state_dict(), source)
+
+
+def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet state dict for ``name``, from the cache or downloaded once."""
+    weights = IMAGENET_WEIGHTS[name]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(weights.url, str(path), progress=False)
+        except Exception as exc:  # offline, proxy, disk: all end in the same advice
+            raise NanowireError(
+                f"Could not download the ImageNet weights of {name} ({exc}). Without network, "
+                f"download {weights.url} on another machine and place it at {path}."
+            ) from exc
+    return _read_state_dict(path)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A tensor state dict from a torch file (loaded without running code from it)."""
+    if not path.is_file():
+        raise NanowireError(f"Starting weights {path} do not exist; check the path.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NanowireError(
+            f"Cannot read starting weights {path} ({exc}): expected a torch file of a ResNet "
+            "state dict (torch.save(model.state_dict(), path))."
+        ) from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise NanowireError(f"Starting weights {path} hold a {type(state).__name__}, not a dict.")
+    return {k.removeprefix("module."): v for k, v in state.items() if torch.is_tensor(v)}
+
+
+def _map_torchvision(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """Rename torchvision ResNet keys to :class:`Encoder` keys and check every one fits."""
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        if key == "conv1.weight" and value.ndim == 4 and value.shape[1] == 3:
+            value = value.sum(1, keepdim=True)
+        new = key.replace("conv1.", "stem.0.", 1) if key.startswith("conv1.") else key
+        new = new.replace("bn1.", "stem.1.", 1) if key.startswith("bn1.") else new
+        if key.startswith("layer") and key[5:6].isdigit():
+            new = f"stages.{int(key[5]) - 1}{key[6:]}"
+        renamed[new] = value
+    missing = sorted(set(target) - set(renamed))
+    unknown = sorted(set(renamed) - set(target))
+    shapes = sorted(
+        f"{k} {tuple(renamed[k].shape)} vs {tuple(target[k].shape)}"
+        for k in set(renamed) & set(target)
+        if renamed[k].shape != target[k].shape
+    )
+    if missing or unknown or shapes:
+        problems = [
+            f"{label} ({len(keys)}): {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("not in the encoder", unknown),
+                ("other shape", shapes),
+            )
+            if keys
+        ]
+        raise NanowireError(
+            f"Starting weights from {source} do not fit this encoder: {'; '.join(problems)}. "
+            "Give a state dict of the same torchvision ResNet (resnet18 or resnet50)."
+        )
+    return renamed
 
 
 def load_encoder(

@@ -220,6 +220,19 @@ class ClassifierMeta(HeadMeta):
     max_tiles: int = 16
     zoom: float = 1.0
     class_counts: list[int] | None = None
+    working_size: int | None = None
+    """Long side images without a pixel size are resized to before features are computed."""
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    """Scales of the pooled tile features (concatenated), relative to the working scale."""
+    descriptors: bool = False
+    """Hand-made image descriptors appended to the features."""
+    blocks: list[int] | None = None
+    """Sizes of the feature blocks, in order (encoder scales, descriptors, measurements)."""
+    measurements: bool = False
+    """Measurements of the segmenter's predicted mask appended to the features."""
+    measurement_names: list[str] = field(default_factory=list)
+    temperature: float = 1.0
+    """Softmax temperature fitted on held-out labelled images (calibrated confidences)."""
 
     @classmethod
     def from_json(cls, read: _Fields) -> ClassifierMeta:
@@ -229,7 +242,23 @@ class ClassifierMeta(HeadMeta):
             max_tiles=read.integer("max_tiles", 1, 4096) or 16,
             zoom=read.number("zoom", 0.0, 100.0) or 1.0,
             class_counts=read.listing("class_counts") or None,
+            working_size=read.integer("working_size", 8, MAX_SIDE),
+            scales=_scales(read),
+            descriptors=bool(read.get("descriptors", False)),
+            blocks=read.listing("blocks") or None,
+            measurements=bool(read.get("measurements", False)),
+            measurement_names=read.texts("measurement_names", 0) or [],
+            temperature=read.number("temperature", 0.0, 1e6) or 1.0,
         )
+
+
+def _scales(read: _Fields) -> list[float]:
+    """Feature scales: numbers in (0, 1], at least one."""
+    scales = read.listing("scales") or [1.0]
+    for i, s in enumerate(scales):
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1:
+            read.fail(f"scales[{i}]", f"is {_short(s)}, not a number in (0, 1]")
+    return [float(s) for s in scales]
 
 
 @dataclass(kw_only=True)

@@ -44,8 +44,9 @@ import pandas as pd
 
 from ..devices import resolve_device
 from ..errors import NanowireError
-from ..heads.classify import LinearHead, class_probabilities
-from ..heads.features import encoder_from, prepare_image
+from ..heads.classify import classifier_input, image_features, measured_features
+from ..heads.features import encoder_from
+from ..heads.linear import LinearHead, class_probabilities
 from ..heads.postprocess import PostProcess, postprocess_from_meta, postprocess_mask
 from ..heads.scale import WorkingScale, to_working, upsampled_rows, working_from_meta
 from ..heads.scalebar import Annotation, find_annotations
@@ -75,15 +76,40 @@ def margin(probs: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def label_next(
-    uncertainty: Sequence[float], n: int = 5, labelled: Sequence[bool] | None = None
+    uncertainty: Sequence[float],
+    n: int = 5,
+    labelled: Sequence[bool] | None = None,
+    features: np.ndarray | None = None,
+    pool: int = 3,
 ) -> list[int]:
-    """Indices of the ``n`` most uncertain images not yet labelled, most uncertain first."""
+    """Indices of ``n`` unlabelled images worth labelling next, the most uncertain first.
+
+    Without ``features``: the ``n`` most uncertain. With (N, D) ``features``: among the
+    ``pool * n`` most uncertain, a greedy k-center pick, so the suggestions are spread over the
+    feature space instead of being near-duplicates: each next pick is the candidate farthest
+    (standardised Euclidean distance, weighted by its uncertainty) from the images already
+    picked or labelled.
+    """
     score = np.asarray(uncertainty, dtype=float)
-    candidates = np.flatnonzero(~np.asarray(labelled, bool)) if labelled is not None else None
-    order = np.argsort(-score, kind="stable")
-    if candidates is not None:
-        order = order[np.isin(order, candidates)]
-    return order[:n].tolist()
+    mask = np.zeros(len(score), bool) if labelled is None else np.asarray(labelled, bool)
+    order = [i for i in np.argsort(-score, kind="stable") if not mask[i]]
+    if features is None or n <= 0 or not order:
+        return [int(i) for i in order[:n]]
+    feats = np.asarray(features, np.float64)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-9)
+    candidates = np.array(order[: max(n, pool * n)])
+    anchors = [candidates[0], *np.flatnonzero(mask)]
+    nearest = np.min(
+        np.linalg.norm(feats[candidates, None] - feats[None, anchors], axis=-1), axis=1
+    )
+    picked = [int(candidates[0])]
+    while len(picked) < min(n, len(candidates)):
+        gain = nearest * score[candidates]
+        gain[np.isin(candidates, picked)] = -np.inf
+        best = int(candidates[int(np.argmax(gain))])
+        picked.append(best)
+        nearest = np.minimum(nearest, np.linalg.norm(feats[candidates] - feats[best], axis=1))
+    return picked
 
 
 @dataclass
@@ -91,7 +117,8 @@ class ClassPrediction:
     """Class probabilities of N images and what follows from them."""
 
     class_names: list[str]
-    probabilities: np.ndarray  # (N, n_classes)
+    probabilities: np.ndarray  # (N, n_classes), calibrated (see the README's Confidence)
+    features: np.ndarray | None = None  # (N, D) the classifier's input, for label_next
 
     @property
     def classes(self) -> list[str]:
@@ -170,7 +197,9 @@ class Predictor:
         self.head: LinearHead | None = None
         if "classifier" in self.heads:
             self.class_names = list(self.meta.class_names or ())
-            self.head = LinearHead(self.encoder.out_dim, len(self.class_names))
+            weight = model.part("classifier").get("linear.weight")
+            in_dim = self.encoder.out_dim if weight is None else weight.shape[1]
+            self.head = LinearHead(in_dim, len(self.class_names))
             model.load_part("classifier", self.head, path)
             self.head.eval()
         self.net = load_segmenter(model, path) if "segmenter" in self.heads else None
@@ -236,15 +265,32 @@ class Predictor:
         self.require("classifier")
         settings = self.meta.classifier
         sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
+        working = settings.working_size
         prepared = [
-            prepare_image(image, px, self.pixel_size_nm, settings.zoom)
+            classifier_input(image, px, self.pixel_size_nm, settings.zoom, working)
             for image, px in zip(images, sizes, strict=True)
         ]
-        probs = class_probabilities(
-            self.encoder, self.head, prepared, settings.tile, settings.max_tiles, self.device
+        measured = None
+        if settings.measurements:
+            self.require("segmenter")
+            segment = lambda image, px: self.segment(image, px).mask  # noqa: E731
+            measured = [
+                measured_features(segment, image, px, working)
+                for image, px in zip(images, sizes, strict=True)
+            ]
+        feats, _ = image_features(
+            self.encoder,
+            prepared,
+            settings.tile,
+            settings.max_tiles,
+            settings.scales,
+            self.device,
+            settings.descriptors,
+            measured,
         )
+        probs = class_probabilities(self.head, feats, settings.temperature)
         _check_finite_output(probs, self.path)
-        return ClassPrediction(self.class_names, probs)
+        return ClassPrediction(self.class_names, probs, feats)
 
     def predict_frame(
         self,

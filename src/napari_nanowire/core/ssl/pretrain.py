@@ -59,6 +59,7 @@ class PretrainConfig:
 
     method: str = "simclr"  # or "barlow"
     encoder: str = "tiny"
+    init: str | None = None  # starting weights: None (random), "imagenet" or a state-dict file
     epochs: int = 10
     batch_size: int = 64  # view pairs per step and process
     image_size: int = 96  # crop side in px fed to the network
@@ -166,7 +167,7 @@ class _Trainer:
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            encoder = build_encoder(cfg.encoder)
+            encoder = build_encoder(cfg.encoder, cfg.init)
             self.projector_dims = projector_dims(
                 cfg.method, encoder.out_dim, cfg.projector_hidden_dim, cfg.projector_out_dim
             )

@@ -1,0 +1,126 @@
+"""Features that carry morphology: hand-made image descriptors and measurements of a mask.
+
+Morphology classes (dispersed, bundle, network) are defined by what a mask measures: how much
+of the field is covered, how many domains, how wide and long and round they are, whether they
+align and whether they span the image. When a model file has a segmenter, the classifier can
+append these numbers to its learned features (the linear head standardises every column).
+All foreground classes are measured together as one phase, so the vector has the same length
+for every segmenter. Without a segmenter, :func:`image_descriptors` gives texture, orientation
+and dark-phase shape statistics computed from the image alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.feature import (
+    graycomatrix,
+    graycoprops,
+    local_binary_pattern,
+    structure_tensor,
+    structure_tensor_eigenvalues,
+)
+from skimage.filters import threshold_otsu
+
+from ..measure import MeasureOptions, measure_domains, summarize_image
+from ..model.preprocess import normalize
+
+MORPH_NAMES: tuple[str, ...] = (
+    "area_fraction",
+    "log_domain_count",
+    "log_width_q1",
+    "log_width_median",
+    "log_width_q3",
+    "log_length_q1",
+    "log_length_median",
+    "log_length_q3",
+    "log_aspect_ratio_median",
+    "circularity_median",
+    "solidity_median",
+    "nematic_order",
+    "percolates_x",
+    "percolates_y",
+)
+"""The columns :func:`mask_features` returns, in order."""
+
+
+def mask_features(mask: np.ndarray, pixel_size_nm: float = 1.0) -> np.ndarray:
+    """Measurements of a mask's foreground (any value > 0) as a float32 vector (MORPH_NAMES).
+
+    Sizes are logarithms of lengths in nm (or in px of ``pixel_size_nm``'s scale); an image
+    without foreground gives zeros for every size and shape column.
+    """
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    options = MeasureOptions(pixel_size_nm=float(pixel_size_nm))
+    domains = measure_domains(binary, options)
+    summary = summarize_image(binary, options, domains)
+    row = summary.iloc[0] if len(summary) else None
+    count = len(domains)
+    values = {"area_fraction": float(binary.mean()), "log_domain_count": np.log1p(count)}
+    if row is not None and count:
+        for stat in ("q1", "median", "q3"):
+            values[f"log_width_{stat}"] = np.log1p(row[f"width_{stat}_nm"])
+            values[f"log_length_{stat}"] = np.log1p(row[f"length_{stat}_nm"])
+        values["log_aspect_ratio_median"] = np.log(domains["aspect_ratio"].median())
+        circularity = (
+            4 * np.pi * domains["area_nm2"] / np.maximum(domains["perimeter_nm"], 1e-9) ** 2
+        )
+        values["circularity_median"] = float(np.clip(circularity, 0, 1).median())
+        values["solidity_median"] = float(domains["solidity"].median())
+        values["nematic_order"] = row["nematic_order"]
+        values["percolates_x"] = float(row["percolates_x"])
+        values["percolates_y"] = float(row["percolates_y"])
+    vector = np.array([values.get(name, 0.0) for name in MORPH_NAMES], np.float64)
+    return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def image_descriptors(image: np.ndarray) -> np.ndarray:
+    """Hand-made descriptors of one image (DESCRIPTOR_SIZE floats, no mask needed).
+
+    Intensity percentiles; grey-level co-occurrence contrast, homogeneity, energy and
+    correlation at 1, 3 and 6 px (mean and spread over 4 directions); uniform local binary
+    pattern histograms at radius 1 and 3; structure-tensor coherence and the nematic order of
+    gradients; and the dark phase (below Otsu's threshold): cover, number of pieces per
+    1000 px, largest piece, and its span. On synthetic nanowire classes these alone reach
+    0.61 accuracy at 4 labels a class (benchmarks/RESULTS.md, issue 4).
+    """
+    norm = normalize(image)
+    percentiles = np.percentile(norm, [1, 5, 25, 50, 75, 95, 99])
+    levels = 32
+    quant = np.clip((norm - norm.min()) / (np.ptp(norm) + 1e-9) * levels, 0, levels - 1)
+    glcm = graycomatrix(
+        quant.astype(np.uint8),
+        [1, 3, 6],
+        [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+        levels,
+        symmetric=True,
+        normed=True,
+    )
+    texture = []
+    for prop in ("contrast", "homogeneity", "energy", "correlation"):
+        values = graycoprops(glcm, prop)  # (distances, angles)
+        texture += [*values.mean(1), *(values.max(1) - values.min(1))]
+    lbp = []
+    for radius in (1, 3):
+        codes = local_binary_pattern(quant.astype(np.uint8), 8, radius, method="uniform")
+        lbp += list(np.bincount(codes.astype(int).ravel(), minlength=10)[:10] / codes.size)
+    a_rr, a_rc, a_cc = structure_tensor(norm, sigma=2.0, order="rc")
+    l1, l2 = structure_tensor_eigenvalues([a_rr, a_rc, a_cc])
+    energy = l1 + l2 + 1e-9
+    coherence = float(((l1 - l2) / energy).mean())
+    doubled = (a_cc - a_rr + 2j * a_rc).sum() / energy.sum()  # nematic order of gradients
+    dark = norm < threshold_otsu(norm)
+    labels, n = ndimage.label(dark)
+    sizes = np.bincount(labels.ravel())[1:] if n else np.array([0])
+    spans = ndimage.find_objects(labels)
+    largest = int(np.argmax(sizes)) if n else 0
+    span_x = (spans[largest][1].stop - spans[largest][1].start) / dark.shape[1] if n else 0.0
+    span_y = (spans[largest][0].stop - spans[largest][0].start) / dark.shape[0] if n else 0.0
+    shape = [dark.mean(), n / dark.size * 1e3, sizes.max() / dark.size, max(span_x, span_y)]
+    return np.array(
+        [*percentiles, *texture, *lbp, coherence, abs(doubled), *shape], dtype=np.float32
+    )
+
+
+DESCRIPTOR_SIZE = len(image_descriptors(np.arange(64.0).reshape(8, 8)))
+"""Length of :func:`image_descriptors`' vector."""

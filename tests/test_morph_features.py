@@ -1,0 +1,100 @@
+"""Mask measurements as classifier features, and a classifier that uses its segmenter's masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nanowire.core.data.synthetic import generate_dataset
+from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
+from napari_nanowire.core.heads.morph_features import DESCRIPTOR_SIZE, MORPH_NAMES, mask_features
+from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
+from napari_nanowire.core.model.encoders import build_encoder
+from napari_nanowire.core.model.metadata import ModelMeta
+from napari_nanowire.core.model.modelfile import ModelFile, load_model
+from napari_nanowire.core.predict.predictor import Predictor
+
+PX = 4.0
+
+
+def features_of(mask: np.ndarray, px: float = 1.0) -> dict[str, float]:
+    return dict(zip(MORPH_NAMES, mask_features(mask, px).tolist(), strict=True))
+
+
+def test_a_bar_across_the_image_measures_its_size_shape_and_percolation():
+    mask = np.zeros((60, 80), np.uint8)
+    mask[20:30, :] = 1  # 10 px x 80 px, at 2 nm/px: 20 nm x 160 nm, spans x
+    f = features_of(mask, 2.0)
+    assert f["area_fraction"] == pytest.approx(10 / 60)
+    assert f["log_domain_count"] == pytest.approx(np.log(2))
+    assert np.expm1(f["log_width_median"]) == pytest.approx(20, rel=0.15)
+    assert np.expm1(f["log_length_median"]) == pytest.approx(160, rel=0.15)
+    assert np.exp(f["log_aspect_ratio_median"]) == pytest.approx(8, rel=0.1)
+    assert f["percolates_x"] == 1 and f["percolates_y"] == 0
+    assert f["nematic_order"] > 0.9 and f["solidity_median"] == pytest.approx(1, abs=0.02)
+
+
+def test_round_particles_are_circular_and_counted():
+    yy, xx = np.mgrid[:100, :100]
+    mask = np.zeros((100, 100), np.uint8)
+    for cy, cx in [(25, 25), (25, 75), (75, 25), (75, 75)]:
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] = 1
+    f = features_of(mask)
+    assert np.expm1(f["log_domain_count"]) == pytest.approx(4)
+    assert f["circularity_median"] > 0.85  # a disc: 1 in the continuum
+    assert abs(f["log_aspect_ratio_median"]) < 0.1 and f["percolates_x"] == 0
+
+
+def test_an_empty_mask_gives_zeros():
+    assert not mask_features(np.zeros((32, 32), np.uint8)).any()
+
+
+@pytest.fixture(scope="module")
+def with_segmenter(tmp_path_factory):
+    """A tiny random-init encoder with a segmenter trained 3 steps on synthetic masks."""
+    torch.manual_seed(0)
+    base = ModelFile(ModelMeta(encoder="tiny", image_size=32))
+    base.set_part("encoder", build_encoder("tiny"))
+    items = generate_dataset(1, size=64, pixel_size_nm=PX, seed=2)
+    out = tmp_path_factory.mktemp("seg") / "seg.nwmodel"
+    config = SegmenterConfig(steps=3, tile=32, dense_masks=True, device="cpu", seed=0)
+    images, masks = [i.image for i in items], [i.mask for i in items]
+    list(train_segmenter(base, images, masks, out, [PX] * 4, config=config))
+    return out, items
+
+
+def test_classifier_appends_its_segmenters_measurements(with_segmenter, tmp_path):
+    base, items = with_segmenter
+    out = tmp_path / "c.nwmodel"
+    images, labels = [i.image for i in items], [i.label for i in items]
+    config = ClassifierConfig(epochs=20, measurements=True, device="cpu")
+    list(train_classifier(base, images, labels, out, [PX] * 4, config))
+    model = load_model(out)
+    settings = model.meta.classifier
+    assert model.meta.heads == ["classifier", "segmenter"]
+    assert settings.measurements and settings.measurement_names == list(MORPH_NAMES)
+    # tiny encoder: 256 per scale, then the image descriptors and the measurements
+    dim = 256 * len(settings.scales) + DESCRIPTOR_SIZE + len(MORPH_NAMES)
+    assert settings.blocks == [256 * len(settings.scales), DESCRIPTOR_SIZE, len(MORPH_NAMES)]
+    assert model.part("classifier")["linear.weight"].shape == (4, dim)
+    prediction = Predictor(model, str(out), "cpu").classify(images, [PX] * 4)
+    assert prediction.features.shape == (4, dim)
+    np.testing.assert_allclose(prediction.probabilities.sum(1), 1, atol=1e-5)
+
+
+def test_measurements_need_a_segmenter_and_no_fine_tune(with_segmenter):
+    base, items = with_segmenter
+    images, labels = [i.image for i in items], [i.label for i in items]
+    plain = ModelFile(ModelMeta(encoder="tiny", image_size=32))
+    plain.set_part("encoder", build_encoder("tiny"))
+    with pytest.raises(NanowireError, match="need a segmenter"):
+        list(
+            train_classifier(
+                plain, images, labels, "x.nwmodel", config=ClassifierConfig(measurements=True)
+            )
+        )
+    config = ClassifierConfig(measurements=True, fine_tune=True)
+    with pytest.raises(NanowireError, match="exclude each other"):
+        list(train_classifier(base, images, labels, "x.nwmodel", config=config))
