@@ -153,3 +153,26 @@ def test_non_finite_probabilities_are_an_error_not_an_empty_confidence(model_pat
     )
     with pytest.raises(NanowireError, match="NaN or infinite probabilities"):
         predictor.classify([np.random.default_rng(0).random((40, 40))])
+
+
+def test_odd_file_names_are_predicted_and_listed(model_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    latin1 = folder / os.fsdecode(b"caf\xe9.tif")  # not UTF-8: the CSV failed to encode it
+    long = folder / ("n" * 250 + ".tif")  # its mask's temporary name was over 255 bytes
+    formula = folder / "=cmd.tif"
+    for path in (latin1, long, formula):
+        write_tiff(path, rng.random((40, 40)).astype(np.float32), 1.5)
+    out = tmp_path / "out"
+    run(predict_files(model_path, [latin1, long, formula], out, device="cpu"))
+    text = (out / "predictions.csv").read_bytes().decode("utf-8")
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == 3 and "caf\\udce9.tif" in text
+    cells = [cell for line in text.splitlines() for cell in line.split(",")]
+    assert not any(cell.startswith(("=", "+", "@")) for cell in cells)
+    assert {p.name for p in (out / "masks").iterdir()} == {
+        latin1.stem + ".tif",
+        long.stem + ".tif",
+        "=cmd.tif",
+    }
