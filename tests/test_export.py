@@ -140,3 +140,66 @@ def test_the_writer_reads_the_pixel_size_from_the_scale():
     assert layer_pixel_size_nm(recorded) == 3.0
     assert layer_pixel_size_nm({"scale": (2.0, 2.0), "units": ("pixel", "pixel")}) == 2.0
     assert layer_pixel_size_nm({"scale": (1.0, 1.0), "units": ("pixel", "pixel")}) is None
+
+
+# --- export: TorchScript and BioImage.IO --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def steep_model(tmp_path_factory):
+    """A random-weight model whose masks are about half wire (see tests/test_api.py)."""
+    from napari_nanowire.core.model.modelfile import save_model
+    from napari_nanowire.core.model.random_models import random_model
+
+    model = random_model(tile=64, pixel_size_nm=2.0)
+    model.tensors["segmenter.out.weight"] *= 200
+    return save_model(model, tmp_path_factory.mktemp("export") / "wires.nwmodel")
+
+
+@pytest.mark.slow  # about 10 s: tracing and checking the U-Net
+def test_torchscript_export_predicts_what_the_predictor_does(steep_model, tmp_path):
+    import torch
+
+    from napari_nanowire.cli.main import main
+    from napari_nanowire.core.export.torchscript import EXTRA_FILE
+    from napari_nanowire.core.predict.predictor import Predictor
+
+    out = tmp_path / "wires.pt"
+    assert main(["export", str(steep_model), "--format", "torchscript", "--out", str(out)]) == 0
+    extra = {EXTRA_FILE: ""}
+    module = torch.jit.load(str(out), _extra_files=extra)  # needs only torch
+    meta = json.loads(extra[EXTRA_FILE])
+    assert meta["mask_classes"] == ["background", "wire"] and meta["pixel_size_nm"] == 2.0
+    image = np.random.default_rng(3).random((64, 64), dtype=np.float32) * 1000 + 50
+    with torch.no_grad():
+        probs = module(torch.from_numpy(image)[None, None])[0].numpy()
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+    expected = Predictor.load(steep_model, "cpu").segment(image, 2.0).mask  # one 64 px tile
+    assert 0.1 < expected.mean() < 0.9
+    assert (probs.argmax(0) == expected).mean() > 0.999
+    # another valid size runs too (the shapes were not frozen by tracing)
+    with torch.no_grad():
+        assert module(torch.rand(2, 1, 96, 128)).shape == (2, 2, 96, 128)
+    assert main(["export", str(steep_model), "--format", "torchscript", "--out", str(out)]) == 2
+
+
+@pytest.mark.slow  # about 50 s: export, then bioimageio.core's full test of the package
+def test_bioimageio_package_passes_bioimageio_core_test(steep_model, tmp_path):
+    pytest.importorskip("bioimageio.core")
+    from napari_nanowire.core.export.bioimageio import check_bioimageio, export_bioimageio
+
+    try:
+        check_bioimageio()
+    except NanowireError as err:
+        pytest.skip(str(err))
+    from bioimageio.core import test_model
+    from bioimageio.spec import load_model_description
+
+    package = export_bioimageio(steep_model, tmp_path / "wires.zip")
+    summary = test_model(package)
+    assert summary.status == "passed", summary.format()
+    descr = load_model_description(package)
+    assert descr.outputs[0].axes[1].channel_names == ["background", "wire"]
+    y_axis = descr.inputs[0].axes[2]
+    assert y_axis.scale == 2.0 and y_axis.unit == "nanometer"
+    assert "10.1039/D2DD00066K" in str(descr.cite[0].doi)
