@@ -165,7 +165,10 @@ def write_cover(image: np.ndarray, probabilities: np.ndarray, path: Path) -> Non
     low, high = np.percentile(image, [0.5, 99.5])
     left = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
     mask = probabilities.argmax(0) / max(probabilities.shape[0] - 1, 1)
-    iio.imwrite(path, (np.concatenate([left, mask], axis=1) * 255).astype(np.uint8))
+    picture = np.concatenate([left, mask], axis=1)
+    zoom = -(-256 // picture.shape[0])  # at least 256 px high, pixels kept sharp
+    picture = picture.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    iio.imwrite(path, (picture * 255).astype(np.uint8))
 
 
 def readme(model_path: Path, classes: list[str], px: float | None) -> str:
