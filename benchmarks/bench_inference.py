@@ -12,6 +12,9 @@ N-frame stack file, written zlib-compressed page by page and read lazily (the ch
 ``io.LAZY_BYTES`` to 0, as for a stack larger than memory), for each N of --stack-frames:
 peak RSS should be flat in N ("growth" is peak RSS over what the process held before the
 first frame: imports, model). For single images, B/px is that growth per pixel of the image.
+The stack rows also give the size of the mask file written (and of the uncertainty maps with
+--save-uncertainty) against its uncompressed size; the model's output layer is made steep so
+that its masks are about half wire, in noise: a worst case for compression.
 
 Usage: .venv/bin/python benchmarks/bench_inference.py [--sizes 1024 2048 4096] [--threads 2]
        [--stack-frames 20 100] [--stack-side 1024]
@@ -91,13 +94,15 @@ def one_size(side: int, encoder: str, tile: int, naive: bool) -> dict:
     return row
 
 
-def one_stack(frames: int, side: int, encoder: str, tile: int) -> dict:
-    """Predict an N-frame compressed stack file read lazily, as the CLI does; time, peak RSS."""
+def one_stack(frames: int, side: int, encoder: str, tile: int, uncertainty: bool) -> dict:
+    """Predict an N-frame compressed stack file read lazily, as the CLI does; time, peak RSS,
+    and the sizes of the mask (and uncertainty) files written."""
     import numpy as np
     import tifffile
 
     from napari_nanowire.core.io import reading as io
-    from napari_nanowire.core.model.random_models import save_random_model
+    from napari_nanowire.core.model.modelfile import save_model
+    from napari_nanowire.core.model.random_models import random_model
     from napari_nanowire.core.predict.predictor import predict_files
 
     io.LAZY_BYTES = 0  # read lazily, as a stack larger than memory is
@@ -108,14 +113,23 @@ def one_stack(frames: int, side: int, encoder: str, tile: int) -> dict:
             for _ in range(frames):  # page by page: the benchmark never holds the stack
                 page = rng.integers(0, 4096, (side, side), dtype=np.uint16)
                 tif.write(page, compression="zlib", metadata=None)
-        model = save_random_model(Path(tmp) / "model.nwmodel", encoder=encoder, tile=tile)
+        net = random_model(encoder, tile=tile)
+        # random weights predict background everywhere (a file of zeros compresses to nothing);
+        # a steeper output layer gives masks about half wire, in noise: a worst case for size
+        net.tensors["segmenter.out.weight"] *= 200
+        model = save_model(net, Path(tmp) / "model.nwmodel")
         base = rss_mib()
         start = time.perf_counter()
-        for _ in predict_files(model, [path], Path(tmp) / "out", device="cpu"):
+        out = Path(tmp) / "out"
+        for _ in predict_files(model, [path], out, device="cpu", save_uncertainty=uncertainty):
             pass
         elapsed = time.perf_counter() - start
         peak = rss_mib()
-        masks = tifffile.TiffFile(Path(tmp) / "out" / "masks" / "stack.tif").series[0].shape
+        masks = tifffile.TiffFile(out / "masks" / "stack.tif").series[0].shape
+        mask_mib = (out / "masks" / "stack.tif").stat().st_size / 2**20
+        maps = out / "uncertainty" / "stack.tif"
+        maps_mib = maps.stat().st_size / 2**20 if uncertainty else None
+        wire = float(tifffile.imread(out / "masks" / "stack.tif", key=0).mean())
     assert masks == (frames, side, side), masks
     return {
         "frames": frames,
@@ -128,6 +142,10 @@ def one_stack(frames: int, side: int, encoder: str, tile: int) -> dict:
         "base_rss_mib": base,
         "peak_rss_mib": peak,
         "growth_mib": peak - base,
+        "mask_file_mib": mask_mib,
+        "mask_raw_mib": frames * side**2 / 2**20,
+        "mask_wire_fraction": wire,
+        "uncertainty_file_mib": maps_mib,
     }
 
 
@@ -136,6 +154,7 @@ def run_child(args: argparse.Namespace, *extra: str) -> dict:
     command = [sys.executable, __file__, *extra, "--encoder", args.encoder]
     command += ["--tile", str(args.tile), "--threads", str(args.threads)]
     command += ["--naive-up-to", str(args.naive_up_to), "--stack-side", str(args.stack_side)]
+    command += ["--save-uncertainty"] if args.save_uncertainty else []
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -151,6 +170,9 @@ def main() -> None:
         "--stack-frames", type=int, nargs="*", default=[20, 100], help="stack lengths (none: skip)"
     )
     p.add_argument("--stack-side", type=int, default=1024, help="frame size of the stacks")
+    p.add_argument(
+        "--save-uncertainty", action="store_true", help="stacks: write uncertainty maps too"
+    )
     p.add_argument("--out", type=Path, default=OUT, help=f"JSON report (default {OUT})")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--stack-child", type=int, help=argparse.SUPPRESS)
@@ -162,7 +184,9 @@ def main() -> None:
         if args.child:
             row = one_size(args.child, args.encoder, args.tile, args.child <= args.naive_up_to)
         else:
-            row = one_stack(args.stack_child, args.stack_side, args.encoder, args.tile)
+            row = one_stack(
+                args.stack_child, args.stack_side, args.encoder, args.tile, args.save_uncertainty
+            )
         print(json.dumps(row))
         return
     load_start = os.getloadavg()
@@ -179,12 +203,18 @@ def main() -> None:
             f"{r['bytes_per_px']:.1f} |"
         )
     if stacks:
-        print("\n| frames | side | s/image | images/s | RSS before MiB | peak MiB | growth MiB |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "\n| frames | side | s/image | images/s | RSS before MiB | peak MiB | growth MiB "
+            "| mask file MiB (raw) | uncertainty file MiB |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
     for r in stacks:
+        maps = r.get("uncertainty_file_mib")
         print(
             f"| {r['frames']} | {r['side']} | {r['s_per_image']:.2f} | {r['images_per_s']:.2f} | "
-            f"{r['base_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['growth_mib']:.0f} |"
+            f"{r['base_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['growth_mib']:.0f} | "
+            f"{r['mask_file_mib']:.2f} ({r['mask_raw_mib']:.1f}) | "
+            f"{'-' if maps is None else f'{maps:.1f}'} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create the virtual environment and install napari-nanowire with its GUI and test extras.
+# Create the virtual environment and install napari-nanowire with its napari plugin, cluster,
+# BioImage.IO and test extras (the base package alone is the headless core, CLI and Python API).
 # Safe to run again: Debian packages and pip are only touched when something is missing or
 # pyproject.toml changed since the last install.
 set -euo pipefail
@@ -30,6 +31,6 @@ fi
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing napari-nanowire into $VENV (the first time takes a few minutes: torch)"
-  "$VENV/bin/pip" install -q -e ".[qt,test]"
+  "$VENV/bin/pip" install -q -e ".[napari,cluster,bioimageio,test]"
   touch "$stamp"
 fi

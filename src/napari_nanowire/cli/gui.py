@@ -37,8 +37,9 @@ def open_viewer(images: list[str] | None = None):
 
 def run(args: argparse.Namespace) -> int:
     """Open the viewer and run napari's event loop until the window closes."""
-    import napari
+    from napari_nanowire.core.errors import import_extra
 
+    napari = import_extra("napari", "napari", "The napari-nanowire gui command")
     open_viewer(args.images)
     napari.run()
     return 0

@@ -16,6 +16,7 @@ from napari_nanowire.core.errors import NanowireError
 
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "export",
     "gui",
     "measure",
     "predict",

@@ -3,7 +3,8 @@
 The reading itself is :mod:`napari_nanowire.core.io`. Inputs larger than
 :data:`~napari_nanowire.core.io.LAZY_BYTES` come back lazy (a memory map or a dask array read
 frame by frame) and go to napari as they are, so stacks larger than memory open; napari reads
-the slice on screen. A file that cannot be read raises its
+the slice on screen. Mask files this package wrote (predicted masks, Labels saved with its
+writer) open as Labels layers with their class names. A file that cannot be read raises its
 :class:`~napari_nanowire.core.io.ReadError`; napari catches reader exceptions and shows the
 message to the user (in the reader dialog when a file is dropped or opened from the menu).
 """
@@ -14,6 +15,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from napari.utils.colormaps import DirectLabelColormap
+
 from napari_nanowire.core.io import (
     SUPPORTED_SUFFIXES,
     ImageData,
@@ -21,6 +24,7 @@ from napari_nanowire.core.io import (
     read_image,
     read_images,
 )
+from napari_nanowire.core.io.labels import LabelsInfo, read_labels_info
 
 PathOrPaths = str | os.PathLike | list[str | os.PathLike]
 
@@ -39,9 +43,35 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None
 
 
 def read_layers(path: PathOrPaths) -> list[tuple]:
-    """Read ``path`` into one napari image layer scaled to nm when the pixel size is known."""
-    image = read_image(path) if isinstance(path, str | os.PathLike) else read_images(path)
+    """Read ``path`` into one napari layer scaled to nm when the pixel size is known: a Labels
+    layer with named classes for a mask file this package wrote, else an image layer."""
+    single = isinstance(path, str | os.PathLike)
+    image = read_image(path) if single else read_images(path)
+    info = read_labels_info(path) if single else None
+    if info is not None:
+        return [(image.data, labels_kwargs(image, info), "labels")]
     return [(image.data, layer_kwargs(image), "image")]
+
+
+def labels_kwargs(image: ImageData, info: LabelsInfo) -> dict:
+    """The image layer's kwargs plus the mask classes: names in the status bar, the plugin's
+    colours, and the metadata that Measure and the writer read."""
+    from .masks import MASK_KEY, dense_colors, mask_colors, mask_features
+
+    kwargs = layer_kwargs(image)
+    names = info.mask_classes
+    kwargs["metadata"]["mask_classes"] = names
+    if info.training:
+        kwargs["metadata"][MASK_KEY] = info.mask_for or kwargs["name"]
+    if names:
+        kwargs["features"] = (
+            mask_features(names)
+            if info.training
+            else {"index": list(range(len(names))), "class": names}
+        )
+        colors = mask_colors(names) if info.training else dense_colors(names)
+        kwargs["colormap"] = DirectLabelColormap(color_dict=colors)
+    return kwargs
 
 
 def layer_kwargs(image: ImageData) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -143,41 +144,106 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float | None) -> Path:
+def write_tiff(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    pixel_size_nm: float | None,
+    metadata: dict | None = None,
+    compression: str | None = None,
+) -> Path:
     """Write a 2D image or (N, Y, X) stack as an ImageJ TIFF with the pixel size in nm.
 
     The file is written atomically (:func:`atomic_path`), so a crash never leaves a
     half-written file. ImageJ/Fiji and :func:`read_image` both read the pixel size back.
+    ``metadata``: more ImageJ metadata; ``compression``: e.g. ``"zlib"``, which Fiji reads.
     """
-    calibration = _imagej_calibration(pixel_size_nm, np.ndim(data))
+    calibration = _imagej_calibration(pixel_size_nm, np.ndim(data), metadata)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, imagej=True, **calibration)
+        tifffile.imwrite(tmp, data, imagej=True, compression=compression, **calibration)
     return Path(path)
 
 
 class TiffFrameWriter:
-    """Writes an ImageJ TIFF of a known (Y, X) or (N, Y, X) shape one 2D frame at a time.
+    """Writes a compressed ImageJ TIFF of a known (Y, X) or (N, Y, X) shape one frame at a time.
 
-    The header goes first, with the whole shape, then each frame into its place in the
-    file's one contiguous block of pixels, so a stack of any length is written holding one
-    frame in memory. Use :func:`tiff_frame_writer`, which makes the file appear only once
-    every frame is in it.
+    tifffile writes a whole series from an iterator of frames, compressing page by page; here a
+    writer thread runs :func:`tifffile.imwrite` over a generator fed by :meth:`append` through
+    a queue of one frame, so the caller pushes frames as they are made (two files at once,
+    too) and memory holds about two frames whatever the stack's length. Use
+    :func:`tiff_frame_writer`, which makes the file appear only once every frame is in it.
     """
 
-    def __init__(self, fh: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.fh, self.shape, self.dtype = fh, shape, dtype
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, ...],
+        dtype: Any,
+        pixel_size_nm: float | None,
+        metadata: dict | None = None,
+        compression: str | None = "zlib",
+    ) -> None:
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.count = 1 if len(shape) == 2 else shape[0]
         self.written = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        kwargs = _imagej_calibration(pixel_size_nm, len(shape), metadata)
+        kwargs.update(shape=self.shape, dtype=self.dtype, imagej=True, compression=compression)
+        self._thread = threading.Thread(
+            target=self._write, args=(path, kwargs), name=f"tiff-writer {path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        """The frames :meth:`append` queues; None (from :meth:`close`) stops the file short."""
+        for _ in range(self.count):
+            frame = self._queue.get()
+            if frame is None:
+                raise _Incomplete
+            yield frame
+
+    def _write(self, path: Path, kwargs: dict) -> None:
+        """The writer thread: tifffile pulls and compresses the frames as they come."""
+        try:
+            tifffile.imwrite(path, self._frames(), **kwargs)
+        except BaseException as err:  # handed to the caller's thread by _put and close
+            self._error = err
+
+    def _put(self, item: np.ndarray | None) -> None:
+        """Queue an item for the writer thread, unless that thread has ended."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self._raise()
+
+    def _raise(self) -> None:
+        """Raise the writer thread's error (an incomplete file is not one)."""
+        if self._error is not None and not isinstance(self._error, _Incomplete):
+            raise OSError(f"Writing the TIFF failed: {self._error}") from self._error
 
     def append(self, frame: np.ndarray) -> None:
-        """Write the next frame (cast to the file's dtype)."""
+        """Queue the next frame (cast to the file's dtype); waits while one is being written."""
         if self.written == self.count or np.shape(frame) != self.shape[-2:]:
             raise ValueError(
                 f"frame {self.written} of shape {np.shape(frame)} does not fit a TIFF of shape "
                 f"{self.shape} with {self.written} of {self.count} frames written"
             )
-        self.fh.write(np.ascontiguousarray(frame, self.dtype).data)
+        self._put(np.ascontiguousarray(frame, self.dtype))
         self.written += 1
+
+    def close(self) -> bool:
+        """Wait for the writer thread; whether the file holds every frame.
+
+        With frames missing the thread is told to stop, and the file is left incomplete.
+        """
+        if self.written < self.count and self._thread.is_alive():
+            self._put(None)
+        self._thread.join()
+        self._raise()
+        return self.written == self.count and self._error is None
 
 
 class _Incomplete(Exception):
@@ -186,38 +252,42 @@ class _Incomplete(Exception):
 
 @contextmanager
 def tiff_frame_writer(
-    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, pixel_size_nm: float | None
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: Any,
+    pixel_size_nm: float | None,
+    metadata: dict | None = None,
 ) -> Iterator[TiffFrameWriter]:
     """A :class:`TiffFrameWriter` for ``path``; the file appears there only when complete.
 
     If the block ends (or raises) before every frame was appended, no file is left under
     ``path``: a stopped or crashed run never leaves a partial stack under the final name.
+    ``metadata``: more ImageJ metadata (e.g. ``Properties``, see :mod:`.labels`).
     """
-    dtype = np.dtype(dtype).newbyteorder("<")
-    calibration = _imagej_calibration(pixel_size_nm, len(shape))
     try:
         with atomic_path(path) as tmp:
-            with tifffile.TiffWriter(tmp, imagej=True) as tif:
-                offset, _ = tif.write(
-                    None, shape=shape, dtype=dtype, returnoffset=True, **calibration
-                )
-            with open(tmp, "r+b") as fh:
-                fh.seek(offset)
-                writer = TiffFrameWriter(fh, tuple(shape), dtype)
+            writer = TiffFrameWriter(tmp, tuple(shape), dtype, pixel_size_nm, metadata)
+            try:
                 yield writer
-            if writer.written < writer.count:
+            finally:
+                complete = writer.close()
+            if not complete:
                 raise _Incomplete
     except _Incomplete:
         pass
 
 
-def _imagej_calibration(pixel_size_nm: float | None, ndim: int) -> dict:
-    """tifffile's ImageJ resolution and metadata for a pixel size in nm (none if None)."""
+def _imagej_calibration(
+    pixel_size_nm: float | None, ndim: int, metadata: dict | None = None
+) -> dict:
+    """tifffile's ImageJ resolution and metadata for a pixel size in nm (none if None), with
+    ``metadata`` added."""
+    extra = dict(metadata or {})
     if not pixel_size_nm:
-        return {}
+        return {"metadata": {"axes": "ZYX" if ndim == 3 else "YX", **extra}} if extra else {}
     return {
         "resolution": (1.0 / pixel_size_nm, 1.0 / pixel_size_nm),
-        "metadata": {"unit": "nm", "axes": "ZYX" if ndim == 3 else "YX"},
+        "metadata": {"unit": "nm", "axes": "ZYX" if ndim == 3 else "YX", **extra},
     }
 
 

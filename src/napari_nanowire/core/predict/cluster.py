@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import NanowireError
+from ..errors import NanowireError, import_extra
 from ..model.modelfile import load_model, parse_model
 from ..progress import Progress, Rate, stop_requested
 from .predictor import JOB, Predictor, output_stems, predict_frames
@@ -62,8 +62,7 @@ def _predict_task(
 
 def connect(scheduler: Any, timeout_s: float = 10.0) -> Any:
     """A dask Client for a scheduler address (or the Client itself); a clear error if down."""
-    from distributed import Client
-
+    Client = import_extra("distributed", "cluster", "Prediction on a dask cluster").Client
     if isinstance(scheduler, Client):
         return scheduler
     try:

@@ -15,7 +15,8 @@ Output of :func:`predict_files` in ``out_dir``:
   and ``mask_entropy`` (mean per-pixel entropy), and ``ignored``: the burned-in scale bars
   and databars set to background, as "kind x0,y0,x1,y1" (see :mod:`..heads.scalebar`).
 - ``masks/<stem>.tif`` (segmenter): uint8, 0 = background, k = mask class k (the model's
-  ``mask_classes``), the input's shape (a stack gives a stack) and pixel size.
+  ``mask_classes``), the input's shape (a stack gives a stack) and pixel size; a zlib-compressed
+  ImageJ TIFF marked as a mask with its class names (:mod:`~napari_nanowire.core.io.labels`).
 - ``uncertainty/<stem>.tif`` with ``save_uncertainty``: float32 per-pixel entropy.
 
 Memory: files are predicted frame by frame. Each frame is read alone (large inputs open
@@ -52,6 +53,7 @@ from ..heads.scale import WorkingScale, to_working, upsampled_rows, working_from
 from ..heads.scalebar import Annotation, find_annotations
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames, read_image, tiff_frame_writer
+from ..io.labels import LabelsInfo, labels_metadata
 from ..model.modelfile import ModelFile, load_model
 from ..names import unique_names
 from ..progress import Progress, Rate, stop_requested
@@ -441,8 +443,9 @@ def predict_frames(
     with ExitStack() as files:
         masks = maps = None
         if "segmenter" in predictor.heads:
+            marked = labels_metadata(LabelsInfo(predictor.mask_classes))  # reopen as Labels
             masks = files.enter_context(
-                tiff_frame_writer(out / "masks" / f"{stem}.tif", image.shape, np.uint8, px)
+                tiff_frame_writer(out / "masks" / f"{stem}.tif", image.shape, np.uint8, px, marked)
             )
             if save_uncertainty:
                 maps = files.enter_context(

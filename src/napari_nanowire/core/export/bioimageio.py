@@ -1,0 +1,190 @@
+"""A model file's segmenter as a BioImage.IO model package (spec 0.5), for deepImageJ, Fiji,
+ilastik, QuPath and bioimageio.core.
+
+The package holds the TorchScript weights of :mod:`.torchscript`, the axes (batch, channel,
+y, x; y and x in nm at the model's pixel size), the preprocessing (zero mean and unit variance
+per image; the weights then clip to the 0.5-99.5 percentiles and normalise again, which is
+exactly this package's normalisation, as clipping at percentiles commutes with it), the class
+names as output channels, test input and output made by running the exported weights on a
+synthetic image, a cover picture, a README and the citation of the method. Needs the
+``[bioimageio]`` extra (bioimageio.core and bioimageio.spec).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.synthetic import generate_dataset
+from ..errors import NanowireError, import_extra
+from ..model.modelfile import ModelFile, load_model
+from .torchscript import MIN_SIDE, STEP, example_side, save_traced, trace_segmenter
+
+CITATION = (
+    "Lu, Montz, Emrick and Jayaraman, Semi-supervised machine learning workflow for analysis "
+    "of nanowire morphologies from transmission electron microscopy images, Digital Discovery "
+    "1 (2022) 816-833"
+)
+CITATION_DOI = "10.1039/D2DD00066K"
+EPSILON = 1e-6
+
+
+def export_bioimageio(model_path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the BioImage.IO package of a model file's segmenter to ``out``: a ``.zip`` file,
+    or else a folder (with ``rdf.yaml``). Returns ``out``."""
+    check_bioimageio()
+    from bioimageio.spec import save_bioimageio_package, save_bioimageio_package_as_folder
+
+    model, out = load_model(model_path), Path(out)
+    with tempfile.TemporaryDirectory(prefix="nanowire-bioimageio-") as tmp:
+        descr = describe(model, Path(model_path), Path(tmp))
+        if out.suffix == ".zip":
+            save_bioimageio_package(descr, output_path=out)
+        else:
+            save_bioimageio_package_as_folder(descr, output_path=out)
+    return out
+
+
+def check_bioimageio() -> None:
+    """Refuse, saying what to install, when bioimageio.spec is missing or cannot write here.
+
+    bioimageio.spec 0.5.12 (the one bioimageio.core 0.11 requires) fails to serialise any file
+    entry with pydantic 2.12 or later (measured: works with 2.10.6 and 2.11.10, fails with
+    2.14.4); npe2 excludes pydantic 2.11, so with napari it needs pydantic 2.10.
+    """
+    spec = import_extra("bioimageio.spec", "bioimageio", "BioImage.IO export")
+    import pydantic
+
+    pydantic_version = tuple(int(p) for p in pydantic.VERSION.split(".")[:2])
+    if spec.__version__.startswith("0.5.12") and pydantic_version >= (2, 12):
+        raise NanowireError(
+            f"bioimageio.spec {spec.__version__} cannot write packages with pydantic "
+            f"{pydantic.VERSION} (it needs pydantic below 2.12); install "
+            '"pydantic>=2.10.3,<2.11" in this environment, or use --format torchscript.'
+        )
+
+
+def sample_input(model: ModelFile) -> np.ndarray:
+    """A raw synthetic network image, (1, 1, S, S) float32, at the model's pixel size."""
+    side = example_side(model)
+    px = model.meta.get("pixel_size_nm") or 1.0
+    item = generate_dataset(1, size=side, pixel_size_nm=px, seed=0, classes=("network",))[0]
+    return item.image.astype(np.float32)[None, None]
+
+
+def describe(model: ModelFile, model_path: Path, folder: Path):
+    """The bioimageio ModelDescr, with its files written to ``folder``."""
+    from bioimageio.spec.model import v0_5 as bio
+
+    traced = trace_segmenter(model, str(model_path))
+    weights = save_traced(traced, model, folder / "weights.pt")
+    raw = sample_input(model)
+    preprocessed = (raw - raw.mean()) / (raw.std() + EPSILON)  # what the consumer feeds in
+    with torch.no_grad():
+        probabilities = traced(torch.from_numpy(preprocessed)).numpy()
+    np.save(folder / "test_input.npy", raw)
+    np.save(folder / "test_output.npy", probabilities)
+    write_cover(raw[0, 0], probabilities[0], folder / "cover.png")
+    classes = [str(c) for c in model.meta["mask_classes"]]
+    px = model.meta.get("pixel_size_nm")
+    (folder / "README.md").write_text(readme(model_path, classes, px), encoding="utf-8")
+
+    def space(axis: str, size):
+        cls = bio.SpaceInputAxis if isinstance(size, bio.ParameterizedSize) else bio.SpaceOutputAxis
+        calibration = {"scale": float(px), "unit": "nanometer"} if px else {}
+        return cls(id=bio.AxisId(axis), size=size, **calibration)
+
+    raw_id = bio.TensorId("raw")
+    input_descr = bio.InputTensorDescr(
+        id=raw_id,
+        description="raw grayscale TEM image at the model's pixel size",
+        axes=[
+            bio.BatchAxis(),
+            bio.ChannelAxis(channel_names=["gray"]),
+            *(space(a, bio.ParameterizedSize(min=MIN_SIDE, step=STEP)) for a in "yx"),
+        ],
+        test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
+        preprocessing=[
+            bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
+            bio.ZeroMeanUnitVarianceDescr(
+                kwargs=bio.ZeroMeanUnitVarianceKwargs(
+                    axes=[bio.AxisId("channel"), bio.AxisId("y"), bio.AxisId("x")],
+                    eps=EPSILON,
+                )
+            ),
+        ],
+    )
+    output_descr = bio.OutputTensorDescr(
+        id=bio.TensorId("probabilities"),
+        description="class probabilities; the mask is their argmax over channels",
+        axes=[
+            bio.BatchAxis(),
+            bio.ChannelAxis(channel_names=classes),
+            *(space(a, bio.SizeReference(tensor_id=raw_id, axis_id=bio.AxisId(a))) for a in "yx"),
+        ],
+        test_tensor=bio.FileDescr(source=folder / "test_output.npy"),
+    )
+    return bio.ModelDescr(
+        name=package_name(model_path),
+        description=(
+            f"Segments TEM images of nanowires into {', '.join(classes)}; trained with "
+            "napari-nanowire (few labels on a self-supervised encoder)."
+        )[:1024],
+        authors=[bio.Author(name="napari-nanowire user")],
+        cite=[bio.CiteEntry(text=CITATION, doi=bio.Doi(CITATION_DOI))],
+        license=bio.LicenseId("BSD-3-Clause"),
+        documentation=bio.FileDescr(source=folder / "README.md"),
+        covers=[bio.FileDescr(source=folder / "cover.png")],
+        tags=["electron-microscopy", "tem", "nanowires", "segmentation", "2d", "napari-nanowire"],
+        inputs=[input_descr],
+        outputs=[output_descr],
+        weights=bio.WeightsDescr(
+            torchscript=bio.TorchscriptWeightsDescr(
+                source=weights, pytorch_version=bio.Version(torch.__version__.split("+")[0])
+            )
+        ),
+        config={"napari_nanowire": {"mask_classes": classes, "pixel_size_nm": px}},
+    )
+
+
+def package_name(model_path: Path) -> str:
+    """A valid package name from the model file's name."""
+    stem = re.sub(r"[^A-Za-z0-9 _\-()]+", " ", model_path.stem).strip() or "model"
+    return f"napari-nanowire segmenter {stem}"[:128]
+
+
+def write_cover(image: np.ndarray, probabilities: np.ndarray, path: Path) -> None:
+    """A 2:1 cover picture: the test image beside its predicted mask (classes as gray levels)."""
+    import imageio.v3 as iio
+
+    low, high = np.percentile(image, [0.5, 99.5])
+    left = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+    mask = probabilities.argmax(0) / max(probabilities.shape[0] - 1, 1)
+    picture = np.concatenate([left, mask], axis=1)
+    zoom = -(-256 // picture.shape[0])  # at least 256 px high, pixels kept sharp
+    picture = picture.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    iio.imwrite(path, (picture * 255).astype(np.uint8))
+
+
+def readme(model_path: Path, classes: list[str], px: float | None) -> str:
+    """The package's documentation: what goes in, what comes out, where it came from."""
+    scale = f"{px} nm/px" if px else "the pixel size of its training images (not recorded)"
+    return f"""# {package_name(model_path)}
+
+Exported by napari-nanowire from `{model_path.name}`.
+
+- Input `raw`: a grayscale TEM image (batch, channel, y, x), float32, at {scale}; y and x of
+  64 + 32 n px. Rescale images of another pixel size first.
+- Preprocessing: zero mean and unit variance per image (declared); the weights then clip to the
+  0.5-99.5 percentiles and normalise again, as napari-nanowire does.
+- Output `probabilities`: one channel per class ({", ".join(classes)}); the mask is the argmax
+  over channels (0 = {classes[0]}).
+- Large images: predict in overlapping tiles (deepImageJ and bioimageio.core tile for you).
+
+Method: {CITATION}, doi:{CITATION_DOI}.
+"""
