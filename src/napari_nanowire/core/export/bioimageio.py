@@ -23,7 +23,14 @@ import torch
 from ..data.synthetic import generate_dataset
 from ..errors import NanowireError, import_extra
 from ..model.modelfile import ModelFile, load_model
-from .torchscript import MIN_SIDE, STEP, example_side, save_traced, trace_segmenter
+from .torchscript import (
+    MIN_SIDE,
+    STEP,
+    example_side,
+    network_pixel_size,
+    save_traced,
+    trace_segmenter,
+)
 
 CITATION = (
     "Lu, Montz, Emrick and Jayaraman, Semi-supervised machine learning workflow for analysis "
@@ -72,7 +79,7 @@ def check_bioimageio() -> None:
 def sample_input(model: ModelFile) -> np.ndarray:
     """A raw synthetic network image, (1, 1, S, S) float32, at the model's pixel size."""
     side = example_side(model)
-    px = model.meta.get("pixel_size_nm") or 1.0
+    px = network_pixel_size(model) or 1.0
     item = generate_dataset(1, size=side, pixel_size_nm=px, seed=0, classes=("network",))[0]
     return item.image.astype(np.float32)[None, None]
 
@@ -90,8 +97,8 @@ def describe(model: ModelFile, model_path: Path, folder: Path):
     np.save(folder / "test_input.npy", raw)
     np.save(folder / "test_output.npy", probabilities)
     write_cover(raw[0, 0], probabilities[0], folder / "cover.png")
-    classes = [str(c) for c in model.meta["mask_classes"]]
-    px = model.meta.get("pixel_size_nm")
+    classes = [str(c) for c in model.meta.mask_classes or ()]
+    px = network_pixel_size(model)
     (folder / "README.md").write_text(readme(model_path, classes, px), encoding="utf-8")
 
     def space(axis: str, size):

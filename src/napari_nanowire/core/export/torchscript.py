@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import NanowireError
+from ..heads.scale import working_from_meta
 from ..heads.unet import UNet, load_segmenter
 from ..io import atomic_path
 from ..model.modelfile import ModelFile, load_model
@@ -64,7 +65,7 @@ class ExportedSegmenter(nn.Module):
 
 def example_side(model: ModelFile) -> int:
     """A valid input side near the segmenter's tile (64 + 32 n px, at most 512)."""
-    tile = int(model.meta.get("segmenter", {}).get("tile", 256))
+    tile = model.meta.segmenter.tile if model.meta.segmenter else 256
     return MIN_SIDE + STEP * max(0, (min(tile, 512) - MIN_SIDE) // STEP)
 
 
@@ -87,17 +88,25 @@ def trace_segmenter(model: ModelFile, path: str = "") -> torch.jit.ScriptModule:
     return traced
 
 
+def network_pixel_size(model: ModelFile) -> float | None:
+    """nm per pixel of the images the exported net expects: the segmenter's working scale
+    (images are resampled to it before the net in napari-nanowire; an export does not)."""
+    return working_from_meta(model.meta).pixel_size_nm
+
+
 def export_metadata(model: ModelFile) -> dict:
     """What a user of the exported file needs: classes, pixel size, input sizes, provenance."""
     return {
         "format": "napari-nanowire segmenter (TorchScript)",
-        "input": "(B, 1, Y, X) float32 raw grayscale images at pixel_size_nm; Y, X = 64 + 32 n",
+        "input": "(B, 1, Y, X) float32 raw grayscale images resampled to pixel_size_nm (or, "
+        "uncalibrated, shrunk by downsample); Y, X = 64 + 32 n",
         "output": "(B, C, Y, X) class probabilities; the mask is their argmax over C",
         "normalisation": "per image inside the module: clip to the 0.5-99.5 percentiles, then "
         "zero mean and unit variance",
-        "mask_classes": list(model.meta["mask_classes"]),
-        "pixel_size_nm": model.meta.get("pixel_size_nm"),
-        "encoder": model.meta.get("encoder"),
+        "mask_classes": list(model.meta.mask_classes or ()),
+        "pixel_size_nm": network_pixel_size(model),
+        "downsample": working_from_meta(model.meta).downsample,
+        "encoder": model.meta.encoder,
         "min_side_px": MIN_SIDE,
         "step_px": STEP,
     }
