@@ -181,7 +181,7 @@ def test_sigterm_stops_pretraining_with_a_save_like_ctrl_c(tmp_path):
     proc.send_signal(signal.SIGTERM)  # what batch systems and `kill` send
     assert proc.wait(timeout=120) == 130  # before: killed by the signal (-15), nothing saved
     model = load_model(out)
-    assert 0 < model.meta["step"] < 100000 and model.has_part("encoder")
+    assert 0 < model.meta.step < 100000 and model.has_part("encoder")
 
 
 def test_a_second_pretraining_on_the_same_out_is_refused(tmp_path, capsys):

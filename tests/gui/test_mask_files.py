@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import tifffile
-from conftest import PLUGIN, wait_for_job
 from napari.layers import Labels
 
+from conftest import PLUGIN, wait_for_job
 from napari_nanowire.core.io import read_image
 from napari_nanowire.core.io.labels import LabelsInfo, read_labels_info, write_labels
 
