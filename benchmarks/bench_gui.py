@@ -277,6 +277,7 @@ def run_gui_jobs(viewer, args: argparse.Namespace, rec: Recorder) -> None:
 def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder, work: Path) -> None:
     """The core pretrain() in a plain thread, with the Train widget's settings."""
     from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
+    from napari_nanowire.gui.pixel_size import layer_pixel_size_nm
     from napari_nanowire.gui.state import slice_labels
     from napari_nanowire.gui.workers import job_thread_policy
 
@@ -289,7 +290,7 @@ def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder, work: Path) 
         image_size=args.image_size,
     )
     out = work / "encoder.nwmodel"
-    sizes = [layer.metadata["pixel_size_nm"]] * len(images)
+    sizes = [layer_pixel_size_nm(layer)] * len(images)
 
     def drive() -> None:
         with job_thread_policy():

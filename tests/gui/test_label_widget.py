@@ -7,6 +7,7 @@ import numpy as np
 from napari_nanowire.core.data.project import Project
 from napari_nanowire.gui.label_widget import text_overlay
 from napari_nanowire.gui.masks import brush_size_px, painted_slices
+from napari_nanowire.gui.pixel_size import layer_pixel_size_nm
 from napari_nanowire.gui.state import slice_labels
 
 
@@ -90,7 +91,7 @@ def test_project_saves_labels_and_masks_as_they_change_and_reopens(
     np.testing.assert_allclose(layer.data, image.data)
     reopened_masks = other.layers["proj masks"]
     np.testing.assert_array_equal(reopened_masks.data, masks.data)
-    assert layer.metadata["pixel_size_nm"] == 1.0
+    assert layer_pixel_size_nm(layer) == 1.0
 
 
 def test_renaming_classes_keeps_labels_of_kept_classes(viewer, dock):

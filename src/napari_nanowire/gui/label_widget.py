@@ -34,6 +34,7 @@ from napari_nanowire.core.errors import NanowireError
 from .layers import current_slice, go_to_slice, layer_picker
 from .masks import add_mask_layer, masks_of, style_mask_layer
 from .notify import report_error
+from .pixel_size_widget import ensure_pixel_size
 from .project_box import ProjectBox
 from .state import slice_labels, state_for, unwrap_viewer
 
@@ -182,6 +183,7 @@ class LabelWidget(QWidget):
         if layer is None:
             show_info("Open or select an image layer first.")
             return None
+        ensure_pixel_size(self.viewer, self.state, layer, self)
         masks = masks_of(self.viewer, layer)
         if masks is None:
             masks = add_mask_layer(self.viewer, layer, self.state.mask_classes)

@@ -33,7 +33,7 @@ from .layers import (
 )
 from .masks import dense_colors
 from .notify import report_error
-from .pixel_size_widget import layer_pixel_size_nm
+from .pixel_size import IMAGE_KEY, layer_pixel_size_nm
 from .state import slice_labels, state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
 from .torch_guard import import_torchvision
@@ -252,6 +252,7 @@ class PredictWidget(QWidget):
             scale=layer.scale,
             translate=layer.translate,
             units=layer.units,
+            metadata={IMAGE_KEY: layer.name},
             face_color="transparent",
             border_width=0,
             out_of_slice_display=False,
@@ -272,10 +273,7 @@ class PredictWidget(QWidget):
                 translate=layer.translate,
                 units=layer.units,
                 opacity=0.5,
-                metadata={
-                    "pixel_size_nm": layer_pixel_size_nm(layer),
-                    "names": self.state.names_of(layer),
-                },
+                metadata={IMAGE_KEY: layer.name, "names": self.state.names_of(layer)},
             )
         seg = self.viewer.layers[name]
         for index, mask in zip(indices, masks, strict=True):

@@ -19,7 +19,7 @@ from napari_nanowire.core.errors import NanowireError
 from .layers import image_stack, slice_names
 from .masks import add_mask_layer, masks_of
 from .notify import report_error
-from .pixel_size_widget import layer_pixel_size_nm, set_layer_pixel_size_nm
+from .pixel_size import layer_pixel_size_nm, set_layer_pixel_size_nm
 from .state import WorkflowState, slice_labels
 
 if TYPE_CHECKING:

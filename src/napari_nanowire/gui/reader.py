@@ -47,8 +47,8 @@ def read_layers(path: PathOrPaths) -> list[tuple]:
 def layer_kwargs(image: ImageData) -> dict:
     """Name, scale, units and metadata of the image layer for ``image``.
 
-    Without a pixel size the scale stays 1 and ``metadata["pixel_size_nm"]`` is None, so the
-    pixel-size widget can ask the user for one.
+    Without a pixel size the scale stays 1 in napari's "pixel" unit, so the widgets ask the
+    user for one (see :mod:`.pixel_size`, which reads it back from scale and units).
     """
     source = image.source
     stack_axes = image.data.ndim - 2
@@ -57,7 +57,6 @@ def layer_kwargs(image: ImageData) -> dict:
         "name": source.stem if source.is_file() else source.name,
         "scale": (1.0,) * stack_axes + (pixel_size, pixel_size),
         "metadata": {
-            "pixel_size_nm": image.pixel_size_nm,
             "source": str(source),
             "names": list(image.names),
             "file_metadata": image.metadata,

@@ -70,6 +70,7 @@ class WorkflowState:
     labels_changed = Signal(object)
     models_changed = Signal()
     project_changed = Signal()
+    pixel_size_changed = Signal(object)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
@@ -81,6 +82,7 @@ class WorkflowState:
         self.image_layer: Image | None = None
         self.mask_layer: Labels | None = None
         self.runner = JobRunner()
+        self.pixel_size_asked: set[str] = set()  # images whose missing pixel size was asked
         self._dirty: set[int] | None = set()  # slices to save; None = all of them
         self._save_masks_later = qdebounced(self.save_masks, timeout=MASK_SAVE_DELAY_MS)
 

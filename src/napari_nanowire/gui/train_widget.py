@@ -25,7 +25,7 @@ from napari_nanowire.core.progress import Progress
 from .layers import as_stack, check_image_layer, layer_picker
 from .masks import is_training_mask, masks_of
 from .notify import report_error
-from .pixel_size_widget import layer_pixel_size_nm
+from .pixel_size import layer_pixel_size_nm
 from .plots import LossPlot
 from .state import slice_labels, state_for, unwrap_viewer
 from .torch_guard import import_torchvision
