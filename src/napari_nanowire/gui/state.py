@@ -9,6 +9,8 @@ change is saved to it at once and mask edits a moment after the last stroke.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +87,25 @@ class WorkflowState:
         self.pixel_size_asked: set[str] = set()  # images whose missing pixel size was asked
         self._dirty: set[int] | None = set()  # slices to save; None = all of them
         self._save_masks_later = qdebounced(self.save_masks, timeout=MASK_SAVE_DELAY_MS)
+        self._session: Path | None = None
+        self._cleanup: weakref.finalize | None = None
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            self.runner.watch_window(window, on_close=self.close)
+
+    def session_folder(self) -> Path:
+        """A temporary folder for models made without a project, removed with the viewer."""
+        if self._session is None:
+            self._session = Path(tempfile.mkdtemp(prefix="napari-nanowire-"))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._session, True)
+        return self._session
+
+    def close(self) -> None:
+        """The viewer closes (its job has ended): save pending masks, drop session models."""
+        self._save_masks_later.flush()
+        if self._cleanup is not None:
+            self._cleanup()
+        self._session = None
 
     def color_of(self, name: str) -> str:
         """The display colour of class ``name`` (gray for a class no longer in the list)."""

@@ -7,7 +7,6 @@ model was saved. Stop ends a run after the current step and keeps its last check
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, SpinBox
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import frames
@@ -24,12 +23,12 @@ from napari_nanowire.core.progress import Progress
 
 from .layers import as_stack, check_image_layer, layer_picker
 from .masks import is_training_mask, masks_of
-from .notify import report_error
 from .pixel_size import layer_pixel_size_nm
+from .pixel_size_widget import ensure_pixel_size
 from .plots import LossPlot
 from .state import slice_labels, state_for, unwrap_viewer
 from .torch_guard import import_torchvision
-from .workers import Job, progress_text, show_fraction
+from .workers import Job, JobPanel, launch
 
 if TYPE_CHECKING:
     import napari
@@ -85,7 +84,7 @@ class TrainWidget(QWidget):
         super().__init__()
         self.viewer = unwrap_viewer(napari_viewer)
         self.state = state_for(self.viewer)
-        self._workdir: Path | None = None
+        self._warned_session = False
         defaults = PretrainConfig()
         self.image = layer_picker(self.viewer, Image, "images")
         self.masks = layer_picker(self.viewer, Labels, "masks")
@@ -119,10 +118,14 @@ class TrainWidget(QWidget):
             "classifier": QPushButton("Train classifier"),
             "segmenter": QPushButton("Train segmenter"),
         }
-        self.stop_button = QPushButton("Stop")
-        self.bar = QProgressBar()
-        self.status = QLabel("Pretrain on the stack first, then train on your labels.")
-        self.status.setWordWrap(True)
+        self.panel = JobPanel(
+            self.state.runner, "Pretrain on the stack first, then train on your labels."
+        )
+        self.bar, self.stop_button, self.status = (
+            self.panel.bar,
+            self.panel.stop_button,
+            self.panel.status,
+        )
         self.plot = LossPlot(self.viewer.theme)
         self.models_label = QLabel()
         self.models_label.setWordWrap(True)
@@ -131,9 +134,7 @@ class TrainWidget(QWidget):
         self.buttons["pretrain"].clicked.connect(self.pretrain)
         self.buttons["classifier"].clicked.connect(self.train_classifier)
         self.buttons["segmenter"].clicked.connect(self.train_segmenter)
-        self.stop_button.clicked.connect(self.state.runner.stop)
         self.state.models_changed.connect(self._show_models)
-        self._set_running(False)
         self._show_models()
 
     def _build_layout(self) -> None:
@@ -143,11 +144,7 @@ class TrainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addLayout(row)
-        stop_row = QHBoxLayout()
-        stop_row.addWidget(self.bar)
-        stop_row.addWidget(self.stop_button)
-        layout.addLayout(stop_row)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addWidget(self.plot)
         layout.addWidget(self.models_label)
 
@@ -180,24 +177,22 @@ class TrainWidget(QWidget):
         """Check the inputs, then run the job in the background; False if it did not start."""
         if self.state.runner.busy(title):
             return False
+        layer = self.image.value
+        if layer is not None:
+            ensure_pixel_size(self.viewer, self.state, layer, self)
         out = self._out(kind)
-        try:
-            job = prepare(out)
-        except NanowireError as err:
-            report_error(title, err)
-            return False
-        started = self.state.runner.start(
+        started = launch(
+            self.state.runner,
             title,
-            job,
+            lambda: prepare(out),
+            self.panel,
+            self,
             on_progress=self._on_progress,
             on_done=lambda _result: self._saved(title, kind, out),
-            on_finish=lambda: self._set_running(False),
+            on_finish=self.plot.finish,
         )
-        if started:  # after napari's activity entry, which repaints the window at once
+        if started:
             self.plot.start(title)
-            show_fraction(self.bar, 0.0)
-            self.status.setText(f"{title}: starting…")
-        self._set_running(started)
         return started
 
     def _image_layer(self) -> Image:
@@ -297,17 +292,19 @@ class TrainWidget(QWidget):
 
     def _out(self, kind: str) -> Path:
         """Where the ``kind`` model goes: the project, else a session folder (with a notice)."""
-        if self.state.project is None and self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="napari-nanowire-"))
+        if self.state.project is None and not self._warned_session:
+            self._warned_session = True
             show_warning(
-                f"No project open: models are saved in {self._workdir} for this session only. "
-                "Make a project in the Label widget to keep them."
+                f"No project open: models are saved in {self.state.session_folder()} for this "
+                "session only (removed when napari closes). Make a project in the Label widget "
+                "to keep them."
             )
-        return self.state.model_out(kind, self._workdir or Path())
+        if self.state.project is not None:
+            return self.state.model_out(kind, Path())
+        return self.state.model_out(kind, self.state.session_folder())
 
     def _on_progress(self, event: Progress) -> None:
-        show_fraction(self.bar, event.fraction)
-        self.status.setText(progress_text(event))
+        self.panel.show_progress(event)
         self.plot.add(event)
         if event.message.startswith("warning"):
             show_warning(event.message)
@@ -322,11 +319,6 @@ class TrainWidget(QWidget):
         stopped = self.state.runner.stop_requested
         verb = "stopped; the last checkpoint is" if stopped else "finished; the model is"
         show_info(f"{title} {verb} in {out}.")
-
-    def _set_running(self, running: bool) -> None:
-        self.stop_button.setEnabled(running)
-        if not running:
-            self.plot.finish()
 
     def _show_models(self) -> None:
         lines = []
