@@ -129,3 +129,31 @@ def test_a_project_that_cannot_be_read_gives_a_notification(viewer, dock, monkey
     assert widget.project_box.open_project(tmp_path) is None
     assert "is not a napari-nanowire project" in shown[-1]
     assert [layer.name for layer in viewer.layers] == ["tiny"]  # nothing half-opened
+
+
+def test_renaming_a_class_keeps_its_labels_also_in_the_project(viewer, dock, tmp_path):
+    widget = dock("Label")
+    image = viewer.layers["tiny"]
+    viewer.dims.set_current_step(0, 2)
+    widget.assign(1)  # dispersed
+    widget.project_box.new_project(tmp_path / "proj")
+    widget.names_edit.setText("singular, dispersed-wires, bundle, network, mesh")
+    widget.apply_names.click()
+    assert slice_labels(image)[2] == "dispersed-wires"
+    assert widget.state.color_of("dispersed-wires") == widget.state.colors[1]
+    assert Project.open(tmp_path / "proj").labels == {"dispersed_000": "dispersed-wires"}
+
+
+def test_an_undone_stroke_is_undone_in_the_project_too(viewer, dock, qtbot, tmp_path):
+    widget = dock("Label")
+    masks = widget.add_masks()
+    widget.project_box.new_project(tmp_path / "proj")
+    saved = tmp_path / "proj" / "masks" / "00003.tif"
+    masks.paint((3, 20, 20), 2)
+    qtbot.waitUntil(saved.is_file, timeout=5000)
+    masks.undo()  # napari 0.9 emits no paint event for this
+    assert not masks.data[3].any()
+    qtbot.waitUntil(lambda: not saved.exists(), timeout=5000)  # an empty slice has no file
+    masks.redo()
+    qtbot.waitUntil(saved.is_file, timeout=5000)
+    assert Project.open(tmp_path / "proj").load_masks()[3].max() == 2

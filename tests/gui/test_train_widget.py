@@ -95,3 +95,29 @@ def test_out_of_gpu_memory_says_to_lower_the_batch_size(viewer, dock, qtbot, mon
         "Pretraining failed: the GPU ran out of memory. Lower the batch size or the image "
         "size, pick a smaller encoder, or choose the CPU as device."
     ]
+
+
+def test_continue_resumes_a_stopped_pretraining_from_its_checkpoint(viewer, dock, qtbot):
+    from napari_nanowire.core.model.modelfile import load_model
+
+    widget = dock("Train")
+    small_settings(widget)
+    widget.epochs.value = 500
+    assert not widget.continue_button.isEnabled()
+    events = []
+    assert widget.pretrain()
+    widget.state.runner.worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: len(events) >= 1, timeout=30_000)
+    widget.stop_button.click()
+    wait_for_job(qtbot, widget)
+    first = load_model(widget.state.models["encoder"]).meta["step"]
+    assert first >= 1 and widget.continue_button.isEnabled()
+
+    resumed = []
+    widget.continue_button.click()
+    widget.state.runner.worker.yielded.connect(resumed.append)
+    qtbot.waitUntil(lambda: len(resumed) >= 1, timeout=30_000)
+    widget.stop_button.click()
+    wait_for_job(qtbot, widget)
+    assert resumed[0].step > first  # went on from the checkpoint, not from step 0
+    assert load_model(widget.state.models["encoder"]).meta["step"] > first

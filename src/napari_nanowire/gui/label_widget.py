@@ -69,6 +69,22 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
+def renamed_classes(old: list[str], new: list[str]) -> dict[str, str]:
+    """Classes renamed in place (old name -> new name) when the class list is edited.
+
+    A name that replaced, at the same position, a name that is gone is a rename, so its
+    labels are kept ("dispersed" -> "dispersed-wires"). When the list got shorter, positions
+    no longer pair names up: nothing counts as renamed and removed classes lose their labels.
+    """
+    if len(new) < len(old):
+        return {}
+    return {
+        before: after
+        for before, after in zip(old, new, strict=False)
+        if before != after and before not in new and after not in old
+    }
+
+
 class LabelWidget(QWidget):
     """Class list with shortcuts and counts, the slice overview, masks and the project."""
 
@@ -198,11 +214,15 @@ class LabelWidget(QWidget):
         except NanowireError as err:
             report_error("Changing the classes", err)
             return
+        renamed = renamed_classes(self.state.classes, names)
+        old_name = {new: old for old, new in renamed.items()}
         colors = [
-            self.state.color_of(n) if n in self.state.classes else default_color(i)
+            self.state.color_of(old_name.get(n, n))
+            if old_name.get(n, n) in self.state.classes
+            else default_color(i)
             for i, n in enumerate(names)
         ]
-        self.state.set_classes(names, colors)
+        self.state.set_classes(names, colors, renamed)
 
     def _rename_mask_classes(self) -> None:
         try:

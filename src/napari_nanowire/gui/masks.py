@@ -118,6 +118,28 @@ def dense_class_names(layer: Labels) -> dict[int, str] | None:
     return {i: str(n) for i, n in enumerate(names) if i > 0} if names else None
 
 
+def history_sizes(layer: Labels) -> tuple[int, int]:
+    """Depths of ``layer``'s undo and redo histories (napari keeps them on the layer)."""
+    return len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ()))
+
+
+def undo_redo_slices(layer: Labels, before: tuple[int, int]) -> set[int] | None:
+    """The slices an undo or redo touched, from the history item it moved; None if unknown.
+
+    An undo moves the newest item of the undo history to the redo history and a redo moves
+    it back, so the item that grew a history is the one just replayed.
+    """
+    undo, redo = getattr(layer, "_undo_history", None), getattr(layer, "_redo_history", None)
+    if undo is None or redo is None:
+        return None
+    now = history_sizes(layer)
+    if now[1] > before[1] and redo:
+        return painted_slices(layer, redo[-1])
+    if now[0] > before[0] and undo:
+        return painted_slices(layer, undo[-1])
+    return None
+
+
 def painted_slices(layer: Labels, history: list) -> set[int] | None:
     """The slices a napari paint event's history item touched; None if it cannot be told.
 

@@ -118,6 +118,11 @@ class TrainWidget(QWidget):
             "classifier": QPushButton("Train classifier"),
             "segmenter": QPushButton("Train segmenter"),
         }
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setToolTip(
+            "Continue the stopped pretraining from its last checkpoint (same settings; raise "
+            "the epochs to train longer). Pretrain starts afresh and replaces it."
+        )
         self.panel = JobPanel(
             self.state.runner, "Pretrain on the stack first, then train on your labels."
         )
@@ -132,6 +137,7 @@ class TrainWidget(QWidget):
         self._build_layout()
         self.image.changed.connect(self._pick_masks)
         self.buttons["pretrain"].clicked.connect(self.pretrain)
+        self.continue_button.clicked.connect(self.continue_pretraining)
         self.buttons["classifier"].clicked.connect(self.train_classifier)
         self.buttons["segmenter"].clicked.connect(self.train_segmenter)
         self.state.models_changed.connect(self._show_models)
@@ -141,6 +147,7 @@ class TrainWidget(QWidget):
         row = QHBoxLayout()
         for button in self.buttons.values():
             row.addWidget(button)
+        row.insertWidget(1, self.continue_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addLayout(row)
@@ -164,6 +171,14 @@ class TrainWidget(QWidget):
     def pretrain(self) -> bool:
         """Pretrain an encoder on every slice of the chosen images (labels feed k-NN only)."""
         return self._launch("Pretraining", "encoder", self._pretrain_job)
+
+    def continue_pretraining(self) -> bool:
+        """Continue the stopped pretraining where its checkpoint ends."""
+        if self.state.stopped_pretraining is None:
+            return False
+        return self._launch(
+            "Pretraining", "encoder", lambda out: self._pretrain_job(out, resume=True)
+        )
 
     def train_classifier(self) -> bool:
         """Train the image classifier on the labelled slices, from the pretrained encoder."""
@@ -208,7 +223,7 @@ class TrainWidget(QWidget):
             raise NanowireError("No pretrained encoder yet: press Pretrain first.")
         return path
 
-    def _pretrain_job(self, out: Path) -> Job:
+    def _pretrain_job(self, out: Path, resume: bool = False) -> Job:
         from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
         layer = self._image_layer()
@@ -228,7 +243,13 @@ class TrainWidget(QWidget):
             sizes = [px] * len(images)
             return (
                 yield from pretrain(
-                    images, config, out, pixel_sizes_nm=sizes, labels=labels, stop=stop
+                    images,
+                    config,
+                    out,
+                    pixel_sizes_nm=sizes,
+                    labels=labels,
+                    stop=stop,
+                    resume=resume,
                 )
             )
 
@@ -315,12 +336,16 @@ class TrainWidget(QWidget):
         if not out.is_file():
             self.status.setText(f"{title} stopped before anything was saved.")
             return
-        self.state.set_model(kind, out)
         stopped = self.state.runner.stop_requested
+        if kind == "encoder":
+            self.state.stopped_pretraining = out if stopped else None
+        self.state.set_model(kind, out)
         verb = "stopped; the last checkpoint is" if stopped else "finished; the model is"
         show_info(f"{title} {verb} in {out}.")
 
     def _show_models(self) -> None:
+        stopped = self.state.stopped_pretraining
+        self.continue_button.setEnabled(stopped is not None and stopped.is_file())
         lines = []
         for kind in KINDS:
             path = self.state.models.get(kind)
