@@ -84,3 +84,12 @@ def test_closing_the_viewer_while_training_ends_the_job_without_a_crash(viewer, 
     # progress still queued must not reach the deleted widgets (pytest-qt fails the test on
     # an exception in a Qt slot, as napari aborted before)
     qtbot.wait(500)
+
+
+def test_the_session_only_model_folder_goes_with_the_viewer(viewer, dock):
+    train = dock("Train")
+    out = train._out("encoder")  # no project: a temporary folder for this session
+    out.write_bytes(b"model")
+    assert out.parent.is_dir()
+    viewer.close()
+    assert not out.parent.exists()

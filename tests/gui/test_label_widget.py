@@ -157,3 +157,21 @@ def test_an_undone_stroke_is_undone_in_the_project_too(viewer, dock, qtbot, tmp_
     masks.redo()
     qtbot.waitUntil(saved.is_file, timeout=5000)
     assert Project.open(tmp_path / "proj").load_masks()[3].max() == 2
+
+
+def test_a_hint_says_keys_paint_while_the_mask_layer_is_selected(viewer, dock):
+    widget = dock("Label")
+    masks = widget.add_masks()  # selects the mask layer
+    assert viewer.layers.selection.active is masks
+    assert widget.key_hint.isVisible() and "brush label" in widget.key_hint.text()
+    viewer.layers.selection.active = viewer.layers["tiny"]
+    assert not widget.key_hint.isVisible()
+
+
+def test_opening_the_open_project_again_adds_no_layers(viewer, dock, tmp_path):
+    widget = dock("Label")
+    widget.add_masks()
+    project = widget.project_box.new_project(tmp_path / "proj")
+    before = [layer.name for layer in viewer.layers]
+    assert widget.project_box.open_project(tmp_path / "proj") is project
+    assert [layer.name for layer in viewer.layers] == before

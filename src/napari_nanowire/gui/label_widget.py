@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from napari.layers import Image
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtGui import QColor
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     import napari
 
 MAX_SHORTCUTS = 9
+KEY_HINT = (
+    "A mask layer is selected: keys 1-9 now pick the brush label. Select the image layer "
+    "(or click a class) to classify the slice."
+)
 UNLABELLED_COLOR = "#9a9a9a"
 
 
@@ -100,6 +104,10 @@ class LabelWidget(QWidget):
         self.names_edit = QLineEdit()
         self.names_edit.setToolTip("Class names, comma-separated")
         self.slice_info = QLabel()
+        self.key_hint = QLabel(KEY_HINT)
+        self.key_hint.setWordWrap(True)
+        self.key_hint.setStyleSheet("color: #ff9f1c;")
+        self.key_hint.setVisible(False)
         self.summary = QLabel()
         self.slice_list = QListWidget()
         self.mask_names_edit = QLineEdit()
@@ -128,6 +136,7 @@ class LabelWidget(QWidget):
         layout.addWidget(self.class_box)
         layout.addLayout(row(QLabel("classes"), self.names_edit, self.apply_names))
         layout.addWidget(self.slice_info)
+        layout.addWidget(self.key_hint)
         layout.addLayout(row(self.clear_button, self.next_button))
         layout.addWidget(self.summary)
         layout.addWidget(self.slice_list, stretch=1)
@@ -147,6 +156,7 @@ class LabelWidget(QWidget):
         self.state.labels_changed.connect(self._on_labels)
         self.state.project_changed.connect(self._on_project)
         self.viewer.dims.events.current_step.connect(self._show_slice)
+        self.viewer.layers.selection.events.active.connect(self._show_key_hint)
 
     def reset_choices(self, *_) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
@@ -289,6 +299,11 @@ class LabelWidget(QWidget):
             for i in range(MAX_SHORTCUTS):
                 self._bound.bind_key(str(i + 1), None)
         self._bound = None
+
+    def _show_key_hint(self, *_) -> None:
+        """Say that 1-9 paint, not classify, while a Labels layer is the active one."""
+        active = self.viewer.layers.selection.active
+        self.key_hint.setVisible(isinstance(active, Labels) and self._bound is not None)
 
     def _on_labels(self, layer) -> None:
         """Refresh counts, the slice list and the canvas marker for ``layer``."""

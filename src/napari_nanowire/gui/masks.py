@@ -91,6 +91,22 @@ def add_mask_layer(
     return layer
 
 
+def dense_features(mask_classes: list[str]) -> pd.DataFrame:
+    """The features table naming each value of a dense mask (0 = background, k = class k)."""
+    return pd.DataFrame({"index": range(len(mask_classes)), "class": list(mask_classes)})
+
+
+def write_slice(layer: Labels, index: int, mask: np.ndarray) -> None:
+    """Write ``mask`` into slice ``index`` of ``layer`` through napari's edit history.
+
+    Unlike ``layer.data[index] = mask``, the user can undo it, and the layer redraws.
+    Call inside ``layer.block_history()`` to make several slices one undo step.
+    """
+    grid = tuple(np.indices(mask.shape).reshape(mask.ndim, -1))
+    indices = grid if layer.ndim == 2 else (np.full(grid[0].shape, index), *grid)
+    layer.data_setitem(indices, np.asarray(mask).reshape(-1).astype(layer.data.dtype))
+
+
 def masks_of(viewer: napari.Viewer, image: Image) -> Labels | None:
     """The mask layer made for ``image``, if there is one."""
     from napari.layers import Labels

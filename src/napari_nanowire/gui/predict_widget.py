@@ -31,7 +31,7 @@ from .layers import (
     layer_picker,
     slice_count,
 )
-from .masks import dense_colors
+from .masks import dense_colors, dense_features, write_slice
 from .pixel_size import IMAGE_KEY, layer_pixel_size_nm
 from .state import slice_labels, state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
@@ -283,14 +283,12 @@ class PredictWidget(QWidget):
                 metadata={IMAGE_KEY: layer.name, "names": self.state.names_of(layer)},
             )
         seg = self.viewer.layers[name]
-        for index, mask in zip(indices, masks, strict=True):
-            if seg.ndim == 2:
-                seg.data = mask.astype(np.uint8)
-            else:
-                seg.data[index] = mask
+        with seg.block_history():  # one undo step for the whole prediction
+            for index, mask in zip(indices, masks, strict=True):
+                write_slice(seg, index, mask)
         seg.metadata["mask_classes"] = list(mask_classes)
+        seg.features = dense_features(mask_classes)  # names each class in the status bar
         seg.colormap = DirectLabelColormap(color_dict=dense_colors(mask_classes))
-        seg.refresh()
         self.viewer.layers.selection.active = layer
         self.status.setText(f"Segmented {len(indices)} slice(s) into layer '{name}'.")
         return seg

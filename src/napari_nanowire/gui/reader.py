@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+from napari.utils.notifications import show_warning
 
 from napari_nanowire.core.io import (
     SUPPORTED_SUFFIXES,
     ImageData,
+    ReadError,
     image_files,
     read_image,
     read_images,
@@ -40,8 +44,41 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None
 
 def read_layers(path: PathOrPaths) -> list[tuple]:
     """Read ``path`` into one napari image layer scaled to nm when the pixel size is known."""
-    image = read_image(path) if isinstance(path, str | os.PathLike) else read_images(path)
+    if not isinstance(path, str | os.PathLike):
+        image = read_images(path)
+    elif Path(path).is_dir():
+        image = read_folder(Path(path))
+    else:
+        image = read_image(path)
     return [(image.data, layer_kwargs(image), "image")]
+
+
+def read_folder(folder: Path) -> ImageData:
+    """A folder of images as one stack, leaving out (and naming) files that cannot be read.
+
+    One corrupt or truncated file among many should not keep the user from the rest; the
+    warning names each file left out and why the first one failed. Other refusals (mixed
+    sizes or pixel sizes, no image at all) stand.
+    """
+    try:
+        return read_image(folder)
+    except ReadError:
+        files = image_files(folder)
+        good, bad = [], {}
+        for file in files:
+            try:
+                read_image(file, lazy=True)
+                good.append(file)
+            except ReadError as err:
+                bad[file.name] = str(err)
+        if not bad or not good:
+            raise
+    image = replace(read_images(good), source=folder)
+    show_warning(
+        f"Left out {len(bad)} of {len(files)} files in {folder} that cannot be read: "
+        f"{', '.join(bad)}. {next(iter(bad.values()))}"
+    )
+    return image
 
 
 def layer_kwargs(image: ImageData) -> dict:

@@ -72,6 +72,26 @@ def slices_job(
     return job
 
 
+MIN_PRETRAIN_STEPS = 200
+"""Below this many steps a pretraining is called too short. A round threshold, not a measured
+optimum: SimCLR and Barlow Twins runs (the paper's included) take thousands of steps, and a
+20-frame stack at the default settings gives 10-20 steps, which leave the encoder close to
+its random start."""
+
+
+def warn_few_steps(total_steps: int, epochs: int) -> bool:
+    """Warn, in steps, when a pretraining is too short to train the encoder; True if so."""
+    if total_steps >= MIN_PRETRAIN_STEPS:
+        return False
+    needed = -(-MIN_PRETRAIN_STEPS * epochs // total_steps)
+    show_warning(
+        f"Pretraining will run only {total_steps} steps ({epochs} epoch(s) over these "
+        f"images): too few to train an encoder. Raise the epochs to about {needed} for "
+        f"{MIN_PRETRAIN_STEPS}+ steps, or add more images."
+    )
+    return True
+
+
 class TrainWidget(QWidget):
     """Settings, the three training buttons, Stop, progress and the live curve."""
 
@@ -96,9 +116,18 @@ class TrainWidget(QWidget):
         self.size = SpinBox(
             label="image size (px)", min=32, max=1024, step=32, value=defaults.image_size
         )
+        self.epochs.tooltip = (
+            "One epoch = enough random crops to cover every image about once: with few images "
+            "that is few training steps (the progress line shows the steps)."
+        )
+        self.size.tooltip = "Side of the crops the encoder is pretrained on (px)."
         self.steps = SpinBox(
             label="segmenter steps", min=1, max=100_000, value=SegmenterConfig().steps
         )
+        self.tile = SpinBox(
+            label="segmenter tile (px)", min=32, max=2048, step=32, value=SegmenterConfig().tile
+        )
+        self.tile.tooltip = "Training crop and prediction tile of the segmenter (multiple of 32)."
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.form = Container(
             widgets=[
@@ -110,6 +139,7 @@ class TrainWidget(QWidget):
                 self.batch,
                 self.size,
                 self.steps,
+                self.tile,
                 self.device,
             ]
         )
@@ -303,8 +333,9 @@ class TrainWidget(QWidget):
             )
         data, px = layer.data, layer_pixel_size_nm(layer)
         names = list(masks_layer.metadata.get("mask_classes", self.state.mask_classes))[1:]
-        tile = max(32, self.size.value // 32 * 32)
-        config = SegmenterConfig(steps=self.steps.value, tile=tile, device=self.device.value)
+        config = SegmenterConfig(
+            steps=self.steps.value, tile=self.tile.value // 32 * 32, device=self.device.value
+        )
 
         targets = [masks[i] for i in picked]
         return slices_job(
@@ -327,6 +358,8 @@ class TrainWidget(QWidget):
     def _on_progress(self, event: Progress) -> None:
         self.panel.show_progress(event)
         self.plot.add(event)
+        if event.job == "pretrain" and event.step == 1 and event.total_steps:
+            warn_few_steps(event.total_steps, self.epochs.value)
         if event.message.startswith("warning"):
             show_warning(event.message)
 
