@@ -83,3 +83,15 @@ def test_an_uncalibrated_image_is_asked_for_once_before_the_first_stroke(viewer,
     assert layer_pixel_size_nm(bare) == layer_pixel_size_nm(masks) == 0.25
     label.add_masks()
     assert asked == ["bare"]  # asked once
+
+
+def test_the_pixel_size_widget_uses_no_deprecated_scale_bar_api(viewer, dock):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        widget = dock("Pixel size")
+        widget.size.setValue(0.5)
+        widget.set_pixel_size()
+    assert not [w for w in caught if "scale_bar" in str(w.message).lower()]
+    assert viewer.canvas.overlays.scale_bar.visible
