@@ -86,10 +86,10 @@ def test_closing_the_viewer_while_training_ends_the_job_without_a_crash(viewer, 
     qtbot.wait(500)
 
 
-def test_the_session_only_model_folder_goes_with_the_viewer(viewer, dock):
+def test_the_session_only_model_folder_goes_with_the_viewer(viewer, dock, qtbot):
     train = dock("Train")
     out = train._out("encoder")  # no project: a temporary folder for this session
     out.write_bytes(b"model")
     assert out.parent.is_dir()
     viewer.close()
-    assert not out.parent.exists()
+    qtbot.waitUntil(lambda: not out.parent.exists(), timeout=5000)

@@ -21,13 +21,14 @@ import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -175,10 +176,21 @@ class _Watcher(QObject):
         runner = self._runner()
         if (closing or undocked) and runner is not None and runner.running:
             runner.cancel()
-        on_close = self._on_close() if self._on_close is not None else None
-        if closing and on_close is not None:
-            on_close()
+        if closing and self._on_close is not None:
+            # once napari handled the event: the user may still cancel the closing
+            QTimer.singleShot(0, partial(_after_close, watched, self._on_close))
         return False
+
+
+def _after_close(window: QObject, on_close: weakref.WeakMethod) -> None:
+    """Call ``on_close`` if ``window`` did close (is hidden or already deleted)."""
+    try:
+        closed = not window.isVisible()
+    except RuntimeError:  # deleted
+        closed = True
+    callback = on_close()
+    if closed and callback is not None:
+        callback()
 
 
 def dock_root(widget: QWidget) -> QWidget:
@@ -224,7 +236,8 @@ class JobRunner:
         return self.worker is not None
 
     def watch_window(self, window: QWidget, on_close: Callable[[], None] | None = None) -> None:
-        """Cancel the running job (and wait for it) when ``window`` closes, then ``on_close``."""
+        """Cancel the running job (and wait for it) when ``window`` closes; then, once the
+        window is closed for good (the user can still cancel), call ``on_close``."""
         _Watcher(window, self, window_close=True, on_close=on_close)
 
     def start(
