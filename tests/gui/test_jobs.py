@@ -41,6 +41,15 @@ def test_classify_can_be_stopped_from_predict_and_from_train(
     wait_for_job(qtbot, predict, timeout=10_000)
 
 
+def test_the_guided_measure_step_can_stop_a_job(viewer, dock, qtbot, monkeypatch, tmp_path):
+    guided = dock("Nanowire workflow")
+    start_endless_classify(guided.predict, monkeypatch, tmp_path)
+    guided.show_step("Measure")
+    assert guided.measure_stop.stop_button.isEnabled()
+    guided.measure_stop.stop_button.click()
+    wait_for_job(qtbot, guided.predict, timeout=10_000)
+
+
 def test_a_widget_opened_during_a_job_can_stop_it(viewer, dock, qtbot, monkeypatch, tmp_path):
     predict = dock("Predict")
     start_endless_classify(predict, monkeypatch, tmp_path)

@@ -178,14 +178,15 @@ class _Watcher(QObject):
             runner.cancel()
         if closing and self._on_close is not None:
             # once napari handled the event: the user may still cancel the closing
-            QTimer.singleShot(0, partial(_after_close, watched, self._on_close))
+            # (both held weakly: a pending call must not keep a closed window alive)
+            QTimer.singleShot(0, partial(_after_close, weakref.ref(watched), self._on_close))
         return False
 
 
-def _after_close(window: QObject, on_close: weakref.WeakMethod) -> None:
+def _after_close(window: weakref.ref, on_close: weakref.WeakMethod) -> None:
     """Call ``on_close`` if ``window`` did close (is hidden or already deleted)."""
     try:
-        closed = not window.isVisible()
+        closed = window() is None or not window().isVisible()
     except RuntimeError:  # deleted
         closed = True
     callback = on_close()
