@@ -72,6 +72,7 @@ def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     measure.scope.value = "all"
     assert measure.measure()
     wait_for_job(qtbot, measure)
+    assert measure.bar.value() == 100  # the last event reached the bar
     # three segmenter steps need not find any wire: check the per-image table
     measure.view.value = "summary"
     assert measure.model.rowCount() == len(measure.summary) == 8
