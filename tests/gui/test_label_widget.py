@@ -122,7 +122,8 @@ def test_a_project_that_cannot_be_read_gives_a_notification(viewer, dock, monkey
     shown = []
     monkeypatch.setattr("napari_nanowire.gui.notify.show_error", shown.append)
     widget = dock("Label")
-    project = widget.project_box.new_project(tmp_path / "proj")
+    stack = np.zeros((2, 8, 8), np.float32)  # made elsewhere: not the project open here
+    project = Project.create(tmp_path / "proj", names=["a", "b"], pixel_size_nm=1.0, stack=stack)
     (tmp_path / "proj" / "images.tif").unlink()
     assert widget.project_box.open_project(project.folder) is None
     assert "images" in shown[-1] and "are missing" in shown[-1]
