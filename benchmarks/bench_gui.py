@@ -203,16 +203,20 @@ def open_viewer(args: argparse.Namespace, work: Path):
     image = viewer.layers["synthetic TEM"]
     viewer.layers.selection.active = image
     if not args.no_project:
-        label = viewer.window.dock_widgets["Label (napari-nanowire)"]
+        label = step(viewer, "Label")
         label.project_box.new_project(work / "project")
     state_for(viewer).set_labels(image, list(image.metadata["true_class_labels"]))
     return viewer
 
 
+def step(viewer, name: str):
+    """The widget of step ``name`` in the guided workflow dock, brought to the front."""
+    return viewer.window.dock_widgets["Nanowire workflow (napari-nanowire)"].show_step(name)
+
+
 def train_widget(viewer, args: argparse.Namespace):
     """The docked Train widget, in front, with the run's settings."""
-    widget = viewer.window.dock_widgets["Train (napari-nanowire)"]
-    widget.parent().raise_()
+    widget = step(viewer, "Train")
     widget.reset_choices()
     widget.encoder.value = args.encoder
     widget.epochs.value = args.epochs
@@ -227,14 +231,13 @@ def paint_strokes(viewer) -> None:
     sys.path.insert(0, str(SCRIPTS))
     from screenshots import strokes
 
-    label = viewer.window.dock_widgets["Label (napari-nanowire)"]
-    masks = label.add_masks()
+    masks = step(viewer, "Label").add_masks()
     truth = viewer.layers["true wire mask"].data
     for index in range(0, len(truth), max(1, len(truth) // 4)):
         masks.data[index] = strokes(truth[index])
     masks.refresh()
     viewer.layers.selection.active = viewer.layers["synthetic TEM"]
-    viewer.window.dock_widgets["Train (napari-nanowire)"].reset_choices()
+    step(viewer, "Train").reset_choices()
 
 
 def pause_activity_gif(viewer) -> None:
@@ -251,7 +254,7 @@ def pause_activity_gif(viewer) -> None:
 
 def run_gui_jobs(viewer, args: argparse.Namespace, rec: Recorder) -> None:
     """Press each job's button in turn and run the event loop until the job ended."""
-    widget = viewer.window.dock_widgets["Train (napari-nanowire)"]
+    widget = step(viewer, "Train")
     runner = widget.state.runner
     buttons = {
         "pretrain": widget.pretrain,
@@ -277,6 +280,7 @@ def run_gui_jobs(viewer, args: argparse.Namespace, rec: Recorder) -> None:
 def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder, work: Path) -> None:
     """The core pretrain() in a plain thread, with the Train widget's settings."""
     from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
+    from napari_nanowire.gui.pixel_size import layer_pixel_size_nm
     from napari_nanowire.gui.state import slice_labels
     from napari_nanowire.gui.workers import job_thread_policy
 
@@ -289,7 +293,7 @@ def run_thread_job(viewer, args: argparse.Namespace, rec: Recorder, work: Path) 
         image_size=args.image_size,
     )
     out = work / "encoder.nwmodel"
-    sizes = [layer.metadata["pixel_size_nm"]] * len(images)
+    sizes = [layer_pixel_size_nm(layer)] * len(images)
 
     def drive() -> None:
         with job_thread_policy():

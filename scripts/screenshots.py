@@ -1,9 +1,10 @@
 """Regenerate the README's screenshots: napari with the plugin, each widget in use.
 
 Run with `make screenshots` (or `.venv/bin/python scripts/screenshots.py`); no real screen is
-needed: an Xvfb display is started for the run. It drives the whole workflow on the built-in
-synthetic sample as a user would (label, paint a few strokes, pretrain, train, predict,
-segment, measure) and saves one picture per step into docs/screenshots/. Takes a few minutes
+needed: an Xvfb display is started for the run. It drives the whole workflow through the guided
+workflow dock on the built-in synthetic sample as a user would (label, paint a few strokes,
+pretrain, train, predict, segment, measure) and saves one picture per step into
+docs/screenshots/. Takes a few minutes
 on a laptop CPU.
 """
 
@@ -44,10 +45,9 @@ def wait_for(condition, timeout: float = 900.0) -> None:
 
 
 def widget(viewer, name: str):
-    """The docked plugin widget ``name``, brought to the front of its tab group."""
-    inner = viewer.window.dock_widgets[f"{name} (napari-nanowire)"]
-    inner.parent().raise_()
-    return inner
+    """Step ``name`` of the guided workflow dock, brought to the front; its widget."""
+    guided = viewer.window.dock_widgets["Nanowire workflow (napari-nanowire)"]
+    return guided.show_step(name)
 
 
 def shoot(viewer, name: str) -> None:

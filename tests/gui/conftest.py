@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_nanowire.core.data.synthetic import generate_dataset
-from napari_nanowire.gui.pixel_size_widget import set_layer_pixel_size_nm
+from napari_nanowire.gui.pixel_size import set_layer_pixel_size_nm
 from napari_nanowire.gui.torch_guard import import_torchvision
 
 PLUGIN = "napari-nanowire"

@@ -8,6 +8,7 @@ import pytest
 from napari_nanowire.core.data.project import Project
 from napari_nanowire.gui.label_widget import text_overlay
 from napari_nanowire.gui.masks import brush_size_px, painted_slices
+from napari_nanowire.gui.pixel_size import layer_pixel_size_nm
 from napari_nanowire.gui.state import slice_labels
 
 
@@ -92,7 +93,7 @@ def test_project_saves_labels_and_masks_as_they_change_and_reopens(
     np.testing.assert_allclose(layer.data, image.data)
     reopened_masks = other.layers["proj masks"]
     np.testing.assert_array_equal(reopened_masks.data, masks.data)
-    assert layer.metadata["pixel_size_nm"] == 1.0
+    assert layer_pixel_size_nm(layer) == 1.0
 
 
 def test_renaming_classes_keeps_labels_of_kept_classes(viewer, dock):
@@ -123,10 +124,57 @@ def test_a_project_that_cannot_be_read_gives_a_notification(viewer, dock, monkey
     shown = []
     monkeypatch.setattr("napari_nanowire.gui.notify.show_error", shown.append)
     widget = dock("Label")
-    project = widget.project_box.new_project(tmp_path / "proj")
+    stack = np.zeros((2, 8, 8), np.float32)  # made elsewhere: not the project open here
+    project = Project.create(tmp_path / "proj", names=["a", "b"], pixel_size_nm=1.0, stack=stack)
     (tmp_path / "proj" / "images.tif").unlink()
     assert widget.project_box.open_project(project.folder) is None
     assert "images" in shown[-1] and "are missing" in shown[-1]
     assert widget.project_box.open_project(tmp_path) is None
     assert "is not a napari-nanowire project" in shown[-1]
     assert [layer.name for layer in viewer.layers] == ["tiny"]  # nothing half-opened
+
+
+def test_renaming_a_class_keeps_its_labels_also_in_the_project(viewer, dock, tmp_path):
+    widget = dock("Label")
+    image = viewer.layers["tiny"]
+    viewer.dims.set_current_step(0, 2)
+    widget.assign(1)  # dispersed
+    widget.project_box.new_project(tmp_path / "proj")
+    widget.names_edit.setText("singular, dispersed-wires, bundle, network, mesh")
+    widget.apply_names.click()
+    assert slice_labels(image)[2] == "dispersed-wires"
+    assert widget.state.color_of("dispersed-wires") == widget.state.colors[1]
+    assert Project.open(tmp_path / "proj").labels == {"dispersed_000": "dispersed-wires"}
+
+
+def test_an_undone_stroke_is_undone_in_the_project_too(viewer, dock, qtbot, tmp_path):
+    widget = dock("Label")
+    masks = widget.add_masks()
+    widget.project_box.new_project(tmp_path / "proj")
+    saved = tmp_path / "proj" / "masks" / "00003.tif"
+    masks.paint((3, 20, 20), 2)
+    qtbot.waitUntil(saved.is_file, timeout=5000)
+    masks.undo()  # napari 0.9 emits no paint event for this
+    assert not masks.data[3].any()
+    qtbot.waitUntil(lambda: not saved.exists(), timeout=5000)  # an empty slice has no file
+    masks.redo()
+    qtbot.waitUntil(saved.is_file, timeout=5000)
+    assert Project.open(tmp_path / "proj").load_masks()[3].max() == 2
+
+
+def test_a_hint_says_keys_paint_while_the_mask_layer_is_selected(viewer, dock):
+    widget = dock("Label")
+    masks = widget.add_masks()  # selects the mask layer
+    assert viewer.layers.selection.active is masks
+    assert widget.key_hint.isVisible() and "brush label" in widget.key_hint.text()
+    viewer.layers.selection.active = viewer.layers["tiny"]
+    assert not widget.key_hint.isVisible()
+
+
+def test_opening_the_open_project_again_adds_no_layers(viewer, dock, tmp_path):
+    widget = dock("Label")
+    widget.add_masks()
+    project = widget.project_box.new_project(tmp_path / "proj")
+    before = [layer.name for layer in viewer.layers]
+    assert widget.project_box.open_project(tmp_path / "proj") is project
+    assert [layer.name for layer in viewer.layers] == before

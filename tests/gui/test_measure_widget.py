@@ -6,16 +6,18 @@ import numpy as np
 import pandas as pd
 
 from conftest import wait_for_job
+from napari_nanowire.gui.pixel_size import set_layer_pixel_size_nm
 
 
 def add_true_masks(viewer, tiny_items, scale_nm: float = 1.0):
     masks = np.stack([item.mask for item in tiny_items])
     meta = {
-        "pixel_size_nm": scale_nm,
         "mask_classes": ["background", "wire"],
         "names": [item.name for item in tiny_items],
     }
-    return viewer.add_labels(masks, name="truth", metadata=meta, units=("pixel", "nm", "nm"))
+    layer = viewer.add_labels(masks, name="truth", metadata=meta)
+    set_layer_pixel_size_nm(layer, scale_nm)
+    return layer
 
 
 def test_all_slices_fill_the_tables_histograms_and_csv(viewer, dock, qtbot, tiny_items, tmp_path):
@@ -48,7 +50,7 @@ def test_slice_on_screen_and_pixel_size_scale_the_numbers(viewer, dock, qtbot, t
     wait_for_job(qtbot, widget)
     assert list(widget.summary["image"]) == [tiny_items[6].name]
     area_1nm = widget.domains["area_nm2"].sum()
-    layer.metadata["pixel_size_nm"] = 2.0
+    set_layer_pixel_size_nm(layer, 2.0)
     widget.measure()
     wait_for_job(qtbot, widget)
     assert widget.domains["area_nm2"].sum() == 4 * area_1nm

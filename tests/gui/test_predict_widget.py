@@ -79,3 +79,15 @@ def test_a_lazy_stack_is_predicted_slice_by_slice_never_loaded_whole(
     assert most[0] <= 3
     assert len(widget.predictions) == 6
     assert viewer.layers["big segmentation"].data.shape == (6, 64, 64)
+
+
+def test_a_predicted_mask_can_be_undone_and_names_its_classes(viewer, dock):
+    widget = dock("Predict")
+    layer = viewer.layers["tiny"]
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:20, :] = 1
+    seg = widget._show_masks(layer, ([2], [mask], ["background", "wire"]))
+    assert seg.data[2].sum() == mask.sum() and not seg.data[[0, 1, 3]].any()
+    assert list(seg.features["class"]) == ["background", "wire"]  # the status bar names them
+    seg.undo()
+    assert not seg.data.any()

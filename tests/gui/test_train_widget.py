@@ -96,3 +96,60 @@ def test_out_of_gpu_memory_says_to_lower_the_batch_size(viewer, dock, qtbot, mon
         "Pretraining failed: the GPU ran out of memory. Lower the batch size or the image "
         "size, pick a smaller encoder, or choose the CPU as device."
     ]
+
+
+def test_continue_resumes_a_stopped_pretraining_from_its_checkpoint(viewer, dock, qtbot):
+    from napari_nanowire.core.model.modelfile import load_model
+
+    widget = dock("Train")
+    small_settings(widget)
+    widget.epochs.value = 500
+    assert not widget.continue_button.isEnabled()
+    events = []
+    assert widget.pretrain()
+    widget.state.runner.worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: len(events) >= 1, timeout=30_000)
+    widget.stop_button.click()
+    wait_for_job(qtbot, widget)
+    first = load_model(widget.state.models["encoder"]).meta["step"]
+    assert first >= 1 and widget.continue_button.isEnabled()
+
+    resumed = []
+    widget.continue_button.click()
+    widget.state.runner.worker.yielded.connect(resumed.append)
+    qtbot.waitUntil(lambda: len(resumed) >= 1, timeout=30_000)
+    widget.stop_button.click()
+    wait_for_job(qtbot, widget)
+    assert resumed[0].step > first  # went on from the checkpoint, not from step 0
+    assert load_model(widget.state.models["encoder"]).meta["step"] > first
+
+
+def test_the_segmenter_tile_is_its_own_setting(viewer, dock, monkeypatch, tiny_encoder):
+    seen = []
+
+    def fake_train(base, images, targets, out, **kwargs):
+        seen.append(kwargs["config"].tile)
+        return None
+        yield
+
+    monkeypatch.setattr("napari_nanowire.core.heads.segment.train_segmenter", fake_train)
+    widget = dock("Train")
+    widget.state.set_model("encoder", tiny_encoder)
+    masks = dock("Label").add_masks()
+    masks.data[0, 5:9, 5:9] = 2
+    widget.reset_choices()
+    widget.size.value = 64
+    widget.tile.value = 160
+    job = widget._segmenter_job(widget._out("segmenter"))
+    list(job(None))
+    assert seen == [160]  # not derived from the pretraining image size any more
+
+
+def test_a_too_short_pretraining_is_warned_about_in_steps(monkeypatch):
+    from napari_nanowire.gui import train_widget
+
+    shown = []
+    monkeypatch.setattr(train_widget, "show_warning", shown.append)
+    assert train_widget.warn_few_steps(15, 1)
+    assert "only 15 steps" in shown[0] and "about 14" in shown[0]
+    assert not train_widget.warn_few_steps(400, 10)

@@ -1,4 +1,4 @@
-"""The whole path through the widgets on tiny synthetic data, as a user would take it.
+"""The whole path through the guided workflow dock on tiny synthetic data, as a user would.
 
 Label two slices per class, pretrain one tiny epoch, train the classifier, see predictions in
 the layer features; paint strokes, train the segmenter, get a Labels layer; measure it.
@@ -24,9 +24,10 @@ def paint_strokes(masks, tiny_items, slices) -> None:
 
 @pytest.mark.slow  # 16 s under load
 def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
-    label, train = dock("Label"), dock("Train")
-    predict, measure = dock("Predict"), dock("Measure")
+    guided = dock("Nanowire workflow")
+    label = guided.show_step("Label")
     label_all(viewer, tiny_items)
+    train = guided.show_step("Train")
     small_settings(train)
     assert train.pretrain()
     wait_for_job(qtbot, train)
@@ -37,6 +38,7 @@ def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     assert "classifier: classifier.nwmodel" in train.models_label.text()
 
     label.state.set_label(viewer.layers["tiny"], 7, None)  # one slice left to suggest
+    predict = guided.show_step("Predict")
     predict.suggest.value = 1
     assert predict.classify()
     wait_for_job(qtbot, predict)
@@ -55,9 +57,9 @@ def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     assert predict.next_suggestion() == 7
     assert "label next" in points.text.values[7]
 
-    masks = label.add_masks()
+    masks = guided.show_step("Label").add_masks()
     paint_strokes(masks, tiny_items, [0, 2, 4, 6])
-    assert train.train_segmenter()
+    assert guided.show_step("Train").train_segmenter()
     wait_for_job(qtbot, train)
     predict.scope.value = "all"
     assert predict.segment()
@@ -67,11 +69,32 @@ def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     assert segmentation.metadata["mask_classes"] == ["background", "nanowire"]
     assert set(np.unique(segmentation.data)) <= {0, 1}
 
+    measure = guided.show_step("Measure")
     measure.reset_choices()
     measure.mask.value = segmentation
     measure.scope.value = "all"
     assert measure.measure()
     wait_for_job(qtbot, measure)
+    assert measure.bar.value() == 100  # the last event reached the bar
     # three segmenter steps need not find any wire: check the per-image table
     measure.view.value = "summary"
     assert measure.model.rowCount() == len(measure.summary) == 8
+
+
+def test_the_guided_dock_fits_a_laptop_screen_and_asks_for_a_missing_pixel_size(
+    viewer, dock, monkeypatch
+):
+    warnings = []
+    monkeypatch.setattr("napari_nanowire.gui.workflow_widget.show_warning", warnings.append)
+    guided = dock("Nanowire workflow")
+    # the five separate docks stacked to 2,365 px; the steps scroll inside one dock
+    assert guided.sizeHint().height() <= 700
+    assert [guided.tabs.tabText(i) for i in range(4)] == [
+        "1 Label",
+        "2 Train",
+        "3 Predict",
+        "4 Measure",
+    ]
+    bare = viewer.add_image(np.zeros((16, 16), np.float32), name="bare")
+    assert guided.pixel_size.picker.value is bare
+    assert "no pixel size" in warnings[-1] and "unknown" in guided.pixel_size.info.text()

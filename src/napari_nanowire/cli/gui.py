@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 PLUGIN = "napari-nanowire"
-DOCK_WIDGETS = ("Label", "Train", "Predict", "Measure", "Pixel size")
-"""Docked as tabs in this order, the workflow's order; the first is shown."""
+DOCK_WIDGETS = ("Nanowire workflow",)
+"""Docked as tabs in this order; the first is shown. The guided workflow dock holds the pixel
+size and the Label, Train, Predict and Measure steps."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

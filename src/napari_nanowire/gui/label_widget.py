@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from napari.layers import Image
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtGui import QColor
@@ -34,6 +34,7 @@ from napari_nanowire.core.errors import NanowireError
 from .layers import current_slice, go_to_slice, layer_picker
 from .masks import add_mask_layer, masks_of, style_mask_layer
 from .notify import report_error
+from .pixel_size_widget import ensure_pixel_size
 from .project_box import ProjectBox
 from .state import slice_labels, state_for, unwrap_viewer
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     import napari
 
 MAX_SHORTCUTS = 9
+KEY_HINT = (
+    "A mask layer is selected: keys 1-9 now pick the brush label. Select the image layer "
+    "(or click a class) to classify the slice."
+)
 UNLABELLED_COLOR = "#9a9a9a"
 
 
@@ -68,6 +73,22 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
+def renamed_classes(old: list[str], new: list[str]) -> dict[str, str]:
+    """Classes renamed in place (old name -> new name) when the class list is edited.
+
+    A name that replaced, at the same position, a name that is gone is a rename, so its
+    labels are kept ("dispersed" -> "dispersed-wires"). When the list got shorter, positions
+    no longer pair names up: nothing counts as renamed and removed classes lose their labels.
+    """
+    if len(new) < len(old):
+        return {}
+    return {
+        before: after
+        for before, after in zip(old, new, strict=False)
+        if before != after and before not in new and after not in old
+    }
+
+
 class LabelWidget(QWidget):
     """Class list with shortcuts and counts, the slice overview, masks and the project."""
 
@@ -83,6 +104,10 @@ class LabelWidget(QWidget):
         self.names_edit = QLineEdit()
         self.names_edit.setToolTip("Class names, comma-separated")
         self.slice_info = QLabel()
+        self.key_hint = QLabel(KEY_HINT)
+        self.key_hint.setWordWrap(True)
+        self.key_hint.setStyleSheet("color: #ff9f1c;")
+        self.key_hint.setVisible(False)
         self.summary = QLabel()
         self.slice_list = QListWidget()
         self.mask_names_edit = QLineEdit()
@@ -111,6 +136,7 @@ class LabelWidget(QWidget):
         layout.addWidget(self.class_box)
         layout.addLayout(row(QLabel("classes"), self.names_edit, self.apply_names))
         layout.addWidget(self.slice_info)
+        layout.addWidget(self.key_hint)
         layout.addLayout(row(self.clear_button, self.next_button))
         layout.addWidget(self.summary)
         layout.addWidget(self.slice_list, stretch=1)
@@ -130,6 +156,7 @@ class LabelWidget(QWidget):
         self.state.labels_changed.connect(self._on_labels)
         self.state.project_changed.connect(self._on_project)
         self.viewer.dims.events.current_step.connect(self._show_slice)
+        self.viewer.layers.selection.events.active.connect(self._show_key_hint)
 
     def reset_choices(self, *_) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
@@ -182,6 +209,7 @@ class LabelWidget(QWidget):
         if layer is None:
             show_info("Open or select an image layer first.")
             return None
+        ensure_pixel_size(self.viewer, self.state, layer, self)
         masks = masks_of(self.viewer, layer)
         if masks is None:
             masks = add_mask_layer(self.viewer, layer, self.state.mask_classes)
@@ -196,11 +224,15 @@ class LabelWidget(QWidget):
         except NanowireError as err:
             report_error("Changing the classes", err)
             return
+        renamed = renamed_classes(self.state.classes, names)
+        old_name = {new: old for old, new in renamed.items()}
         colors = [
-            self.state.color_of(n) if n in self.state.classes else default_color(i)
+            self.state.color_of(old_name.get(n, n))
+            if old_name.get(n, n) in self.state.classes
+            else default_color(i)
             for i, n in enumerate(names)
         ]
-        self.state.set_classes(names, colors)
+        self.state.set_classes(names, colors, renamed)
 
     def _rename_mask_classes(self) -> None:
         try:
@@ -267,6 +299,11 @@ class LabelWidget(QWidget):
             for i in range(MAX_SHORTCUTS):
                 self._bound.bind_key(str(i + 1), None)
         self._bound = None
+
+    def _show_key_hint(self, *_) -> None:
+        """Say that 1-9 paint, not classify, while a Labels layer is the active one."""
+        active = self.viewer.layers.selection.active
+        self.key_hint.setVisible(isinstance(active, Labels) and self._bound is not None)
 
     def _on_labels(self, layer) -> None:
         """Refresh counts, the slice list and the canvas marker for ``layer``."""

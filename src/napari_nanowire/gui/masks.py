@@ -17,7 +17,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari_nanowire.core.data.project import default_color
 
 from .layers import slice_names
-from .pixel_size_widget import layer_pixel_size_nm
+from .pixel_size import layer_pixel_size_nm
 
 if TYPE_CHECKING:
     import napari
@@ -83,17 +83,29 @@ def add_mask_layer(
         translate=image.translate,
         opacity=0.6,
         units=image.units,
-        metadata={
-            MASK_KEY: image.name,
-            "pixel_size_nm": layer_pixel_size_nm(image),
-            "names": slice_names(image),
-        },
+        metadata={MASK_KEY: image.name, "names": slice_names(image)},
     )
     style_mask_layer(layer, mask_classes)
     layer.brush_size = brush_size_px(layer_pixel_size_nm(image))
     layer.selected_label = 2 if len(mask_classes) > 1 else 1
     layer.mode = "paint"
     return layer
+
+
+def dense_features(mask_classes: list[str]) -> pd.DataFrame:
+    """The features table naming each value of a dense mask (0 = background, k = class k)."""
+    return pd.DataFrame({"index": range(len(mask_classes)), "class": list(mask_classes)})
+
+
+def write_slice(layer: Labels, index: int, mask: np.ndarray) -> None:
+    """Write ``mask`` into slice ``index`` of ``layer`` through napari's edit history.
+
+    Unlike ``layer.data[index] = mask``, the user can undo it, and the layer redraws.
+    Call inside ``layer.block_history()`` to make several slices one undo step.
+    """
+    grid = tuple(np.indices(mask.shape).reshape(mask.ndim, -1))
+    indices = grid if layer.ndim == 2 else (np.full(grid[0].shape, index), *grid)
+    layer.data_setitem(indices, np.asarray(mask).reshape(-1).astype(layer.data.dtype))
 
 
 def masks_of(viewer: napari.Viewer, image: Image) -> Labels | None:
@@ -115,6 +127,28 @@ def dense_class_names(layer: Labels) -> dict[int, str] | None:
     """Dense mask value -> class name from the layer's recorded mask classes, if any."""
     names = layer.metadata.get("mask_classes")
     return {i: str(n) for i, n in enumerate(names) if i > 0} if names else None
+
+
+def history_sizes(layer: Labels) -> tuple[int, int]:
+    """Depths of ``layer``'s undo and redo histories (napari keeps them on the layer)."""
+    return len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ()))
+
+
+def undo_redo_slices(layer: Labels, before: tuple[int, int]) -> set[int] | None:
+    """The slices an undo or redo touched, from the history item it moved; None if unknown.
+
+    An undo moves the newest item of the undo history to the redo history and a redo moves
+    it back, so the item that grew a history is the one just replayed.
+    """
+    undo, redo = getattr(layer, "_undo_history", None), getattr(layer, "_redo_history", None)
+    if undo is None or redo is None:
+        return None
+    now = history_sizes(layer)
+    if now[1] > before[1] and redo:
+        return painted_slices(layer, redo[-1])
+    if now[0] > before[0] and undo:
+        return painted_slices(layer, undo[-1])
+    return None
 
 
 def painted_slices(layer: Labels, history: list) -> set[int] | None:

@@ -1,68 +1,152 @@
 """Dock widget that shows an image layer's physical pixel size and lets the user set it.
 
 Every measurement in nm uses this value, so a file without pixel-size metadata must get one
-here before measuring. The value lives in ``layer.metadata["pixel_size_nm"]`` and in the
-layer's scale, so napari's scale bar and cursor read-out are in nm too.
+before measuring; the other widgets ask for it (:func:`ensure_pixel_size`) before the first
+stroke or training. The value is shown and edited with at least 4 significant digits, and a
+new one reaches the image, the layers made for it, the project and the view together (see
+:mod:`.pixel_size`, the only reader and writer of a layer's pixel size).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, create_widget
+from napari.layers import Image
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .layers import layer_picker
+from .notify import report_error
+from .pixel_size import (
+    PixelSizeError,
+    format_pixel_size,
+    layer_pixel_size_nm,
+    set_image_pixel_size,
+    show_scale_bar,
+)
+from .state import state_for, unwrap_viewer
 
 if TYPE_CHECKING:
     import napari
 
-from napari.layers import Image
+    from .state import WorkflowState
+
+__all__ = ["PixelSizeWidget", "ensure_pixel_size", "layer_pixel_size_nm"]
+
+DECIMALS = 6
+"""Digits after the point: 4 significant digits down to 0.001 nm/px."""
+UNKNOWN_STYLE = "color: #ff9f1c; font-weight: bold;"
 
 
-def layer_pixel_size_nm(layer: Image) -> float | None:
-    """The pixel size recorded on a layer, or None when unknown."""
-    value = layer.metadata.get("pixel_size_nm")
-    return float(value) if value else None
+def ask_pixel_size(parent: QWidget | None, layer: Image) -> float | None:
+    """Ask the user for the pixel size of ``layer`` in a dialog; None if cancelled."""
+    value, ok = QInputDialog.getDouble(
+        parent,
+        "Pixel size",
+        f"'{layer.name}' has no pixel size in its file.\nnm per pixel (bar length in nm / "
+        "bar length in pixels); Cancel keeps sizes in pixels:",
+        1.0,
+        10.0**-DECIMALS,
+        1e6,
+        DECIMALS,
+    )
+    return value if ok else None
 
 
-def set_layer_pixel_size_nm(layer: Image, pixel_size_nm: float) -> None:
-    """Record a pixel size on a layer and scale its two image axes to nm."""
-    if not pixel_size_nm > 0:
-        raise ValueError(f"Pixel size must be positive, got {pixel_size_nm!r} nm/px.")
-    layer.metadata["pixel_size_nm"] = float(pixel_size_nm)
-    scale = list(layer.scale)
-    scale[-2:] = [pixel_size_nm, pixel_size_nm]
-    layer.scale = scale
-    units = list(layer.units)
-    units[-2:] = ["nm", "nm"]
-    layer.units = units
+def ensure_pixel_size(
+    viewer: napari.Viewer, state: WorkflowState, layer: Image, parent: QWidget | None = None
+) -> None:
+    """Ask once per image for a missing pixel size, before work that depends on it."""
+    if layer_pixel_size_nm(layer) is not None or layer.name in state.pixel_size_asked:
+        return
+    state.pixel_size_asked.add(layer.name)
+    value = ask_pixel_size(parent, layer)
+    if value is not None:
+        set_image_pixel_size(viewer, layer, value, state)
+        state.pixel_size_changed.emit(layer)
 
 
-class PixelSizeWidget(Container):
+class PixelSizeWidget(QWidget):
     """Pick an image layer, read its pixel size, set a new one."""
 
-    def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        self._viewer = viewer
-        self._layer = create_widget(annotation=Image, label="image")
-        self._info = Label(label="from file")
-        self._size = FloatSpinBox(label="pixel size (nm/px)", min=0.0001, max=1e6, step=0.1)
-        self._apply = PushButton(text="Set pixel size")
-        super().__init__(widgets=[self._layer, self._info, self._size, self._apply])
-        self._layer.changed.connect(self._show)
-        self._apply.changed.connect(self._set)
-        viewer.scale_bar.visible = True
-        viewer.scale_bar.unit = "nm"
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.state = state_for(self.viewer)
+        self.picker = layer_picker(self.viewer, Image, "image")
+        self.info = QLabel()
+        self.size = QDoubleSpinBox()
+        self.size.setDecimals(DECIMALS)
+        self.size.setRange(10.0**-DECIMALS, 1e6)
+        self.size.setSuffix(" nm/px")
+        self.size.setToolTip("nm per pixel: bar length in nm / bar length in pixels")
+        self.apply = QPushButton("Set pixel size")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("pixel size"))
+        row.addWidget(self.size, stretch=1)
+        row.addWidget(self.apply)
+        picker_row = QHBoxLayout()
+        picker_row.addWidget(QLabel("image"))
+        picker_row.addWidget(self.picker.native, stretch=1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(picker_row)
+        layout.addWidget(self.info)
+        layout.addLayout(row)
+        self.picker.changed.connect(self._show)
+        self.apply.clicked.connect(self.set_pixel_size)
+        self.size.lineEdit().returnPressed.connect(self.set_pixel_size)
+        self.state.pixel_size_changed.connect(self._on_changed)
+        show_scale_bar(self.viewer)
         self._show()
 
-    def _show(self) -> None:
-        layer = self._layer.value
+    def reset_choices(self, *_) -> None:
+        """Refresh the layer list (napari calls this when layers change)."""
+        self.picker.reset_choices()
+        self._show()
+
+    def _on_changed(self, layer) -> None:
+        if layer is self.picker.value:
+            self._show()
+
+    def _show(self, *_) -> None:
+        layer = self.picker.value
         if layer is None:
-            self._info.value = "no image layer"
+            self.info.setText("No image layer.")
+            self.info.setStyleSheet("")
             return
         size = layer_pixel_size_nm(layer)
-        self._info.value = f"{size:g} nm/px" if size else "unknown: set it below"
-        self._size.value = size or 1.0
+        if size is None:
+            self.info.setText(f"'{layer.name}': pixel size unknown, sizes are in pixels. Set it:")
+            self.info.setStyleSheet(UNKNOWN_STYLE)
+        else:
+            self.info.setText(f"'{layer.name}': {format_pixel_size(size)}")
+            self.info.setStyleSheet("")
+        self.size.setValue(size or 1.0)
 
-    def _set(self) -> None:
-        layer = self._layer.value
-        if layer is not None:
-            set_layer_pixel_size_nm(layer, self._size.value)
-            self._show()
+    def set_pixel_size(self) -> bool:
+        """Give the picked image (and its layers, project, view) the value shown; True if new.
+
+        A value equal to the current one as shown changes nothing, so pressing the button
+        without editing keeps a calibration read from the file to its full precision.
+        """
+        layer = self.picker.value
+        if layer is None:
+            return False
+        current = layer_pixel_size_nm(layer)
+        if current is not None and round(current, DECIMALS) == round(self.size.value(), DECIMALS):
+            return False
+        try:
+            changed = set_image_pixel_size(self.viewer, layer, self.size.value(), self.state)
+        except (PixelSizeError, OSError) as err:
+            report_error("Setting the pixel size", err)
+            return False
+        self.state.pixel_size_changed.emit(layer)
+        return changed

@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, SpinBox
 from napari.layers import Image
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.progress import Progress
@@ -30,13 +30,12 @@ from .layers import (
     layer_picker,
     slice_count,
 )
-from .masks import dense_colors
-from .notify import report_error
-from .pixel_size_widget import layer_pixel_size_nm
+from .masks import dense_colors, dense_features, write_slice
+from .pixel_size import IMAGE_KEY, layer_pixel_size_nm
 from .state import slice_labels, state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
 from .torch_guard import import_torchvision
-from .workers import show_fraction
+from .workers import JobPanel, launch
 
 if TYPE_CHECKING:
     import napari
@@ -123,9 +122,14 @@ class PredictWidget(QWidget):
         self.classify_button = QPushButton("Classify all slices")
         self.next_button = QPushButton("Go to next suggestion")
         self.segment_button = QPushButton("Segment")
-        self.bar = QProgressBar()
-        self.status = QLabel("Train a classifier or a segmenter first (Train widget).")
-        self.status.setWordWrap(True)
+        self.panel = JobPanel(
+            self.state.runner, "Train a classifier or a segmenter first (Train widget)."
+        )
+        self.bar, self.stop_button, self.status = (
+            self.panel.bar,
+            self.panel.stop_button,
+            self.panel.status,
+        )
         self.model = DataFrameModel()
         self.table = frame_view(self.model)
         self._build_layout()
@@ -142,8 +146,7 @@ class PredictWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addLayout(row)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addWidget(self.table, stretch=1)
 
     def reset_choices(self, *_) -> None:
@@ -159,19 +162,22 @@ class PredictWidget(QWidget):
         return self._launch("Segmenting", self._segment_job, self._show_masks)
 
     def _launch(self, title: str, prepare, show) -> bool:
-        if self.state.runner.busy(title):
-            return False
-        try:
+        """Start the job ``prepare()`` makes; ``show(layer, result)`` shows what it returns."""
+        target: list[Image] = []  # the layer the job works on, known once prepared
+
+        def job():
             job, layer = prepare()
-        except NanowireError as err:
-            report_error(title, err)
-            return False
-        show_fraction(self.bar, 0.0)
-        return self.state.runner.start(
+            target.append(layer)
+            return job
+
+        return launch(
+            self.state.runner,
             title,
             job,
+            self.panel,
+            self,
             on_progress=self._on_progress,
-            on_done=lambda result: result is not None and show(layer, result),
+            on_done=lambda result: result is not None and show(target[0], result),
         )
 
     def _inputs(self, kind: str) -> tuple[Image, object]:
@@ -200,8 +206,9 @@ class PredictWidget(QWidget):
         return (lambda stop: segment_slices(path, data, indices, px, stop)), layer
 
     def _on_progress(self, event: Progress) -> None:
-        show_fraction(self.bar, event.fraction)
-        self.status.setText(f"{event.step} of {event.total_steps} images {event.message}")
+        self.panel.show_progress(
+            event, f"{event.step} of {event.total_steps} images {event.message}"
+        )
 
     def _show_classes(self, layer: Image, prediction: ClassPrediction) -> None:
         """Table, canvas text and suggestions from the prediction of every slice."""
@@ -250,6 +257,7 @@ class PredictWidget(QWidget):
             scale=layer.scale,
             translate=layer.translate,
             units=layer.units,
+            metadata={IMAGE_KEY: layer.name},
             face_color="transparent",
             border_width=0,
             out_of_slice_display=False,
@@ -270,20 +278,15 @@ class PredictWidget(QWidget):
                 translate=layer.translate,
                 units=layer.units,
                 opacity=0.5,
-                metadata={
-                    "pixel_size_nm": layer_pixel_size_nm(layer),
-                    "names": self.state.names_of(layer),
-                },
+                metadata={IMAGE_KEY: layer.name, "names": self.state.names_of(layer)},
             )
         seg = self.viewer.layers[name]
-        for index, mask in zip(indices, masks, strict=True):
-            if seg.ndim == 2:
-                seg.data = mask.astype(np.uint8)
-            else:
-                seg.data[index] = mask
+        with seg.block_history():  # one undo step for the whole prediction
+            for index, mask in zip(indices, masks, strict=True):
+                write_slice(seg, index, mask)
         seg.metadata["mask_classes"] = list(mask_classes)
+        seg.features = dense_features(mask_classes)  # names each class in the status bar
         seg.colormap = DirectLabelColormap(color_dict=dense_colors(mask_classes))
-        seg.refresh()
         self.viewer.layers.selection.active = layer
         self.status.setText(f"Segmented {len(indices)} slice(s) into layer '{name}'.")
         return seg

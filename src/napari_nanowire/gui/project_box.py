@@ -19,7 +19,7 @@ from napari_nanowire.core.errors import NanowireError
 from .layers import image_stack, slice_names
 from .masks import add_mask_layer, masks_of
 from .notify import report_error
-from .pixel_size_widget import layer_pixel_size_nm, set_layer_pixel_size_nm
+from .pixel_size import layer_pixel_size_nm, set_layer_pixel_size_nm
 from .state import WorkflowState, slice_labels
 
 if TYPE_CHECKING:
@@ -104,7 +104,16 @@ class ProjectBox(QGroupBox):
         return project
 
     def open_project(self, folder: Path) -> Project | None:
-        """Open the project in ``folder``: its images, labels, masks and models."""
+        """Open the project in ``folder``: its images, labels, masks and models.
+
+        The project already open is not opened again (its layers would be doubled).
+        """
+        current, image = self.state.project, self.state.image_layer
+        same = current is not None and current.folder.resolve() == Path(folder).resolve()
+        if same and image in self.viewer.layers:
+            self.viewer.layers.selection.active = image
+            show_info(f"{folder} is already open.")
+            return current
         try:
             project = Project.open(folder)
             data = project.load_images()

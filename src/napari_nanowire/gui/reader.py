@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_warning
 
 from napari_nanowire.core.io import (
     SUPPORTED_SUFFIXES,
     ImageData,
+    ReadError,
     image_files,
     read_image,
     read_images,
@@ -46,8 +49,13 @@ def read_layers(path: PathOrPaths) -> list[tuple]:
     """Read ``path`` into one napari layer scaled to nm when the pixel size is known: a Labels
     layer with named classes for a mask file this package wrote, else an image layer."""
     single = isinstance(path, str | os.PathLike)
-    image = read_image(path) if single else read_images(path)
-    info = read_labels_info(path) if single else None
+    if not single:
+        image = read_images(path)
+    elif Path(path).is_dir():
+        image = read_folder(Path(path))
+    else:
+        image = read_image(path)
+    info = read_labels_info(path) if single and not Path(path).is_dir() else None
     if info is not None:
         return [(image.data, labels_kwargs(image, info), "labels")]
     return [(image.data, layer_kwargs(image), "image")]
@@ -74,11 +82,39 @@ def labels_kwargs(image: ImageData, info: LabelsInfo) -> dict:
     return kwargs
 
 
+def read_folder(folder: Path) -> ImageData:
+    """A folder of images as one stack, leaving out (and naming) files that cannot be read.
+
+    One corrupt or truncated file among many should not keep the user from the rest; the
+    warning names each file left out and why the first one failed. Other refusals (mixed
+    sizes or pixel sizes, no image at all) stand.
+    """
+    try:
+        return read_image(folder)
+    except ReadError:
+        files = image_files(folder)
+        good, bad = [], {}
+        for file in files:
+            try:
+                read_image(file, lazy=True)
+                good.append(file)
+            except ReadError as err:
+                bad[file.name] = str(err)
+        if not bad or not good:
+            raise
+    image = replace(read_images(good), source=folder)
+    show_warning(
+        f"Left out {len(bad)} of {len(files)} files in {folder} that cannot be read: "
+        f"{', '.join(bad)}. {next(iter(bad.values()))}"
+    )
+    return image
+
+
 def layer_kwargs(image: ImageData) -> dict:
     """Name, scale, units and metadata of the image layer for ``image``.
 
-    Without a pixel size the scale stays 1 and ``metadata["pixel_size_nm"]`` is None, so the
-    pixel-size widget can ask the user for one.
+    Without a pixel size the scale stays 1 in napari's "pixel" unit, so the widgets ask the
+    user for one (see :mod:`.pixel_size`, which reads it back from scale and units).
     """
     source = image.source
     stack_axes = image.data.ndim - 2
@@ -87,7 +123,6 @@ def layer_kwargs(image: ImageData) -> dict:
         "name": source.stem if source.is_file() else source.name,
         "scale": (1.0,) * stack_axes + (pixel_size, pixel_size),
         "metadata": {
-            "pixel_size_nm": image.pixel_size_nm,
             "source": str(source),
             "names": list(image.names),
             "file_metadata": image.metadata,

@@ -6,6 +6,8 @@ import numpy as np
 
 from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
 
+from .pixel_size import IMAGE_KEY
+
 SAMPLE_PIXEL_SIZE_NM = 1.0
 
 
@@ -25,7 +27,6 @@ def make_sample_stack(n_per_class: int = 3, size: int = 256) -> list[tuple]:
         "scale": scale,
         "units": ("pixel", "nm", "nm"),
         "metadata": {
-            "pixel_size_nm": SAMPLE_PIXEL_SIZE_NM,
             "names": [item.name for item in items],
             "true_class_labels": [item.label for item in items],
             "class_names": list(CLASSES),
@@ -38,7 +39,7 @@ def make_sample_stack(n_per_class: int = 3, size: int = 256) -> list[tuple]:
         "opacity": 0.4,
         "visible": False,
         "metadata": {
-            "pixel_size_nm": SAMPLE_PIXEL_SIZE_NM,
+            IMAGE_KEY: "synthetic TEM",
             "mask_classes": ["background", "wire"],
             "names": [item.name for item in items],
         },

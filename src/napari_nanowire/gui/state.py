@@ -9,6 +9,8 @@ change is saved to it at once and mask edits a moment after the last stroke.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +23,7 @@ from napari_nanowire.core.data.project import DEFAULT_MASK_CLASSES, Project, def
 from napari_nanowire.core.names import CLASSES
 
 from .layers import slice_count, slice_names
-from .masks import painted_slices
+from .masks import history_sizes, painted_slices, undo_redo_slices
 from .notify import report_error
 from .workers import JobRunner
 
@@ -70,6 +72,7 @@ class WorkflowState:
     labels_changed = Signal(object)
     models_changed = Signal()
     project_changed = Signal()
+    pixel_size_changed = Signal(object)
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = weakref.ref(viewer)
@@ -77,12 +80,34 @@ class WorkflowState:
         self.colors: list[str] = [default_color(i) for i in range(len(CLASSES))]
         self.mask_classes: list[str] = list(DEFAULT_MASK_CLASSES)
         self.models: dict[str, Path] = {}
+        self.stopped_pretraining: Path | None = None  # the checkpoint Continue resumes
         self.project: Project | None = None
         self.image_layer: Image | None = None
         self.mask_layer: Labels | None = None
         self.runner = JobRunner()
+        self.pixel_size_asked: set[str] = set()  # images whose missing pixel size was asked
         self._dirty: set[int] | None = set()  # slices to save; None = all of them
+        self._history: tuple[int, int] = (0, 0)  # undo and redo depths of the mask layer
         self._save_masks_later = qdebounced(self.save_masks, timeout=MASK_SAVE_DELAY_MS)
+        self._session: Path | None = None
+        self._cleanup: weakref.finalize | None = None
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            self.runner.watch_window(window, on_close=self.close)
+
+    def session_folder(self) -> Path:
+        """A temporary folder for models made without a project, removed with the viewer."""
+        if self._session is None:
+            self._session = Path(tempfile.mkdtemp(prefix="napari-nanowire-"))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._session, True)
+        return self._session
+
+    def close(self) -> None:
+        """The viewer closes (its job has ended): save pending masks, drop session models."""
+        self._save_masks_later.flush()
+        if self._cleanup is not None:
+            self._cleanup()
+        self._session = None
 
     def color_of(self, name: str) -> str:
         """The display colour of class ``name`` (gray for a class no longer in the list)."""
@@ -101,16 +126,20 @@ class WorkflowState:
             self.project.set_slice_labels(labels)
         self.labels_changed.emit(layer)
 
-    def set_classes(self, classes: list[str], colors: list[str]) -> None:
-        """Replace the class list; labels of classes no longer present are cleared."""
+    def set_classes(
+        self, classes: list[str], colors: list[str], renamed: dict[str, str] | None = None
+    ) -> None:
+        """Replace the class list; labels follow ``renamed`` (old -> new name), labels of
+        classes no longer present are cleared."""
+        renamed = renamed or {}
         if self.project is not None:
-            self.project.set_classes(classes, colors)
+            self.project.set_classes(classes, colors)  # drops renamed labels: re-saved below
         self.classes, self.colors = list(classes), list(colors)
         viewer = self._viewer()
         for layer in viewer.layers if viewer is not None else ():
             if LABELS_KEY in layer.metadata:
-                kept = [c if c in classes else None for c in slice_labels(layer)]
-                self.set_labels(layer, kept)
+                relabelled = [renamed.get(c, c) for c in slice_labels(layer)]
+                self.set_labels(layer, [c if c in classes else None for c in relabelled])
         self.classes_changed.emit()
 
     def set_mask_classes(self, names: list[str]) -> None:
@@ -159,6 +188,8 @@ class WorkflowState:
         self.mask_layer = layer
         layer.events.paint.connect(self._on_paint)
         layer.events.data.connect(self._on_new_data)
+        layer.events.set_data.connect(self._on_set_data)
+        self._history = history_sizes(layer)
         if save and self.project is not None:
             self._dirty = None
             self.save_masks()
@@ -170,16 +201,28 @@ class WorkflowState:
         self._save_masks_later.flush()
         self.mask_layer.events.paint.disconnect(self._on_paint)
         self.mask_layer.events.data.disconnect(self._on_new_data)
+        self.mask_layer.events.set_data.disconnect(self._on_set_data)
         self.mask_layer = None
 
     def _on_paint(self, event) -> None:
         """Remember which slices a stroke touched; save them a moment after the last one."""
-        touched = painted_slices(self.mask_layer, event.value)
+        self._history = history_sizes(self.mask_layer)
+        self._mark_dirty(painted_slices(self.mask_layer, event.value))
+
+    def _mark_dirty(self, touched: set[int] | None) -> None:
+        """Save slices ``touched`` (None: all) a moment after the last change."""
         if touched is None or self._dirty is None:
             self._dirty = None
         else:
             self._dirty |= touched
         self._save_masks_later()
+
+    def _on_set_data(self, _event=None) -> None:
+        """Save what undo and redo changed: they emit no paint event, only a refresh."""
+        layer = self.mask_layer
+        before, self._history = self._history, history_sizes(layer)
+        if self._history != before:
+            self._mark_dirty(undo_redo_slices(layer, before))
 
     def _on_new_data(self, _event=None) -> None:
         self._dirty = None

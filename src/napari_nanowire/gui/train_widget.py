@@ -7,7 +7,6 @@ model was saved. Stop ends a run after the current step and keeps its last check
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import frames
@@ -25,12 +24,12 @@ from napari_nanowire.core.progress import Progress
 
 from .layers import as_stack, check_image_layer, layer_picker
 from .masks import is_training_mask, masks_of
-from .notify import report_error
-from .pixel_size_widget import layer_pixel_size_nm
+from .pixel_size import layer_pixel_size_nm
+from .pixel_size_widget import ensure_pixel_size
 from .plots import LossPlot
 from .state import slice_labels, state_for, unwrap_viewer
 from .torch_guard import import_torchvision
-from .workers import Job, progress_text, show_fraction
+from .workers import Job, JobPanel, launch
 
 if TYPE_CHECKING:
     import napari
@@ -79,6 +78,26 @@ def slices_job(
     return job
 
 
+MIN_PRETRAIN_STEPS = 200
+"""Below this many steps a pretraining is called too short. A round threshold, not a measured
+optimum: SimCLR and Barlow Twins runs (the paper's included) take thousands of steps, and a
+20-frame stack at the default settings gives 10-20 steps, which leave the encoder close to
+its random start."""
+
+
+def warn_few_steps(total_steps: int, epochs: int) -> bool:
+    """Warn, in steps, when a pretraining is too short to train the encoder; True if so."""
+    if total_steps >= MIN_PRETRAIN_STEPS:
+        return False
+    needed = -(-MIN_PRETRAIN_STEPS * epochs // total_steps)
+    show_warning(
+        f"Pretraining will run only {total_steps} steps ({epochs} epoch(s) over these "
+        f"images): too few to train an encoder. Raise the epochs to about {needed} for "
+        f"{MIN_PRETRAIN_STEPS}+ steps, or add more images."
+    )
+    return True
+
+
 class TrainWidget(QWidget):
     """Settings, the three training buttons, Stop, progress and the live curve."""
 
@@ -91,7 +110,7 @@ class TrainWidget(QWidget):
         super().__init__()
         self.viewer = unwrap_viewer(napari_viewer)
         self.state = state_for(self.viewer)
-        self._workdir: Path | None = None
+        self._warned_session = False
         defaults = PretrainConfig()
         self.image = layer_picker(self.viewer, Image, "images")
         self.masks = layer_picker(self.viewer, Labels, "masks")
@@ -103,6 +122,11 @@ class TrainWidget(QWidget):
         self.size = SpinBox(
             label="image size (px)", min=32, max=1024, step=32, value=defaults.image_size
         )
+        self.epochs.tooltip = (
+            "One epoch = enough random crops to cover every image about once: with few images "
+            "that is few training steps (the progress line shows the steps)."
+        )
+        self.size.tooltip = "Side of the crops the encoder is pretrained on (px)."
         self.steps = SpinBox(
             label="segmenter steps", min=1, max=100_000, value=SegmenterConfig().steps
         )
@@ -112,6 +136,13 @@ class TrainWidget(QWidget):
         self.working.tooltip = (
             "Pixel size the segmenter trains and predicts at. 0: from the images (their long "
             "side brought to about 384 px); stored in the model file."
+        )
+        self.tile = SpinBox(
+            label="segmenter tile (px, 0 = auto)", min=0, max=2048, step=32, value=0
+        )
+        self.tile.tooltip = (
+            "Training crop and prediction tile of the segmenter, in working pixels (a multiple "
+            "of 32). 0: from the working-scale images."
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.form = Container(
@@ -125,6 +156,7 @@ class TrainWidget(QWidget):
                 self.size,
                 self.steps,
                 self.working,
+                self.tile,
                 self.device,
             ]
         )
@@ -133,35 +165,40 @@ class TrainWidget(QWidget):
             "classifier": QPushButton("Train classifier"),
             "segmenter": QPushButton("Train segmenter"),
         }
-        self.stop_button = QPushButton("Stop")
-        self.bar = QProgressBar()
-        self.status = QLabel("Pretrain on the stack first, then train on your labels.")
-        self.status.setWordWrap(True)
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setToolTip(
+            "Continue the stopped pretraining from its last checkpoint (same settings; raise "
+            "the epochs to train longer). Pretrain starts afresh and replaces it."
+        )
+        self.panel = JobPanel(
+            self.state.runner, "Pretrain on the stack first, then train on your labels."
+        )
+        self.bar, self.stop_button, self.status = (
+            self.panel.bar,
+            self.panel.stop_button,
+            self.panel.status,
+        )
         self.plot = LossPlot(self.viewer.theme)
         self.models_label = QLabel()
         self.models_label.setWordWrap(True)
         self._build_layout()
         self.image.changed.connect(self._pick_masks)
         self.buttons["pretrain"].clicked.connect(self.pretrain)
+        self.continue_button.clicked.connect(self.continue_pretraining)
         self.buttons["classifier"].clicked.connect(self.train_classifier)
         self.buttons["segmenter"].clicked.connect(self.train_segmenter)
-        self.stop_button.clicked.connect(self.state.runner.stop)
         self.state.models_changed.connect(self._show_models)
-        self._set_running(False)
         self._show_models()
 
     def _build_layout(self) -> None:
         row = QHBoxLayout()
         for button in self.buttons.values():
             row.addWidget(button)
+        row.insertWidget(1, self.continue_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addLayout(row)
-        stop_row = QHBoxLayout()
-        stop_row.addWidget(self.bar)
-        stop_row.addWidget(self.stop_button)
-        layout.addLayout(stop_row)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addWidget(self.plot)
         layout.addWidget(self.models_label)
 
@@ -182,6 +219,14 @@ class TrainWidget(QWidget):
         """Pretrain an encoder on every slice of the chosen images (labels feed k-NN only)."""
         return self._launch("Pretraining", "encoder", self._pretrain_job)
 
+    def continue_pretraining(self) -> bool:
+        """Continue the stopped pretraining where its checkpoint ends."""
+        if self.state.stopped_pretraining is None:
+            return False
+        return self._launch(
+            "Pretraining", "encoder", lambda out: self._pretrain_job(out, resume=True)
+        )
+
     def train_classifier(self) -> bool:
         """Train the image classifier on the labelled slices, from the pretrained encoder."""
         return self._launch("Classifier training", "classifier", self._classifier_job)
@@ -194,24 +239,22 @@ class TrainWidget(QWidget):
         """Check the inputs, then run the job in the background; False if it did not start."""
         if self.state.runner.busy(title):
             return False
+        layer = self.image.value
+        if layer is not None:
+            ensure_pixel_size(self.viewer, self.state, layer, self)
         out = self._out(kind)
-        try:
-            job = prepare(out)
-        except NanowireError as err:
-            report_error(title, err)
-            return False
-        started = self.state.runner.start(
+        started = launch(
+            self.state.runner,
             title,
-            job,
+            lambda: prepare(out),
+            self.panel,
+            self,
             on_progress=self._on_progress,
             on_done=lambda _result: self._saved(title, kind, out),
-            on_finish=lambda: self._set_running(False),
+            on_finish=self.plot.finish,
         )
-        if started:  # after napari's activity entry, which repaints the window at once
+        if started:
             self.plot.start(title)
-            show_fraction(self.bar, 0.0)
-            self.status.setText(f"{title}: starting…")
-        self._set_running(started)
         return started
 
     def _image_layer(self) -> Image:
@@ -227,7 +270,7 @@ class TrainWidget(QWidget):
             raise NanowireError("No pretrained encoder yet: press Pretrain first.")
         return path
 
-    def _pretrain_job(self, out: Path) -> Job:
+    def _pretrain_job(self, out: Path, resume: bool = False) -> Job:
         from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
         layer = self._image_layer()
@@ -247,7 +290,13 @@ class TrainWidget(QWidget):
             sizes = [px] * len(images)
             return (
                 yield from pretrain(
-                    images, config, out, pixel_sizes_nm=sizes, labels=labels, stop=stop
+                    images,
+                    config,
+                    out,
+                    pixel_sizes_nm=sizes,
+                    labels=labels,
+                    stop=stop,
+                    resume=resume,
                 )
             )
 
@@ -304,6 +353,7 @@ class TrainWidget(QWidget):
         names = list(masks_layer.metadata.get("mask_classes", self.state.mask_classes))[1:]
         config = SegmenterConfig(
             steps=self.steps.value,
+            tile=self.tile.value // 32 * 32 or None,
             device=self.device.value,
             working_pixel_size_nm=self.working.value or None,
         )
@@ -325,18 +375,22 @@ class TrainWidget(QWidget):
 
     def _out(self, kind: str) -> Path:
         """Where the ``kind`` model goes: the project, else a session folder (with a notice)."""
-        if self.state.project is None and self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="napari-nanowire-"))
+        if self.state.project is None and not self._warned_session:
+            self._warned_session = True
             show_warning(
-                f"No project open: models are saved in {self._workdir} for this session only. "
-                "Make a project in the Label widget to keep them."
+                f"No project open: models are saved in {self.state.session_folder()} for this "
+                "session only (removed when napari closes). Make a project in the Label widget "
+                "to keep them."
             )
-        return self.state.model_out(kind, self._workdir or Path())
+        if self.state.project is not None:
+            return self.state.model_out(kind, Path())
+        return self.state.model_out(kind, self.state.session_folder())
 
     def _on_progress(self, event: Progress) -> None:
-        show_fraction(self.bar, event.fraction)
-        self.status.setText(progress_text(event))
+        self.panel.show_progress(event)
         self.plot.add(event)
+        if event.job == "pretrain" and event.step == 1 and event.total_steps:
+            warn_few_steps(event.total_steps, self.epochs.value)
         if event.message.startswith("warning"):
             show_warning(event.message)
 
@@ -346,17 +400,16 @@ class TrainWidget(QWidget):
         if not out.is_file():
             self.status.setText(f"{title} stopped before anything was saved.")
             return
-        self.state.set_model(kind, out)
         stopped = self.state.runner.stop_requested
+        if kind == "encoder":
+            self.state.stopped_pretraining = out if stopped else None
+        self.state.set_model(kind, out)
         verb = "stopped; the last checkpoint is" if stopped else "finished; the model is"
         show_info(f"{title} {verb} in {out}.")
 
-    def _set_running(self, running: bool) -> None:
-        self.stop_button.setEnabled(running)
-        if not running:
-            self.plot.finish()
-
     def _show_models(self) -> None:
+        stopped = self.state.stopped_pretraining
+        self.continue_button.setEnabled(stopped is not None and stopped.is_file())
         lines = []
         for kind in KINDS:
             path = self.state.models.get(kind)

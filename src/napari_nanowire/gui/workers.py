@@ -14,19 +14,33 @@ window composition (15-35 ms under software OpenGL).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import QProgressBar
+from psygnal import Signal
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import (
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt.utils import qthrottled
 
+from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.progress import Progress, format_eta
 
 from .notify import report_error
@@ -36,6 +50,10 @@ Job = Callable[[threading.Event], Iterator[Progress]]
 
 SHOW_EVERY_MS = 200
 """Progress reaches the widget and the activity dock at most this often (the last events)."""
+CANCEL_WAIT_S = 120.0
+"""How long closing waits for a job's current step (a ResNet step on a CPU takes seconds)."""
+
+log = logging.getLogger(__name__)
 
 
 def job_threads(default: int, cores: int | None) -> int:
@@ -81,13 +99,20 @@ class JobFailed(Exception):
         self.error = error
 
 
-def _drive(job: Job, stop: threading.Event) -> Generator[Progress, None, Any]:
-    """Run ``job`` in the worker thread, passing its events on and returning its result."""
+def _drive(
+    job: Job, stop: threading.Event, done: threading.Event
+) -> Generator[Progress, None, Any]:
+    """Run ``job`` in the worker thread, passing its events on and returning its result.
+
+    ``done`` is set when the job's thread has left the job, however it ended.
+    """
     try:
         with job_thread_policy():
             return (yield from job(stop))
     except Exception as err:
         raise JobFailed(err) from err
+    finally:
+        done.set()
 
 
 def show_fraction(bar: QProgressBar, fraction: float) -> None:
@@ -118,23 +143,103 @@ def progress_text(event: Progress) -> str:
     return " · ".join(parts)
 
 
+class _Watcher(QObject):
+    """Cancels the runner's job when its window closes or its widget leaves its dock.
+
+    A child of the watched object, so it lives as long as that; it holds the runner and the
+    ``on_close`` method weakly, so a viewer's state never keeps its window alive.
+    """
+
+    def __init__(
+        self,
+        watched: QObject,
+        runner: JobRunner,
+        window_close: bool,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(watched)
+        self._runner = weakref.ref(runner)
+        self._window_close = window_close
+        self._on_close = weakref.WeakMethod(on_close) if on_close is not None else None
+        watched.installEventFilter(self)
+
+    def release(self) -> None:
+        """Stop watching."""
+        with suppress(RuntimeError):  # the watched widget may be deleted already
+            self.parent().removeEventFilter(self)
+            self.deleteLater()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        kind = event.type()
+        closing = self._window_close and kind == QEvent.Type.Close
+        undocked = kind == QEvent.Type.ParentChange and watched.parent() is None
+        runner = self._runner()
+        if (closing or undocked) and runner is not None and runner.running:
+            runner.cancel()
+        if closing and self._on_close is not None:
+            # once napari handled the event: the user may still cancel the closing
+            # (both held weakly: a pending call must not keep a closed window alive)
+            QTimer.singleShot(0, partial(_after_close, weakref.ref(watched), self._on_close))
+        return False
+
+
+def _after_close(window: weakref.ref, on_close: weakref.WeakMethod) -> None:
+    """Call ``on_close`` if ``window`` did close (is hidden or already deleted)."""
+    try:
+        closed = window() is None or not window().isVisible()
+    except RuntimeError:  # deleted
+        closed = True
+    callback = on_close()
+    if closed and callback is not None:
+        callback()
+
+
+def dock_root(widget: QWidget) -> QWidget:
+    """The widget napari docked that holds ``widget`` (``widget`` itself when not docked).
+
+    napari removes a dock widget by taking this out of its QDockWidget (``setParent(None)``).
+    """
+    while (parent := widget.parent()) is not None and not isinstance(parent, QDockWidget):
+        if parent.isWindow():
+            break
+        widget = parent
+    return widget
+
+
 class JobRunner:
-    """At most one background job for one viewer, with a Stop that keeps what was saved."""
+    """At most one background job for one viewer, with a Stop that keeps what was saved.
+
+    ``started`` (with the job's title) and ``ended`` tell every widget of the viewer, so each
+    can offer Stop whichever widget started the job. Closing the viewer's window, or taking
+    the widget that started the job out of its dock, stops the job and waits for its thread
+    (:meth:`cancel`), so nothing reaches widgets that are gone.
+    """
+
+    started = Signal(str)
+    ended = Signal()
 
     def __init__(self) -> None:
         self.title = ""
         self.worker: GeneratorWorker | None = None
         self._stop: threading.Event | None = None
+        self._done = threading.Event()
+        self._token: object | None = None
         self._bar: progress | None = None
         self._description = ""
         self._on_progress: Callable[[Progress], None] | None = None
         self._pending: list[Progress] = []
         self._show = qthrottled(self._show_pending, timeout=SHOW_EVERY_MS)
+        self._owner: _Watcher | None = None  # watches the widget that started the job
 
     @property
     def running(self) -> bool:
         """True while a job runs."""
         return self.worker is not None
+
+    def watch_window(self, window: QWidget, on_close: Callable[[], None] | None = None) -> None:
+        """Cancel the running job (and wait for it) when ``window`` closes; then, once the
+        window is closed for good (the user can still cancel), call ``on_close``."""
+        _Watcher(window, self, window_close=True, on_close=on_close)
 
     def start(
         self,
@@ -143,33 +248,49 @@ class JobRunner:
         on_progress: Callable[[Progress], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         on_finish: Callable[[], None] | None = None,
+        owner: QWidget | None = None,
     ) -> bool:
         """Run ``job`` in the background; False (and a polite notice) if one already runs.
 
         ``on_progress`` gets every event, in order, at most every :data:`SHOW_EVERY_MS` (the
         events since the last time, all before ``on_done``); ``on_done`` the job's result when
         it ends without error (also after Stop); ``on_finish`` is called last in every case.
-        All run on the main thread.
+        All run on the main thread, and none after :meth:`cancel`. Taking ``owner`` out of
+        its dock cancels the job.
         """
         if self.busy(title):
             return False
+        token = self._token = object()
         self.title = title
-        self._stop = threading.Event()
+        self._stop, self._done = threading.Event(), threading.Event()
         self._on_progress, self._pending = on_progress, []
         self._bar, self._description = progress(total=0, desc=title), title
-        worker = create_worker(_drive, job, self._stop, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._receive)
+        worker = create_worker(
+            _drive, job, self._stop, self._done, _start_thread=False, _ignore_errors=True
+        )
+
+        def live(callback: Callable) -> Callable:
+            """``callback``, dropped once this job is cancelled or over."""
+            return lambda *args: callback(*args) if self._token is token else None
+
+        worker.yielded.connect(live(self._receive))
         for ended in (worker.returned, worker.errored, worker.finished):
-            ended.connect(self._flush)  # connected first: runs before the others
+            ended.connect(live(self._flush))  # connected first: runs before the others
         if on_done is not None:
-            worker.returned.connect(lambda result: self._safely(title, on_done, result))
-        worker.errored.connect(lambda err: report_error(title, getattr(err, "error", err)))
-        worker.finished.connect(self._finished)
+            worker.returned.connect(live(lambda result: self._safely(title, on_done, result)))
+        worker.errored.connect(live(lambda err: report_error(title, getattr(err, "error", err))))
         if on_finish is not None:
-            worker.finished.connect(on_finish)
+            worker.finished.connect(live(lambda: self._safely(title, lambda _: on_finish(), None)))
+        worker.finished.connect(live(self._end))
         self.worker = worker
+        if owner is not None:
+            self._watch_owner(owner)
         worker.start()
+        self.started.emit(title)
         return True
+
+    def _watch_owner(self, owner: QWidget) -> None:
+        self._owner = _Watcher(dock_root(owner), self, window_close=False)
 
     def busy(self, title: str) -> bool:
         """True, with a polite notice, when a job runs and ``title`` must wait."""
@@ -185,6 +306,21 @@ class JobRunner:
         if self._stop is not None and self.running:
             self._stop.set()
             show_info(f"Stopping {self.title.lower()} after the current step.")
+
+    def cancel(self, timeout_s: float = CANCEL_WAIT_S) -> bool:
+        """Stop the job and wait (up to ``timeout_s``) until its thread has left it.
+
+        For closing: the job saves its checkpoint as after Stop, but no callback of the
+        widgets runs any more. True when no job runs any more.
+        """
+        if not self.running or self._stop is None:
+            return True
+        self._stop.set()
+        ended = self._done.wait(timeout_s)
+        if not ended:
+            log.warning("%s did not stop within %.0f s of closing.", self.title, timeout_s)
+        self._end()
+        return ended
 
     @property
     def stop_requested(self) -> bool:
@@ -220,7 +356,7 @@ class JobRunner:
         self._relay(events[-1])
         if self._on_progress is not None:
             for event in events:
-                self._on_progress(event)
+                self._safely(self.title, self._on_progress, event)
 
     def _relay(self, event: Progress) -> None:
         """Mirror a progress event in napari's activity dock (what changed only)."""
@@ -236,9 +372,102 @@ class JobRunner:
         bar.n = event.step
         bar.refresh()
 
-    def _finished(self) -> None:
-        """Close the activity entry and accept the next job."""
+    def _end(self) -> None:
+        """Close the activity entry, drop the job's callbacks and accept the next job."""
+        self._token = None
+        self._show.cancel()
+        self._pending, self._on_progress = [], None
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
         if self._bar is not None:
             self._bar.close()
         self._bar = None
         self.worker = None
+        self.ended.emit()
+
+
+class JobPanel(QWidget):
+    """Progress bar, Stop and a status line for the viewer's one job, in each widget.
+
+    Every panel of a viewer follows the running job, whichever widget started it: Stop is
+    enabled (and names the job) while any job runs, also in a widget opened after it began.
+    Only the panel of the widget that started the job shows its progress.
+    """
+
+    def __init__(self, runner: JobRunner, idle_text: str) -> None:
+        super().__init__()
+        self.runner = runner
+        self.bar = QProgressBar()
+        self.stop_button = QPushButton("Stop")
+        self.status = QLabel(idle_text)
+        self.status.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.bar, stretch=1)
+        row.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        self.stop_button.clicked.connect(runner.stop)
+        slots = ((runner.started, self._sync), (runner.ended, self._sync))
+        for signal, slot in slots:
+            signal.connect(slot)
+        # the runner outlives the widget: let go of it when Qt deletes the widget
+        self.destroyed.connect(lambda *_: [signal.disconnect(slot) for signal, slot in slots])
+        self._sync()
+
+    def _sync(self, *_) -> None:
+        """Enable Stop while a job runs, naming it."""
+        running = self.runner.running
+        self.stop_button.setEnabled(running)
+        self.stop_button.setToolTip(
+            f"Stop {self.runner.title.lower()} after the current step" if running else ""
+        )
+
+    def begin(self, title: str) -> None:
+        """Show that ``title`` starts."""
+        show_fraction(self.bar, 0.0)
+        self.status.setText(f"{title}: starting…")
+
+    def show_progress(self, event: Progress, text: str | None = None) -> None:
+        """Show ``event`` (with ``text``, or the standard progress line)."""
+        show_fraction(self.bar, event.fraction)
+        self.status.setText(text if text is not None else progress_text(event))
+
+
+def launch(
+    runner: JobRunner,
+    title: str,
+    prepare: Callable[[], Job],
+    panel: JobPanel,
+    owner: QWidget,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_done: Callable[[Any], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+) -> bool:
+    """Check the inputs and start a widget's job in the background; False if it did not start.
+
+    ``prepare`` reads the widget's inputs and returns the job, or raises a
+    :class:`NanowireError` saying what to fix (shown as a notification). Progress goes to
+    ``on_progress`` if given, else to ``panel``'s standard line; the job stops when ``owner``
+    leaves its dock or the window closes (see :class:`JobRunner`).
+    """
+    if runner.busy(title):
+        return False
+    try:
+        job = prepare()
+    except NanowireError as err:
+        report_error(title, err)
+        return False
+    started = runner.start(
+        title,
+        job,
+        on_progress=on_progress or panel.show_progress,
+        on_done=on_done,
+        on_finish=on_finish,
+        owner=owner,
+    )
+    if started:  # after napari's activity entry, which repaints the window at once
+        panel.begin(title)
+    return started
