@@ -111,7 +111,7 @@ def test_continue_resumes_a_stopped_pretraining_from_its_checkpoint(viewer, dock
     qtbot.waitUntil(lambda: len(events) >= 1, timeout=30_000)
     widget.stop_button.click()
     wait_for_job(qtbot, widget)
-    first = load_model(widget.state.models["encoder"]).meta["step"]
+    first = load_model(widget.state.models["encoder"]).meta.step
     assert first >= 1 and widget.continue_button.isEnabled()
 
     resumed = []
@@ -121,7 +121,7 @@ def test_continue_resumes_a_stopped_pretraining_from_its_checkpoint(viewer, dock
     widget.stop_button.click()
     wait_for_job(qtbot, widget)
     assert resumed[0].step > first  # went on from the checkpoint, not from step 0
-    assert load_model(widget.state.models["encoder"]).meta["step"] > first
+    assert load_model(widget.state.models["encoder"]).meta.step > first
 
 
 def test_the_segmenter_tile_is_its_own_setting(viewer, dock, monkeypatch, tiny_encoder):
