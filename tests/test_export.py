@@ -110,7 +110,7 @@ def test_a_labels_layer_round_trips_through_the_plugin(tmp_path, masks):
     assert kind == "labels"
     np.testing.assert_array_equal(data, masks * 2)
     assert kwargs["scale"] == (1.0, pytest.approx(0.7), pytest.approx(0.7))
-    assert kwargs["metadata"]["pixel_size_nm"] == pytest.approx(0.7)
+    assert kwargs["units"][-2:] == ("nm", "nm")
     assert kwargs["metadata"]["mask_for"] == "stack"  # a training mask, paired with its image
     reopened = napari_layers.Labels(data, **kwargs)
     assert reopened.features.set_index("index").loc[2, "class"] == "wire"
@@ -133,13 +133,12 @@ def test_the_reader_opens_predicted_masks_as_dense_labels(tmp_path, masks):
 
 def test_the_writer_reads_the_pixel_size_from_the_scale():
     pytest.importorskip("napari")
-    from napari_nanowire.gui.writer import layer_pixel_size_nm
+    from napari_nanowire.gui.pixel_size import pixel_size_from
 
-    assert layer_pixel_size_nm({"scale": (0.5, 0.5), "units": ("nm", "nm")}) == 0.5
-    recorded = {"scale": (1, 1), "units": ("pixel", "pixel"), "metadata": {"pixel_size_nm": 3}}
-    assert layer_pixel_size_nm(recorded) == 3.0
-    assert layer_pixel_size_nm({"scale": (2.0, 2.0), "units": ("pixel", "pixel")}) == 2.0
-    assert layer_pixel_size_nm({"scale": (1.0, 1.0), "units": ("pixel", "pixel")}) is None
+    assert pixel_size_from((0.5, 0.5), ("nm", "nm")) == 0.5
+    assert pixel_size_from((1.0, 2.0), ("pixel", "µm")) == pytest.approx(2000.0)
+    # napari's "pixel" unit: no calibration, whatever the scale
+    assert pixel_size_from((2.0, 2.0), ("pixel", "pixel")) is None
 
 
 # --- export: TorchScript and BioImage.IO --------------------------------------------------------

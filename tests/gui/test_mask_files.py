@@ -9,6 +9,7 @@ from napari.layers import Labels
 from conftest import PLUGIN, wait_for_job
 from napari_nanowire.core.io import read_image
 from napari_nanowire.core.io.labels import LabelsInfo, read_labels_info, write_labels
+from napari_nanowire.gui.pixel_size import layer_pixel_size_nm, set_layer_pixel_size_nm
 
 
 def test_a_mask_file_opens_as_labels_that_measure_picks_and_saves_back(
@@ -18,7 +19,7 @@ def test_a_mask_file_opens_as_labels_that_measure_picks_and_saves_back(
     write_labels(tmp_path / "pred.tif", masks, 1.0, LabelsInfo(["background", "wire"]))
     (layer,) = viewer.open(tmp_path / "pred.tif", plugin=PLUGIN)
     assert isinstance(layer, Labels)
-    assert layer.metadata["pixel_size_nm"] == 1.0 and tuple(layer.scale) == (1.0, 1.0, 1.0)
+    assert layer_pixel_size_nm(layer) == 1.0 and tuple(layer.scale) == (1.0, 1.0, 1.0)
     widget = dock("Measure")
     widget.reset_choices()
     assert widget.mask.value is layer  # the newest Labels layer is picked
@@ -28,9 +29,8 @@ def test_a_mask_file_opens_as_labels_that_measure_picks_and_saves_back(
     assert set(widget.domains["class_name"]) == {"wire"} and len(widget.summary) == len(masks)
     from_file = widget.domains.copy()
     # the same masks held in memory measure the same: nothing was lost on the way
-    memory = viewer.add_labels(
-        masks, metadata={"pixel_size_nm": 1.0, "mask_classes": ["background", "wire"]}
-    )
+    memory = viewer.add_labels(masks, metadata={"mask_classes": ["background", "wire"]})
+    set_layer_pixel_size_nm(memory, 1.0)
     widget.reset_choices()
     widget.mask.value = memory
     assert widget.measure()

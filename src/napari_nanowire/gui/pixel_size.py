@@ -9,6 +9,7 @@ reaches all of them, the open project and the view at once (:func:`set_image_pix
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pint
@@ -38,12 +39,19 @@ def layer_pixel_size_nm(layer: Layer) -> float | None:
 
     Converts other length units (e.g. µm) to nm.
     """
-    unit = layer.units[-1]
-    try:
-        per_unit = (1 * unit).to(NM).magnitude
-    except pint.DimensionalityError:
+    return pixel_size_from(layer.scale, layer.units)
+
+
+def pixel_size_from(scale: Sequence[float], units: Sequence) -> float | None:
+    """nm/px from a layer's scale and units (pint units or their names, as in a layer's
+    state that writers get), or None when its image axes are not in a length."""
+    if scale is None or not units:
         return None
-    return float(layer.scale[-1] * per_unit)
+    try:
+        per_unit = (1 * pint.Unit(str(units[-1]))).to(NM).magnitude
+    except (pint.DimensionalityError, pint.UndefinedUnitError, ValueError):
+        return None
+    return float(scale[-1] * per_unit)
 
 
 def check_pixel_size(pixel_size_nm: float) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 from napari_nanowire.core.io.labels import LabelsInfo, write_labels
 
 from .masks import MASK_KEY
+from .pixel_size import pixel_size_from
 
 
 def write_labels_layer(path: str, data: Any, attributes: dict) -> list[str]:
@@ -26,18 +27,10 @@ def write_labels_layer(path: str, data: Any, attributes: dict) -> list[str]:
         training=MASK_KEY in metadata,
         mask_for=metadata.get(MASK_KEY),
     )
-    return [str(write_labels(path, data, layer_pixel_size_nm(attributes), info))]
-
-
-def layer_pixel_size_nm(attributes: dict) -> float | None:
-    """The pixel size in nm of a layer's state: its scale when its units are nm (as this
-    plugin's reader and Pixel size widget set them), else the recorded ``pixel_size_nm``, else
-    a scale other than 1 (taken as nm/px); None when nothing tells."""
-    scale = attributes.get("scale")
-    units = [str(u) for u in attributes.get("units") or ()]
-    if scale is not None and units and units[-1] in ("nm", "nanometer"):
-        return float(scale[-1])
-    recorded = (attributes.get("metadata") or {}).get("pixel_size_nm")
-    if recorded:
-        return float(recorded)
-    return float(scale[-1]) if scale is not None and float(scale[-1]) != 1.0 else None
+    return [
+        str(
+            write_labels(
+                path, data, pixel_size_from(attributes.get("scale"), attributes.get("units")), info
+            )
+        )
+    ]
