@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -29,6 +30,7 @@ from napari_nanowire.core.measure.tables import (
     measure_masks,
     summarize_image,
 )
+from napari_nanowire.core.model.modelfile import ModelFile, save_model
 
 
 def bar(shape, centre, length, width, angle_deg):
@@ -449,7 +451,11 @@ def test_cli_writes_domain_and_summary_tables(tmp_path, capsys):
     assert "3 mask(s), 4 domains" in capsys.readouterr().out
     domains = pd.read_csv(out / "domains.csv")
     summary = pd.read_csv(out / "summary.csv")
-    assert sorted(p.name for p in out.iterdir()) == ["domains.csv", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["domains.csv", "measure.json", "summary.csv"]
+    settings = json.loads((out / "measure.json").read_text())
+    assert settings["min_area_nm2"] == "auto" and "16 px" in settings["min_area_rule"]
+    # auto: 16 px of 4 nm^2 at 2 nm/px, 16 px of 0.25 nm^2 = 4 nm^2 at 0.5 nm/px
+    assert summary.min_area_nm2.tolist() == [64.0] * 2 + [4.0] * 4
     names = [str(tmp_path / n) for n in ("one.tif", "two.tif[0]", "two.tif[1]")]
     assert summary.image.tolist() == [name for name in names for _ in range(2)]
     assert summary.class_name.tolist() == ["fibre", "particle"] * 3
@@ -464,6 +470,19 @@ def test_cli_writes_domain_and_summary_tables(tmp_path, capsys):
     assert summary.class_name.tolist() == ["wire", "wire", "wire", "class_2"]
     assert summary.pixel_size_nm.tolist() == [1.0] * 4
     assert summary.domain_count.tolist() == [0, 1, 1, 1]
+    # A model file's post-processing minimum raises the automatic one; a number overrides it.
+    model = ModelFile(meta={"segmenter": {"postprocess": {"min_object_nm2": 150.0}}})
+    save_model(model, tmp_path / "seg.nwmodel")
+    assert main([*argv, "--pixel-size", "1", "--model", str(tmp_path / "seg.nwmodel")]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.min_area_nm2.tolist() == [150.0] * 4
+    assert summary.domain_count.tolist() == [1, 1, 1, 0]
+    assert summary.excluded_small.tolist() == [0, 0, 0, 1]
+    assert main([*argv, "--min-area-nm2", "0"]) == 0
+    assert pd.read_csv(out / "summary.csv").min_area_nm2.tolist() == [0.0] * 4
+    with pytest.raises(SystemExit):
+        main([*argv, "--min-area-nm2", "small"])
+    assert "'small' is not 'auto'" in capsys.readouterr().err
 
 
 def test_cli_without_any_pixel_size_says_to_pass_one(tmp_path, capsys):

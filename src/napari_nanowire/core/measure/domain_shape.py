@@ -180,3 +180,18 @@ def skeleton_stats(domain: np.ndarray, skeleton: np.ndarray, distance: np.ndarra
         branch_points=int(branch_points),
         end_points=int(ends.sum()),
     )
+
+
+def second_moments(labels: np.ndarray, count: int) -> np.ndarray:
+    """Rows (mean y, mean x, var y, var x, cov xy) per label 0..count, all labels at once."""
+    rows, cols = np.nonzero(labels)
+    lab = labels[rows, cols]
+    n = np.maximum(np.bincount(lab, minlength=count + 1), 1)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(lab, weights=values, minlength=count + 1) / n
+
+    mean_y, mean_x = mean(rows), mean(cols)
+    # Centre on each label's mean before squaring, so no precision is lost on large images.
+    dy, dx = rows - mean_y[lab], cols - mean_x[lab]
+    return np.stack([mean_y, mean_x, mean(dy * dy), mean(dx * dx), mean(dx * dy)])

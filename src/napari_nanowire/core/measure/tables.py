@@ -43,6 +43,7 @@ from skimage.measure import label, regionprops_table
 from ..errors import NanowireError
 from ..io import write_bytes_atomic, write_csv
 from . import selection
+from .domain_shape import second_moments
 from .masks import as_label_mask, resolve_class_names
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
@@ -336,7 +337,7 @@ def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFram
     if ids.size == 0:
         return _empty_domains()
     kept = np.where(keep[labels], labels, 0)
-    moments = _second_moments(kept, count)[:, ids]
+    moments = second_moments(kept, count)[:, ids]
     perimeter = regionprops_table(kept, properties=("perimeter_crofton",))["perimeter_crofton"]
     slices = ndimage.find_objects(labels)
     shapes = []
@@ -385,21 +386,6 @@ def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFram
         columns=list(DOMAIN_COLUMNS),
     )
     return table.astype({c: np.int64 for c in _DOMAIN_COUNTS})
-
-
-def _second_moments(labels: np.ndarray, count: int) -> np.ndarray:
-    """Rows (mean y, mean x, var y, var x, cov xy) per label 0..count, all labels at once."""
-    rows, cols = np.nonzero(labels)
-    lab = labels[rows, cols]
-    n = np.maximum(np.bincount(lab, minlength=count + 1), 1)
-
-    def mean(values: np.ndarray) -> np.ndarray:
-        return np.bincount(lab, weights=values, minlength=count + 1) / n
-
-    mean_y, mean_x = mean(rows), mean(cols)
-    # Centre on each label's mean before squaring, so no precision is lost on large images.
-    dy, dx = rows - mean_y[lab], cols - mean_x[lab]
-    return np.stack([mean_y, mean_x, mean(dy * dy), mean(dx * dx), mean(dx * dy)])
 
 
 def _concat(tables: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
