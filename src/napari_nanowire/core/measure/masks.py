@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from skimage.measure import label
 
 from ..errors import NanowireError
 
@@ -55,3 +57,28 @@ def resolve_class_names(mask: np.ndarray, class_names: dict[int, str] | None) ->
             )
         names = dict(class_names)
     return dict(sorted(names.items()))
+
+
+def class_domains(mask: np.ndarray, value: int, connectivity: int) -> np.ndarray:
+    """Label image of class ``value``'s domains: domain ``k`` of the tables is label ``k``."""
+    return label(np.asarray(mask) == value, connectivity=connectivity)
+
+
+def domain_label_image(
+    mask: np.ndarray, domains: pd.DataFrame, connectivity: int, first: int = 1
+) -> np.ndarray:
+    """One int32 label per row of ``domains`` (this mask's rows), ``first`` + row position.
+
+    The rows need ``class_value`` and ``domain_id`` as :func:`.tables.measure_domains` gives
+    them with the same connectivity; pixels of domains not in ``domains`` stay 0.
+    """
+    mask = as_label_mask(mask)
+    out = np.zeros(mask.shape, dtype=np.int32)
+    positions = np.arange(len(domains), dtype=np.int32) + first
+    for value in np.unique(domains["class_value"]):
+        rows = (domains["class_value"] == value).to_numpy()
+        labels = class_domains(mask, int(value), connectivity)
+        lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+        lut[domains["domain_id"].to_numpy()[rows]] = positions[rows]
+        out += lut[labels]
+    return out

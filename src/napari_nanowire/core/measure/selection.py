@@ -81,10 +81,15 @@ def counted(domains: pd.DataFrame, include_flagged: bool = False) -> pd.Series:
 def length_counted(domains: pd.DataFrame, include_flagged: bool = False) -> pd.Series:
     """Boolean per domain row: in the length statistics (counted, not cut, not a stub)."""
     keep = counted(domains, include_flagged)
-    if not include_flagged:
-        for flag in LENGTH_FLAGS:
-            if flag in domains:
-                keep &= ~domains[flag].astype(bool)
+    return keep if include_flagged else keep & length_measurable(domains)
+
+
+def length_measurable(domains: pd.DataFrame) -> pd.Series:
+    """Boolean per domain row: its length is an object's length (not cut, not a stub)."""
+    keep = pd.Series(True, index=domains.index)
+    for flag in LENGTH_FLAGS:
+        if flag in domains:
+            keep &= ~domains[flag].astype(bool)
     return keep
 
 

@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from skimage.measure import label, regionprops_table
+from skimage.measure import regionprops_table
 
 from ..errors import NanowireError
 from ..io import write_bytes_atomic, write_csv
 from . import selection
 from .domain_shape import second_moments
-from .masks import as_label_mask, resolve_class_names
+from .masks import as_label_mask, class_domains, resolve_class_names
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
 from .pruning import PRUNE_FACTOR
@@ -186,7 +186,7 @@ def _class_pixels(mask: np.ndarray, options: MeasureOptions) -> list[_ClassPixel
     classes = []
     for value, name in resolve_class_names(mask, options.class_names).items():
         binary = mask == value
-        labels = label(binary, connectivity=options.connectivity)
+        labels = class_domains(mask, value, options.connectivity)
         classes.append(_ClassPixels(value, name, binary, labels, *pruned_skeletons(labels)))
     return classes
 
