@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import platform
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -106,13 +105,14 @@ def synthetic_rows(args, pictures: Path) -> pd.DataFrame:
         images = [item.image for item in items]
         px = [item.pixel_size_nm for item in items]
         train_idx = [args.n_per_class * k for k in range(4)]  # one image per class
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            model = args.model or train_model(
-                images, [i.mask for i in items], train_idx, px, Path(tmp), args.steps, args.seed
-            )
-            train_s = time.perf_counter() - start
-            predictor = Predictor.load(model, "cpu")
+        start = time.perf_counter()
+        work = pictures / "models" / f"synthetic_d{difficulty:g}"
+        work.mkdir(parents=True, exist_ok=True)
+        model = args.model or train_model(
+            images, [i.mask for i in items], train_idx, px, work, args.steps, args.seed
+        )
+        train_s = time.perf_counter() - start
+        predictor = Predictor.load(model, "cpu")
         options = MeasureOptions(model_min_area_nm2=segmenter_min_area_nm2(predictor.meta))
         for i, item in enumerate(items):
             if i in train_idx:
@@ -129,6 +129,7 @@ def synthetic_rows(args, pictures: Path) -> pd.DataFrame:
                 d, s = measure_masks([(item.name, mask, item.pixel_size_nm)], opts)
                 s = s.iloc[0]
                 row[f"{name}_width"] = s.width_median_nm
+                row[f"{name}_width_weighted"] = s.width_weighted_median_nm
                 row[f"{name}_length"] = s.length_median_nm
                 row[f"{name}_domains"] = s.domain_count
                 row[f"{name}_excluded_small"] = s.excluded_small
@@ -154,6 +155,7 @@ def synthetic_rows(args, pictures: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     for name in ("pred", "raw", "true"):
         table[f"{name}_width_err"] = table[f"{name}_width"] / table.gen_width - 1
+        table[f"{name}_weighted_err"] = table[f"{name}_width_weighted"] / table.gen_width - 1
     table["pred_length_err"] = table.pred_length / table.true_length - 1
     return table
 
@@ -186,19 +188,20 @@ def emps_rows(args, pictures: Path) -> pd.DataFrame:
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(names))
     train_idx, test_idx = order[:6], order[6 : 6 + args.held_out]
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        model = args.model or train_model(
-            images,
-            [(m > 0).astype(np.uint8) for m in instances],
-            train_idx,
-            [None] * len(images),
-            Path(tmp),
-            args.steps,
-            args.seed,
-        )
-        train_s = time.perf_counter() - start
-        predictor = Predictor.load(model, "cpu")
+    start = time.perf_counter()
+    work = pictures / "models" / "emps"
+    work.mkdir(parents=True, exist_ok=True)
+    model = args.model or train_model(
+        images,
+        [(m > 0).astype(np.uint8) for m in instances],
+        train_idx,
+        [None] * len(images),
+        work,
+        args.steps,
+        args.seed,
+    )
+    train_s = time.perf_counter() - start
+    predictor = Predictor.load(model, "cpu")
     # Uncalibrated: 1 "nm" = 1 px, so the default minimum area is 16 px.
     options = MeasureOptions(model_min_area_nm2=segmenter_min_area_nm2(predictor.meta))
     rows = []
@@ -259,6 +262,9 @@ def run_end_to_end(args, out: Path, pictures: Path) -> None:
                 "width_err": med(rows.pred_width_err),
                 "width_err_no_defaults": med(rows.raw_width_err),
                 "width_err_true_mask": med(rows.true_width_err),
+                "weighted_width_err": med(rows.pred_weighted_err),
+                "weighted_width_err_no_defaults": med(rows.raw_weighted_err),
+                "weighted_width_err_true_mask": med(rows.true_weighted_err),
                 "length_err_vs_true_mask": med(rows.pred_length_err),
                 "percolation_agreement": float(rows.percolation_agrees.mean()),
                 "domains_pred_median": float(rows.pred_domains.median()),

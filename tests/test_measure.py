@@ -21,7 +21,11 @@ from napari_nanowire.core.measure.domain_shape import (
 )
 from napari_nanowire.core.measure.nematic import nematic_order
 from napari_nanowire.core.measure.pruning import main_path, prune_spurs
-from napari_nanowire.core.measure.selection import auto_min_area_nm2, segmenter_min_area_nm2
+from napari_nanowire.core.measure.selection import (
+    auto_min_area_nm2,
+    segmenter_min_area_nm2,
+    weighted_median,
+)
 from napari_nanowire.core.measure.tables import (
     DOMAIN_COLUMNS,
     SUMMARY_COLUMNS,
@@ -247,6 +251,13 @@ def test_default_minimum_area_follows_the_pixel_size_and_the_segmenter():
     assert segmenter_min_area_nm2({}) is None
 
 
+def test_weighted_median_counts_each_value_by_its_weight():
+    values = pd.Series([1.0, 2.0, 100.0, np.nan])
+    assert weighted_median(values, pd.Series([1.0, 1.0, 10.0, 50.0])) == 100.0
+    assert weighted_median(values, pd.Series([5.0, 1.0, 1.0, 1.0])) == 1.0
+    assert np.isnan(weighted_median(values, pd.Series([0.0, 0.0, 0.0, 1.0])))
+
+
 def test_summary_leaves_out_flagged_domains_and_counts_them():
     mask = np.zeros((200, 200), dtype=np.uint8)
     for row in (30, 60, 90):
@@ -263,6 +274,8 @@ def test_summary_leaves_out_flagged_domains_and_counts_them():
     # Specks do not set the medians: the width is the wires' 9 px (the stub is 30 px).
     assert row.width_median_nm == pytest.approx(9, rel=0.1)
     assert row.length_median_nm == pytest.approx(120, rel=0.05)
+    # Weighted by skeleton length the 40 px stub counts less than the three 120 px wires.
+    assert row.width_weighted_median_nm == pytest.approx(9, rel=0.1)
     everything = summarize_image(mask, MeasureOptions(include_flagged=True), domains).iloc[0]
     assert everything.domain_count == 4 + small and everything.width_median_nm < 3
 

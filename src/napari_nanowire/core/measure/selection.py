@@ -99,3 +99,18 @@ def unflagged(domains: pd.DataFrame) -> pd.DataFrame:
     if not flags:
         return domains
     return domains[~np.any(domains[flags].to_numpy(dtype=bool), axis=1)]
+
+
+def weighted_median(values: pd.Series, weights: pd.Series) -> float:
+    """The value at half the total weight (NaN without finite values or weight).
+
+    Used for ``width_weighted_median_nm``: widths weighted by skeleton length, so a wire
+    counts by how long it is and a small false detection next to it barely counts.
+    """
+    ok = np.isfinite(values.to_numpy(dtype=float)) & (weights.to_numpy(dtype=float) > 0)
+    v, w = values.to_numpy(dtype=float)[ok], weights.to_numpy(dtype=float)[ok]
+    if v.size == 0:
+        return math.nan
+    order = np.argsort(v)
+    cumulative = np.cumsum(w[order])
+    return float(v[order][np.searchsorted(cumulative, cumulative[-1] / 2)])

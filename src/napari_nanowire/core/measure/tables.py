@@ -48,7 +48,7 @@ from .masks import as_label_mask, class_domains, resolve_class_names
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
 from .pruning import PRUNE_FACTOR
-from .selection import FLAGS, auto_min_area_nm2, counted, length_counted
+from .selection import FLAGS, auto_min_area_nm2, counted, length_counted, weighted_median
 from .shape import SHORT_ASPECT, domain_shape, pruned_skeletons
 
 # Count columns; every other per-domain column except the names and the flags is float.
@@ -94,6 +94,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "width_q1_nm",
     "width_median_nm",
     "width_q3_nm",
+    "width_weighted_median_nm",
     "length_q1_nm",
     "length_median_nm",
     "length_q3_nm",
@@ -212,7 +213,9 @@ def summarize_image(
 
     ``domains`` (from :func:`measure_domains` with the same options) saves measuring the
     domains again; :func:`measure_masks` makes both tables in one pass.
-    Width and length quartiles are over the domains' ``width_mean_nm`` and ``length_nm``.
+    Width and length quartiles are over the domains' ``width_mean_nm`` and ``length_nm``;
+    ``width_weighted_median_nm`` weighs each domain's width by its skeleton length (robust to
+    small false detections on predicted masks).
     ``number_density_per_um2`` counts the measured domains over the whole image area.
     ``nematic_order`` is the 2D order parameter S = |<exp(2i theta)>| of the local wire
     directions theta along the class's skeleton, length-weighted (see :mod:`.nematic`): near
@@ -308,6 +311,9 @@ def _summary_table(
                 "width_q1_nm": widths[0],
                 "width_median_nm": widths[1],
                 "width_q3_nm": widths[2],
+                "width_weighted_median_nm": weighted_median(
+                    mine["width_mean_nm"], mine["skeleton_length_nm"]
+                ),
                 "length_q1_nm": lengths[0],
                 "length_median_nm": lengths[1],
                 "length_q3_nm": lengths[2],
