@@ -151,16 +151,16 @@ class MeasureWidget(QWidget):
         """
         self.form.reset_choices()
         layer = self.mask.value
-        if layer is None or self._not_a_result(layer):
+        if layer is None or self._rarely_measured(layer):
             labels = [c for c in reversed(self.viewer.layers) if isinstance(c, Labels)]
             segmentations = [c for c in labels if c.name.endswith(SEGMENTATION_SUFFIX)]
-            others = [c for c in labels if not self._not_a_result(c)]
+            others = [c for c in labels if not self._rarely_measured(c)]
             best = (segmentations or others or [layer])[0]
             if best is not layer:
                 self.mask.value = best
         self._show_min_area()
 
-    def _not_a_result(self, layer: Labels) -> bool:
+    def _rarely_measured(self, layer: Labels) -> bool:
         """True for layers one rarely measures: training strokes and our own domain layers."""
         return is_training_mask(layer) or layer.name.endswith(DOMAINS_SUFFIX)
 
