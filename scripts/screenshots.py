@@ -141,6 +141,7 @@ def measure_step(viewer) -> None:
     measure.reset_choices()
     measure.mask.value = viewer.layers["synthetic TEM segmentation"]
     measure.scope.value = "all"
+    measure.auto_min_area.value = False
     measure.min_area.value = 50  # leave out specks a few pixels large
     measure.measure()
     wait_for(lambda: not measure.state.runner.running)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_image
@@ -18,6 +20,12 @@ from napari_nanowire.core.measure.domain_shape import (
     skeleton_stats,
 )
 from napari_nanowire.core.measure.nematic import nematic_order
+from napari_nanowire.core.measure.pruning import main_path, prune_spurs
+from napari_nanowire.core.measure.selection import (
+    auto_min_area_nm2,
+    segmenter_min_area_nm2,
+    weighted_median,
+)
 from napari_nanowire.core.measure.tables import (
     DOMAIN_COLUMNS,
     SUMMARY_COLUMNS,
@@ -26,6 +34,9 @@ from napari_nanowire.core.measure.tables import (
     measure_masks,
     summarize_image,
 )
+from napari_nanowire.core.model.metadata import ModelMeta, SegmenterMeta
+from napari_nanowire.core.model.modelfile import save_model
+from napari_nanowire.core.model.random_models import random_model
 
 
 def bar(shape, centre, length, width, angle_deg):
@@ -140,6 +151,140 @@ def test_pixel_size_scales_lengths_and_areas():
     assert sum_scaled.width_median_nm[0] == pytest.approx(sum_one.width_median_nm[0] * s)
 
 
+# --- robust shape measures (pruning, main path, caliper fallback) --------------------------
+
+
+def test_pruning_removes_spurs_shorter_than_the_local_width_only():
+    skel = np.zeros((40, 100), dtype=bool)
+    skel[20, 10:90] = True  # the wire's centreline
+    skel[21:24, 30] = True  # a 3 px spur: 4 px with the step, under the local width 8
+    skel[5:20, 60] = True  # a 15 px side branch: longer than the width, kept
+    distance = np.full(skel.shape, 4.0)
+    pruned = prune_spurs(skel, distance)
+    assert not pruned[21:24, 30].any()
+    assert pruned[20, 10:90].all() and pruned[5:20, 60].all()
+    # The same spur on a thin wire (width 2) is a real branch.
+    assert prune_spurs(skel, np.full(skel.shape, 1.0))[21:24, 30].all()
+
+
+def test_pruning_keeps_two_branches_at_every_junction():
+    # A plus of four 3 px arms on a wide blob: every arm is a "spur", yet a line survives.
+    skel = np.zeros((9, 9), dtype=bool)
+    skel[4, 1:8] = True
+    skel[1:8, 4] = True
+    pruned = prune_spurs(skel, np.full(skel.shape, 10.0))
+    assert pruned.sum() == 7 and pruned[4, 4]
+
+
+def test_main_path_of_a_t_runs_along_its_bar():
+    skel = np.zeros((30, 60), dtype=bool)
+    skel[10, 5:55] = True
+    skel[11:25, 30] = True
+    path = main_path(skel)
+    assert path[10, 5:55].all() and path.sum() == 50
+
+
+def ragged_bar(seed: int) -> np.ndarray:
+    """A 150 x 12 px bar at 20 deg with 30 bumps of radius 1-3 px on its outline."""
+    rng = np.random.default_rng(seed)
+    mask = bar((200, 200), (100.3, 99.7), 150, 12, 20)
+    edge = np.argwhere(mask ^ ndimage.binary_erosion(mask))
+    for centre in edge[rng.choice(len(edge), 30)]:
+        mask |= disc(mask.shape, centre + rng.normal(0, 1, 2), rng.uniform(1, 3))
+    return mask
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ragged_outline_neither_branches_nor_lengthens_the_wire(seed):
+    # Measured on seeds 0-5: no branch points after pruning (0-3 before), length +0.3 to
+    # +3.8 % (+1.2 to +20 % on the unpruned skeleton) and median width +6.5 to +9.5 % (the
+    # bumps add area); bounds 6 % and 15 %.
+    d = measure_domains(ragged_bar(seed)).iloc[0]
+    assert d.branch_points <= 1
+    assert d.length_nm == pytest.approx(150, rel=0.06)
+    assert d.skeleton_length_nm < 1.15 * 150
+    assert d.width_median_nm == pytest.approx(12, rel=0.15)
+    assert not d.short_skeleton
+
+
+def test_curved_wire_length_follows_the_arc():
+    # Half an annulus, centre radius 60 px, width 10 px: length pi * 60 = 188.5 px.
+    # Measured 187.6 px and width 10.03 px; bounds 3 % and 5 %.
+    rows, cols = np.indices((200, 200))
+    radius = np.hypot(rows - 100.2, cols - 99.6)
+    arc = (np.abs(radius - 60) < 5) & (rows > 100.2)
+    d = measure_domains(arc).iloc[0]
+    assert d.length_nm == pytest.approx(math.pi * 60, rel=0.03)
+    assert d.width_mean_nm == pytest.approx(10, rel=0.05)
+    assert d.width_median_nm == pytest.approx(10, rel=0.05)
+    assert not d.short_skeleton and d.feret_min_nm > 60  # a caliper would call it 65 px wide
+
+
+def test_stubby_domains_are_measured_by_calipers():
+    # A 33 px wide wire stub cut by the top edge, 40 px long.
+    stub = np.zeros((100, 100), dtype=np.uint8)
+    stub[0:40, 30:63] = 1
+    d = measure_domains(stub).iloc[0]
+    assert d.short_skeleton and d.touches_border
+    assert d.width_mean_nm == d.width_median_nm == pytest.approx(33.0)
+    assert np.isnan(d.width_iqr_nm)
+    assert d.length_nm == pytest.approx(math.hypot(33, 40))
+    # A disc is short too: width and length are its diameter (within the pixel grid).
+    d = measure_domains(disc((101, 101), (50.3, 49.6), 20)).iloc[0]
+    assert d.short_skeleton
+    assert d.width_median_nm == pytest.approx(40, abs=1.5)
+    assert d.length_nm == pytest.approx(40, abs=2.5)
+
+
+# --- defaults against specks ---------------------------------------------------------------
+
+
+def test_default_minimum_area_follows_the_pixel_size_and_the_segmenter():
+    assert auto_min_area_nm2(2.0) == 64.0  # 16 px of 4 nm^2
+    assert auto_min_area_nm2(0.1) == 1.0  # 16 px would be 0.16 nm^2: the 1 nm^2 floor
+    assert auto_min_area_nm2(1.0, model_min_area_nm2=50.0) == 50.0
+    assert auto_min_area_nm2(1.0, model_min_area_nm2=5.0) == 16.0
+    assert MeasureOptions(pixel_size_nm=0.5).min_area() == 4.0
+    assert MeasureOptions(pixel_size_nm=0.5, min_area_nm2=0).min_area() == 0.0
+
+    def meta(postprocess: dict | None) -> ModelMeta:
+        return ModelMeta(encoder="tiny", segmenter=SegmenterMeta(tile=64, postprocess=postprocess))
+
+    assert segmenter_min_area_nm2(meta({"min_object_nm2": 30.0, "enabled": True})) == 30.0
+    assert segmenter_min_area_nm2(meta({"min_object_nm2": 30.0, "enabled": False})) is None
+    assert segmenter_min_area_nm2(meta(None)) is None  # older models: no post-processing
+    assert segmenter_min_area_nm2(ModelMeta(encoder="tiny")) is None  # no segmenter
+
+
+def test_weighted_median_counts_each_value_by_its_weight():
+    values = pd.Series([1.0, 2.0, 100.0, np.nan])
+    assert weighted_median(values, pd.Series([1.0, 1.0, 10.0, 50.0])) == 100.0
+    assert weighted_median(values, pd.Series([5.0, 1.0, 1.0, 1.0])) == 1.0
+    assert np.isnan(weighted_median(values, pd.Series([0.0, 0.0, 0.0, 1.0])))
+
+
+def test_summary_leaves_out_flagged_domains_and_counts_them():
+    mask = np.zeros((200, 200), dtype=np.uint8)
+    for row in (30, 60, 90):
+        mask[bar(mask.shape, (row, 100), 120, 9, 0)] = 1  # three 120 x 9 px wires
+    mask[150:190, 0:30] = 1  # a 30 px wide stub cut by the left edge
+    rng = np.random.default_rng(0)
+    specks = rng.integers(110, 200, (60, 2))
+    mask[specks[:, 0], np.clip(specks[:, 1], 40, 199)] = 1  # 1 px specks
+    domains = measure_domains(mask)
+    small = int(domains.below_min_area.sum())
+    assert small > 40 and domains[domains.below_min_area].area_nm2.max() < 16
+    row = summarize_image(mask, domains=domains).iloc[0]
+    assert (row.domain_count, row.excluded_small, row.length_excluded) == (4, small, 1)
+    # Specks do not set the medians: the width is the wires' 9 px (the stub is 30 px).
+    assert row.width_median_nm == pytest.approx(9, rel=0.1)
+    assert row.length_median_nm == pytest.approx(120, rel=0.05)
+    # Weighted by skeleton length the 40 px stub counts less than the three 120 px wires.
+    assert row.width_weighted_median_nm == pytest.approx(9, rel=0.1)
+    everything = summarize_image(mask, MeasureOptions(include_flagged=True), domains).iloc[0]
+    assert everything.domain_count == 4 + small and everything.width_median_nm < 3
+
+
 # --- edge cases ----------------------------------------------------------------------------
 
 
@@ -157,8 +302,11 @@ def test_empty_mask_gives_no_domains_and_a_defined_summary():
 def test_single_pixel_is_a_unit_domain():
     mask = np.zeros((9, 9), dtype=np.uint8)
     mask[4, 4] = 1
-    d = measure_domains(mask).iloc[0]
-    assert (d.area_nm2, d.length_nm, d.width_mean_nm, d.width_median_nm) == (1, 1, 1, 1)
+    d = measure_domains(mask, MeasureOptions(min_area_nm2=0)).iloc[0]
+    # Shorter than two widths: measured by calipers, so its length is the max. Feret diameter.
+    assert (d.area_nm2, d.width_mean_nm, d.width_median_nm) == (1, 1, 1)
+    assert d.short_skeleton and not d.below_min_area
+    assert d.length_nm == pytest.approx(math.sqrt(2))
     assert (d.feret_min_nm, d.feret_max_nm) == pytest.approx((1.0, math.sqrt(2)))
     assert np.isnan(d.orientation_deg) and d.aspect_ratio == 1.0
     assert (d.branch_points, d.end_points) == (0, 0)
@@ -208,8 +356,8 @@ def test_one_spanning_wire_percolates_along_it_only():
 
 def test_connectivity_decides_whether_diagonal_contacts_join_domains():
     mask = np.eye(32, dtype=np.uint8)
-    eight = summarize_image(mask, MeasureOptions(connectivity=2)).iloc[0]
-    four = summarize_image(mask, MeasureOptions(connectivity=1)).iloc[0]
+    eight = summarize_image(mask, MeasureOptions(connectivity=2, min_area_nm2=0)).iloc[0]
+    four = summarize_image(mask, MeasureOptions(connectivity=1, min_area_nm2=0)).iloc[0]
     assert (eight.domain_count, eight.percolates_x, eight.percolates_y) == (1, True, True)
     assert (four.domain_count, four.percolates_x, four.percolates_y) == (32, False, False)
 
@@ -236,16 +384,17 @@ def test_percolation_agrees_with_the_synthetic_truth():
 # --- options and input checks --------------------------------------------------------------
 
 
-def test_min_area_and_exclude_border_select_domains_but_not_area_fraction():
+def test_min_area_flags_and_exclude_border_drops_domains_but_not_area_fraction():
     mask = np.zeros((60, 60), dtype=np.uint8)
     mask[0:5, 10:30] = 1  # touches the border, 100 px
     mask[20:30, 20:40] = 1  # 200 px
     mask[50, 50] = 1  # 1 px
     opts = MeasureOptions(pixel_size_nm=2.0, min_area_nm2=10.0, exclude_border=True)
     domains = measure_domains(mask, opts)
-    assert domains.area_nm2.tolist() == [800.0]
+    assert domains.area_nm2.tolist() == [800.0, 4.0]
+    assert domains.below_min_area.tolist() == [False, True]
     row = summarize_image(mask, opts, domains).iloc[0]
-    assert row.domain_count == 1
+    assert (row.domain_count, row.excluded_small, row.min_area_nm2) == (1, 1, 10.0)
     assert row.area_fraction == pytest.approx(301 / 3600)
 
 
@@ -320,7 +469,11 @@ def test_cli_writes_domain_and_summary_tables(tmp_path, capsys):
     assert "3 mask(s), 4 domains" in capsys.readouterr().out
     domains = pd.read_csv(out / "domains.csv")
     summary = pd.read_csv(out / "summary.csv")
-    assert sorted(p.name for p in out.iterdir()) == ["domains.csv", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["domains.csv", "measure.json", "summary.csv"]
+    settings = json.loads((out / "measure.json").read_text())
+    assert settings["min_area_nm2"] == "auto" and "16 px" in settings["min_area_rule"]
+    # auto: 16 px of 4 nm^2 at 2 nm/px, 16 px of 0.25 nm^2 = 4 nm^2 at 0.5 nm/px
+    assert summary.min_area_nm2.tolist() == [64.0] * 2 + [4.0] * 4
     names = [str(tmp_path / n) for n in ("one.tif", "two.tif[0]", "two.tif[1]")]
     assert summary.image.tolist() == [name for name in names for _ in range(2)]
     assert summary.class_name.tolist() == ["fibre", "particle"] * 3
@@ -336,6 +489,21 @@ def test_cli_writes_domain_and_summary_tables(tmp_path, capsys):
     assert summary.class_name.tolist() == ["wire", "wire", "wire", "class_2"]
     assert summary.pixel_size_nm.tolist() == [1.0] * 4
     assert summary.domain_count.tolist() == [0, 1, 1, 1]
+    # A model file's post-processing minimum raises the automatic one; a number overrides it.
+    model = random_model(tile=64)
+    model.meta.segmenter.postprocess = {"min_object_nm2": 150.0}
+    save_model(model, tmp_path / "seg.nwmodel")
+    model_args = ["--pixel-size", "1", "--model", str(tmp_path / "seg.nwmodel"), "--overwrite"]
+    assert main([*argv, *model_args]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.min_area_nm2.tolist() == [150.0] * 4
+    assert summary.domain_count.tolist() == [1, 1, 1, 0]
+    assert summary.excluded_small.tolist() == [0, 0, 0, 1]
+    assert main([*argv, "--min-area-nm2", "0", "--overwrite"]) == 0
+    assert pd.read_csv(out / "summary.csv").min_area_nm2.tolist() == [0.0] * 4
+    with pytest.raises(SystemExit):
+        main([*argv, "--min-area-nm2", "small"])
+    assert "'small' is not 'auto'" in capsys.readouterr().err
 
 
 def test_cli_without_any_pixel_size_says_to_pass_one(tmp_path, capsys):

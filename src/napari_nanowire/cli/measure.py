@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from napari_nanowire.cli.common import POSITIVE, check_out_dir, float_range
+from napari_nanowire.cli.common import POSITIVE, check_out_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure domains in masks (widths, lengths, areas in nm, percolation)",
         description=(
             "Measure every connected domain of dense label masks (0 = background, 1, 2, ... = "
-            "classes) and summarise each image. Writes OUT/domains.csv (one row per domain) and "
-            "OUT/summary.csv (one row per image and class)."
+            "classes) and summarise each image. Writes OUT/domains.csv (one row per domain, with "
+            "flags below_min_area, touches_border, short_skeleton), OUT/summary.csv (one row per "
+            "image and class; flagged domains left out and counted) and OUT/measure.json (the "
+            "settings and rules)."
         ),
     )
     p.add_argument(
@@ -48,11 +50,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--exclude-border", action="store_true", help="leave out domains touching the image edge"
     )
     p.add_argument(
+        "--min-area-nm2",
         "--min-area",
-        type=float_range(0.0),
-        default=0.0,
+        dest="min_area",
+        type=_min_area,
+        default=None,
         metavar="NM2",
-        help="leave out domains smaller than this area in nm^2 (default 0)",
+        help="flag domains smaller than this area in nm^2 and leave them out of the summary; "
+        "default 'auto': max(16 px, 1 nm^2, the --model's post-processing minimum)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="the segmenter model file the masks came from: its post-processing minimum object "
+        "area (if it records one) raises the automatic minimum area",
+    )
+    p.add_argument(
+        "--include-flagged",
+        action="store_true",
+        help="count flagged domains (small, cut by the edge, stubs) in the summary statistics",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV tables")
     p.add_argument(
@@ -72,14 +88,40 @@ def run(args: argparse.Namespace) -> int:
         exclude_border=args.exclude_border,
         min_area_nm2=args.min_area,
         class_names=names,
+        model_min_area_nm2=_model_min_area(args.model),
+        include_flagged=args.include_flagged,
     )
     domains, summary = measure_masks(_read_masks(args.masks, args.pixel_size), options)
-    domains_csv, summary_csv = write_tables(domains, summary, args.out)
+    domains_csv, summary_csv = write_tables(domains, summary, args.out, options)
     print(
-        f"Measured {summary['image'].nunique()} mask(s), {len(domains)} domains: "
-        f"{domains_csv}, {summary_csv}"
+        f"Measured {summary['image'].nunique()} mask(s), {len(domains)} domains "
+        f"({int(summary['excluded_small'].sum())} below the minimum area left out of the "
+        f"summary): {domains_csv}, {summary_csv}"
     )
     return 0
+
+
+def _min_area(text: str) -> float | None:
+    """``auto`` (None) or a non-negative area in nm^2, for argparse."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an area >= 0 in nm^2")
+    return value
+
+
+def _model_min_area(path: str | None) -> float | None:
+    """The segmenter's post-processing minimum area from a model file, if it records one."""
+    if path is None:
+        return None
+    from napari_nanowire.core.measure.selection import segmenter_min_area_nm2
+    from napari_nanowire.core.model.modelfile import load_model
+
+    return segmenter_min_area_nm2(load_model(path).meta)
 
 
 def _read_masks(paths: list[str], pixel_size_nm: float | None) -> Iterator[tuple]:

@@ -29,6 +29,7 @@ from .data.synthetic import (
 from .heads.classify import ClassifierConfig, train_classifier
 from .heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from .io import read_images, write_bytes_atomic, write_csv
+from .measure.selection import counted
 from .measure.tables import MeasureOptions, measure_masks, write_tables
 from .predict.predictor import Predictor
 from .progress import Progress, format_eta
@@ -195,7 +196,9 @@ def run_demo(
     true_domains, _ = measure_masks(
         [(item.name, item.mask, p) for item, p in zip(items, px, strict=True)], options
     )
-    write_tables(domains, summary, out / "measurements")
+    write_tables(domains, summary, out / "measurements", options)
+    # Histograms and medians of the domains the summary counts (not those below the minimum).
+    domains, true_domains = (d[counted(d)] for d in (domains, true_domains))
     save_histograms(
         {"predicted masks": domains, "true masks": true_domains},
         ["width_median_nm", "length_nm", "area_nm2"],

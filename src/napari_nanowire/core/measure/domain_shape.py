@@ -92,6 +92,8 @@ class SkeletonStats:
     length: float
     width_mean: float
     width_median: float
+    width_q1: float
+    width_q3: float
     branch_points: int
     end_points: int
 
@@ -154,7 +156,7 @@ def skeleton_stats(domain: np.ndarray, skeleton: np.ndarray, distance: np.ndarra
     staircase's inner corners cut in (bias near 0). So the bias is measured per domain rather
     than assumed: it is the amount by which the mean local width exceeds area / length (the
     width of a band of that area and length) and is subtracted from every sample. The mean
-    width is then area / length; the median is of the corrected samples.
+    width is then area / length; the median and quartiles are of the corrected samples.
 
     Branch points are clusters of skeleton pixels with three or more neighbours; end points
     are skeleton pixels with exactly one neighbour.
@@ -167,11 +169,29 @@ def skeleton_stats(domain: np.ndarray, skeleton: np.ndarray, distance: np.ndarra
     length = float(path + (distance[ends] - 0.5).sum() + 2.0 * (distance[lone] - 0.5).sum())
     local = 2.0 * distance[skel]
     bias = local.mean() - domain.sum() / length
+    q1, median, q3 = np.quantile(local, [0.25, 0.5, 0.75]) - bias
     _, branch_points = ndimage.label(skel & (degree >= 3), structure=np.ones((3, 3)))
     return SkeletonStats(
         length=length,
         width_mean=float(local.mean() - bias),
-        width_median=float(np.median(local) - bias),
+        width_median=float(median),
+        width_q1=float(q1),
+        width_q3=float(q3),
         branch_points=int(branch_points),
         end_points=int(ends.sum()),
     )
+
+
+def second_moments(labels: np.ndarray, count: int) -> np.ndarray:
+    """Rows (mean y, mean x, var y, var x, cov xy) per label 0..count, all labels at once."""
+    rows, cols = np.nonzero(labels)
+    lab = labels[rows, cols]
+    n = np.maximum(np.bincount(lab, minlength=count + 1), 1)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(lab, weights=values, minlength=count + 1) / n
+
+    mean_y, mean_x = mean(rows), mean(cols)
+    # Centre on each label's mean before squaring, so no precision is lost on large images.
+    dy, dx = rows - mean_y[lab], cols - mean_x[lab]
+    return np.stack([mean_y, mean_x, mean(dy * dy), mean(dx * dx), mean(dx * dy)])

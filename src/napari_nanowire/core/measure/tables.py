@@ -16,16 +16,19 @@ Defined results at the edges:
 - An empty mask gives a domain table with no rows and, per class, a summary row with zero
   area fraction, zero domains, ``percolates_x/y = False`` and NaN for quartiles, the order
   parameter and the director (undefined without domains).
-- A single pixel is a domain of area 1 px, width and length 1 px, Feret diameters 1 and
-  sqrt(2) px, solidity 1, no end points and NaN orientation (an isotropic shape has no axis);
-  likewise NaN orientation for any domain whose second moments are equal (squares, plus signs).
-- Round particles: a disc's length is about its diameter but its mean width (area / length)
-  is about pi/4 of it; use ``equivalent_diameter_nm`` for particles.
+- A single pixel is a domain of area 1 px, width 1 px and length sqrt(2) px (its Feret
+  diameters: it is measured by calipers, see :mod:`.shape`), solidity 1, no end points and NaN
+  orientation (an isotropic shape has no axis); likewise NaN orientation for any domain whose
+  second moments are equal (squares, plus signs). With the default minimum area it is flagged
+  ``below_min_area`` and left out of the summary.
+- Round particles are short domains measured by calipers: width = minimum and length =
+  maximum Feret diameter; ``equivalent_diameter_nm`` is the usual particle size.
 - An all-foreground mask is one domain that touches every edge and percolates in x and y.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable
@@ -35,19 +38,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from skimage.measure import label, regionprops_table
+from skimage.measure import regionprops_table
 
 from ..errors import NanowireError
-from ..io import write_csv
+from ..io import write_bytes_atomic, write_csv
 from ..masks import label_mask
-from ..names import MAX_CLASSES
-from .domain_shape import domain_skeletons, hull_stats, skeleton_stats
+from . import selection
+from .domain_shape import second_moments
+from .domains import class_domains, resolve_class_names
 from .nematic import axial_deg, nematic_order
 from .percolation import percolates
+from .pruning import PRUNE_FACTOR
+from .selection import FLAGS, auto_min_area_nm2, counted, length_counted, weighted_median
+from .shape import SHORT_ASPECT, domain_shape, pruned_skeletons
 
-DEFAULT_CLASS_NAMES: dict[int, str] = {1: "wire"}
-
-# Count columns; every other per-domain column except the names and the border flag is float.
+# Count columns; every other per-domain column except the names and the flags is float.
 _DOMAIN_COUNTS = ("class_value", "domain_id", "branch_points", "end_points")
 DOMAIN_COLUMNS: tuple[str, ...] = (
     "class_value",
@@ -56,6 +61,8 @@ DOMAIN_COLUMNS: tuple[str, ...] = (
     "centroid_y_px",
     "centroid_x_px",
     "touches_border",
+    "below_min_area",
+    "short_skeleton",
     "area_nm2",
     "equivalent_diameter_nm",
     "perimeter_nm",
@@ -67,8 +74,10 @@ DOMAIN_COLUMNS: tuple[str, ...] = (
     "feret_max_nm",
     "feret_min_nm",
     "length_nm",
+    "skeleton_length_nm",
     "width_mean_nm",
     "width_median_nm",
+    "width_iqr_nm",
     "branch_points",
     "end_points",
 )
@@ -78,11 +87,15 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "pixel_size_nm",
     "image_area_um2",
     "area_fraction",
+    "min_area_nm2",
     "domain_count",
+    "excluded_small",
+    "length_excluded",
     "number_density_per_um2",
     "width_q1_nm",
     "width_median_nm",
     "width_q3_nm",
+    "width_weighted_median_nm",
     "length_q1_nm",
     "length_median_nm",
     "length_q3_nm",
@@ -99,15 +112,21 @@ class MeasureOptions:
 
     ``class_names`` maps mask values to names. ``None`` names value 1 ``"wire"`` and any
     other value present ``"class_<value>"``; given names must cover every value in the mask.
-    ``min_area_nm2`` and ``exclude_border`` select which domains are measured and counted;
-    area fraction, percolation and nematic order always use every pixel of the class.
+    ``exclude_border`` leaves domains touching the edge out of the tables. ``min_area_nm2``
+    flags smaller domains ``below_min_area`` (``None``: the default of
+    :func:`.selection.auto_min_area_nm2` for the pixel size and ``model_min_area_nm2``, the
+    segmenter's own minimum if the mask came from a model). Summaries leave flagged domains
+    out as :mod:`.selection` says, unless ``include_flagged``. Area fraction, percolation and
+    nematic order always use every pixel of the class.
     """
 
     pixel_size_nm: float = 1.0
     connectivity: int = 2
     exclude_border: bool = False
-    min_area_nm2: float = 0.0
+    min_area_nm2: float | None = None
     class_names: dict[int, str] | None = None
+    model_min_area_nm2: float | None = None
+    include_flagged: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.pixel_size_nm) and self.pixel_size_nm > 0):
@@ -119,38 +138,36 @@ class MeasureOptions:
             raise NanowireError(
                 f"Connectivity {self.connectivity!r} is not 1 (4-connected) or 2 (8-connected)."
             )
-        if not (math.isfinite(self.min_area_nm2) and self.min_area_nm2 >= 0):
-            raise NanowireError(
-                f"Minimum area {self.min_area_nm2!r} nm^2 must be zero or a positive number."
-            )
+        for value in (self.min_area_nm2, self.model_min_area_nm2):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise NanowireError(
+                    f"Minimum area {value!r} nm^2 must be zero or a positive number (or 'auto')."
+                )
         if self.class_names is not None and any(v < 1 for v in self.class_names):
             raise NanowireError(
                 f"Class values {sorted(self.class_names)} must be 1 or more: "
                 "0 is the background of a dense mask."
             )
 
+    def min_area(self) -> float:
+        """The minimum domain area in nm^2: the given one, else the default for the pixel size."""
+        if self.min_area_nm2 is not None:
+            return float(self.min_area_nm2)
+        return auto_min_area_nm2(self.pixel_size_nm, self.model_min_area_nm2)
 
-def resolve_class_names(mask: np.ndarray, class_names: dict[int, str] | None) -> dict[int, str]:
-    """Mask value -> class name for every class to report, sorted by value."""
-    present = {int(v) for v in np.unique(mask)} - {0}
-    if len(present) > MAX_CLASSES:
-        raise NanowireError(
-            f"The mask holds {len(present)} different class values (at most {MAX_CLASSES} are "
-            "measured): it looks like an intensity image (a micrograph) or an instance mask, "
-            "not a class mask. Measure a mask with one value per class (0 = background)."
-        )
-    if class_names is None:
-        names = DEFAULT_CLASS_NAMES | {v: f"class_{v}" for v in present - set(DEFAULT_CLASS_NAMES)}
-    else:
-        unnamed = present - set(class_names)
-        if unnamed:
-            raise NanowireError(
-                f"The mask holds class values {sorted(unnamed)} that have no name (names are "
-                f"given for {sorted(class_names)}); name every foreground value, in order "
-                "1, 2, ..."
-            )
-        names = dict(class_names)
-    return dict(sorted(names.items()))
+    def describe(self) -> dict:
+        """The settings and rules behind a table, for the JSON sidecar next to the CSVs."""
+        return {
+            "connectivity": self.connectivity,
+            "exclude_border": self.exclude_border,
+            "min_area_nm2": "auto" if self.min_area_nm2 is None else self.min_area_nm2,
+            "model_min_area_nm2": self.model_min_area_nm2,
+            "min_area_rule": selection.MIN_AREA_RULE,
+            "include_flagged": self.include_flagged,
+            "flags": selection.FLAG_RULES,
+            "prune_factor": PRUNE_FACTOR,
+            "short_aspect": SHORT_ASPECT,
+        }
 
 
 @dataclass(frozen=True)
@@ -171,8 +188,8 @@ def _class_pixels(mask: np.ndarray, options: MeasureOptions) -> list[_ClassPixel
     classes = []
     for value, name in resolve_class_names(mask, options.class_names).items():
         binary = mask == value
-        labels = label(binary, connectivity=options.connectivity)
-        classes.append(_ClassPixels(value, name, binary, labels, *domain_skeletons(labels)))
+        labels = class_domains(mask, value, options.connectivity)
+        classes.append(_ClassPixels(value, name, binary, labels, *pruned_skeletons(labels)))
     return classes
 
 
@@ -197,7 +214,9 @@ def summarize_image(
 
     ``domains`` (from :func:`measure_domains` with the same options) saves measuring the
     domains again; :func:`measure_masks` makes both tables in one pass.
-    Width and length quartiles are over the domains' ``width_mean_nm`` and ``length_nm``.
+    Width and length quartiles are over the domains' ``width_mean_nm`` and ``length_nm``;
+    ``width_weighted_median_nm`` weighs each domain's width by its skeleton length (robust to
+    small false detections on predicted masks).
     ``number_density_per_um2`` counts the measured domains over the whole image area.
     ``nematic_order`` is the 2D order parameter S = |<exp(2i theta)>| of the local wire
     directions theta along the class's skeleton, length-weighted (see :mod:`.nematic`): near
@@ -240,12 +259,22 @@ def measure_masks(
 
 
 def write_tables(
-    domains: pd.DataFrame, summary: pd.DataFrame, out_dir: str | os.PathLike
+    domains: pd.DataFrame,
+    summary: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    options: MeasureOptions | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``domains.csv`` and ``summary.csv`` into ``out_dir``; each write is atomic."""
+    """Write ``domains.csv`` and ``summary.csv`` into ``out_dir``; each write is atomic.
+
+    With ``options``, ``measure.json`` beside them records the settings and rules (minimum
+    area, flags, pruning); the minimum area used per image is in the summary's column.
+    """
     paths = Path(out_dir) / "domains.csv", Path(out_dir) / "summary.csv"
     for table, path in zip((domains, summary), paths, strict=True):
         write_csv(path, table)
+    if options is not None:
+        text = json.dumps(options.describe(), indent=2)
+        write_bytes_atomic(Path(out_dir) / "measure.json", text.encode())
     return paths
 
 
@@ -261,9 +290,11 @@ def _summary_table(
     rows = []
     for pixels in classes:
         image_area_um2 = pixels.binary.size * options.pixel_size_nm**2 / 1e6
-        mine = domains[domains["class_value"] == pixels.value]
+        all_mine = domains[domains["class_value"] == pixels.value]
+        mine = all_mine[counted(all_mine, options.include_flagged)]
+        long = mine[length_counted(mine, options.include_flagged)]
         widths = mine["width_mean_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
-        lengths = mine["length_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
+        lengths = long["length_nm"].quantile([0.25, 0.5, 0.75]).to_numpy()
         perc_x, perc_y = percolates(pixels.labels)
         order, director = nematic_order(pixels.skeleton)
         rows.append(
@@ -273,11 +304,17 @@ def _summary_table(
                 "pixel_size_nm": options.pixel_size_nm,
                 "image_area_um2": image_area_um2,
                 "area_fraction": float(pixels.binary.mean()),
+                "min_area_nm2": options.min_area(),
                 "domain_count": len(mine),
+                "excluded_small": len(all_mine) - len(mine),
+                "length_excluded": len(mine) - len(long),
                 "number_density_per_um2": len(mine) / image_area_um2,
                 "width_q1_nm": widths[0],
                 "width_median_nm": widths[1],
                 "width_q3_nm": widths[2],
+                "width_weighted_median_nm": weighted_median(
+                    mine["width_mean_nm"], mine["skeleton_length_nm"]
+                ),
                 "length_q1_nm": lengths[0],
                 "length_median_nm": lengths[1],
                 "length_q3_nm": lengths[2],
@@ -291,7 +328,7 @@ def _summary_table(
 
 
 def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFrame:
-    """Measured domains of one class, after the options' selection."""
+    """Measured and flagged domains of one class, after the options' selection."""
     labels = pixels.labels
     count = int(labels.max())
     scale = options.pixel_size_nm
@@ -299,7 +336,7 @@ def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFram
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     on_border = np.zeros(count + 1, dtype=bool)
     on_border[edge] = True
-    keep = area_px * scale**2 >= options.min_area_nm2
+    keep = np.ones(count + 1, dtype=bool)
     if options.exclude_border:
         keep &= ~on_border
     keep[0] = False
@@ -307,15 +344,17 @@ def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFram
     if ids.size == 0:
         return _empty_domains()
     kept = np.where(keep[labels], labels, 0)
-    moments = _second_moments(kept, count)[:, ids]
+    moments = second_moments(kept, count)[:, ids]
     perimeter = regionprops_table(kept, properties=("perimeter_crofton",))["perimeter_crofton"]
     slices = ndimage.find_objects(labels)
-    hulls, skeletons = [], []
+    shapes = []
     for lab in ids:
         sl = slices[lab - 1]
-        domain = labels[sl] == lab
-        hulls.append(hull_stats(domain))
-        skeletons.append(skeleton_stats(domain, pixels.skeleton[sl], pixels.distance[sl]))
+        shapes.append(domain_shape(labels[sl] == lab, pixels.skeleton[sl], pixels.distance[sl]))
+
+    def column(name: str) -> np.ndarray:
+        return np.array([getattr(shape, name) for shape in shapes])
+
     mean_y, mean_x, var_y, var_x, cov = moments
     half_sum, half_diff = (var_x + var_y) / 2, np.hypot((var_x - var_y) / 2, cov)
     major = 4.0 * np.sqrt(half_sum + half_diff + 1.0 / 12.0)
@@ -331,6 +370,8 @@ def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFram
             "centroid_y_px": mean_y,
             "centroid_x_px": mean_x,
             "touches_border": on_border[ids],
+            "below_min_area": area_px[ids] * scale**2 < options.min_area(),
+            "short_skeleton": column("short").astype(bool),
             "area_nm2": area * scale**2,
             "equivalent_diameter_nm": np.sqrt(4.0 * area / np.pi) * scale,
             "perimeter_nm": perimeter * scale,
@@ -338,33 +379,20 @@ def _class_domains(pixels: _ClassPixels, options: MeasureOptions) -> pd.DataFram
             "minor_axis_nm": minor * scale,
             "aspect_ratio": major / minor,
             "orientation_deg": np.where(isotropic, np.nan, axial_deg(angle)),
-            "solidity": area / np.array([h.area for h in hulls]),
-            "feret_max_nm": np.array([h.feret_max for h in hulls]) * scale,
-            "feret_min_nm": np.array([h.feret_min for h in hulls]) * scale,
-            "length_nm": np.array([s.length for s in skeletons]) * scale,
-            "width_mean_nm": np.array([s.width_mean for s in skeletons]) * scale,
-            "width_median_nm": np.array([s.width_median for s in skeletons]) * scale,
-            "branch_points": [s.branch_points for s in skeletons],
-            "end_points": [s.end_points for s in skeletons],
+            "solidity": area / column("hull_area"),
+            "feret_max_nm": column("feret_max") * scale,
+            "feret_min_nm": column("feret_min") * scale,
+            "length_nm": column("length") * scale,
+            "skeleton_length_nm": column("skeleton_length") * scale,
+            "width_mean_nm": column("width_mean") * scale,
+            "width_median_nm": column("width_median") * scale,
+            "width_iqr_nm": (column("width_q3") - column("width_q1")) * scale,
+            "branch_points": column("branch_points"),
+            "end_points": column("end_points"),
         },
         columns=list(DOMAIN_COLUMNS),
     )
     return table.astype({c: np.int64 for c in _DOMAIN_COUNTS})
-
-
-def _second_moments(labels: np.ndarray, count: int) -> np.ndarray:
-    """Rows (mean y, mean x, var y, var x, cov xy) per label 0..count, all labels at once."""
-    rows, cols = np.nonzero(labels)
-    lab = labels[rows, cols]
-    n = np.maximum(np.bincount(lab, minlength=count + 1), 1)
-
-    def mean(values: np.ndarray) -> np.ndarray:
-        return np.bincount(lab, weights=values, minlength=count + 1) / n
-
-    mean_y, mean_x = mean(rows), mean(cols)
-    # Centre on each label's mean before squaring, so no precision is lost on large images.
-    dy, dx = rows - mean_y[lab], cols - mean_x[lab]
-    return np.stack([mean_y, mean_x, mean(dy * dy), mean(dx * dx), mean(dx * dy)])
 
 
 def _concat(tables: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
@@ -377,5 +405,5 @@ def _empty_domains() -> pd.DataFrame:
     """A domain table with every column and no rows, with the dtypes a full one has."""
     dtypes = {c: np.float64 for c in DOMAIN_COLUMNS}
     dtypes |= {c: np.int64 for c in _DOMAIN_COUNTS}
-    dtypes |= {"class_name": object, "touches_border": bool}
+    dtypes |= {"class_name": object} | {flag: bool for flag in FLAGS}
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
