@@ -3,7 +3,9 @@
 - ``reading``: images, stacks and folders, lazily when big; the frames of input files
 - ``formats``: one decoder per file format (TIFF, pictures, EM formats through rosettasciio)
 - ``calibration``: pixel sizes from file metadata and user input, exactly in nm/px
-- ``writers``: atomic file writes, TIFF (frame by frame) and CSV
+- ``writers``: atomic file writes, TIFF (frame by frame, compressed) and CSV
+- ``labels``: mask files marked with their class names, that reopen as Labels layers
+- ``limits``: the decoded-size check that refuses decompression bombs before reading
 """
 
 from .calibration import MAX_PIXEL_SIZE_NM, pixel_size_from_units

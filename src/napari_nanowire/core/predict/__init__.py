@@ -2,6 +2,7 @@
 
 - ``predictor``: :class:`Predictor` for frames and stacks in memory, and over image files
 - ``cluster``: the same prediction as one dask task per file
+- ``table``: predictions.csv written as each file finishes, so a killed run keeps its rows
 """
 
 from .predictor import (
