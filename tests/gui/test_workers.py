@@ -98,3 +98,27 @@ def test_new_metrics_and_runs_are_blitted_without_redrawing_the_axes(qtbot):
     add(1, 1.5)
     assert plot.loss_ax.get_ylim()[1] == pytest.approx(1.65)  # fitted to the new run
     assert len(full_draws) == drawn + 1
+
+
+def test_the_last_events_reach_the_widget_when_the_job_ends_while_they_are_relayed(
+    qtbot, monkeypatch
+):
+    # napari's activity bar processes Qt events when it changes, so the job's end (which
+    # clears the runner) can run inside _relay: the Measure bar stopped at 11 of 12 that way
+    runner, shown = JobRunner(), []
+    relay = runner._relay
+
+    def relay_then_end(event):
+        relay(event)
+        if event.step == 12:
+            runner._end()  # as if napari had processed the worker's "finished" here
+
+    monkeypatch.setattr(runner, "_relay", relay_then_end)
+
+    def job(stop):
+        for step in range(1, 13):
+            yield Progress("test", step, 12)
+
+    assert runner.start("Test job", job, on_progress=shown.append)
+    qtbot.waitUntil(lambda: not runner.running, timeout=30_000)
+    assert [event.step for event in shown] == list(range(1, 13))

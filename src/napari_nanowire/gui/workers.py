@@ -230,6 +230,7 @@ class JobRunner:
         self._pending: list[Progress] = []
         self._show = qthrottled(self._show_pending, timeout=SHOW_EVERY_MS)
         self._owner: _Watcher | None = None  # watches the widget that started the job
+        self._cancelled = object()  # replaced at each cancel: no events reach widgets after it
 
     @property
     def running(self) -> bool:
@@ -316,6 +317,7 @@ class JobRunner:
         if not self.running or self._stop is None:
             return True
         self._stop.set()
+        self._cancelled = object()
         ended = self._done.wait(timeout_s)
         if not ended:
             log.warning("%s did not stop within %.0f s of closing.", self.title, timeout_s)
@@ -353,10 +355,12 @@ class JobRunner:
         events, self._pending = self._pending, []
         if not events:
             return
+        # taken first: the events napari processes in _relay may end the job (and clear it)
+        on_progress, cancelled = self._on_progress, self._cancelled
         self._relay(events[-1])
-        if self._on_progress is not None:
+        if on_progress is not None and self._cancelled is cancelled:
             for event in events:
-                self._safely(self.title, self._on_progress, event)
+                self._safely(self.title, on_progress, event)
 
     def _relay(self, event: Progress) -> None:
         """Mirror a progress event in napari's activity dock (what changed only)."""
