@@ -29,14 +29,12 @@ def peak_numpy_bytes_per_pixel(predictor: Predictor, side: int) -> float:
 
 @pytest.mark.slow  # 5 s under load
 def test_segmentation_memory_is_a_few_image_copies_whatever_the_size():
-    # The working-scale probabilities are held whole (C float32 per working pixel; this random
-    # 2-class model has no working scale, so at full resolution: 8 B/px), the full-size ones in
-    # row blocks. Measured (2026-11-30) 50.2, 35.2 and 24.1 B/px at 256, 512 and 1024 px: fixed
-    # costs of small images, then flat. Bounds with ~20 % margin on the larger two sizes.
+    # Measured 20.0 B/px at 256, 512 and 1024 px (float32 normalisation temporaries plus the
+    # uint8 mask); a whole-image probability map would add >= 8 B/px per class. Bound 24 B/px.
     predictor = Predictor(random_model(tile=64), "random.nwmodel", "cpu")
-    per_pixel = [peak_numpy_bytes_per_pixel(predictor, side) for side in (512, 1024)]
-    assert per_pixel[1] < 29 and per_pixel[0] < 42
-    assert per_pixel[1] < per_pixel[0] * 1.2  # flat: the blocks do not grow with the image
+    per_pixel = [peak_numpy_bytes_per_pixel(predictor, side) for side in (256, 1024)]
+    assert max(per_pixel) < 24
+    assert per_pixel[1] < per_pixel[0] * 1.2  # flat: the strips do not grow with the image
 
 
 def lazy_stack(path, frames: int, side: int = 128):

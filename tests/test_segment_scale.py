@@ -221,3 +221,21 @@ def test_predictor_sets_scale_bar_to_background_and_reports_it(working_model):
     assert describe(result.ignored).startswith("bar ")
     kept = predictor.configure(ignore_scale_bar=False).segment(image)
     assert kept.ignored == []
+
+
+def test_predict_files_passes_segment_options(working_model, tmp_path):
+    import pandas as pd
+
+    from napari_nanowire.core.io import read_image, write_tiff
+    from napari_nanowire.core.predict.predictor import predict_files
+
+    write_tiff(tmp_path / "bar.tif", micrograph_with_bar(), None)
+    out = tmp_path / "out"
+    # every object is smaller than 10^5 px^2 of this 256 x 320 image: all background
+    options = {"min_object_px2": 1e5, "ignore_scale_bar": False}
+    list(predict_files(working_model, [tmp_path / "bar.tif"], out, "cpu", segment_options=options))
+    assert not read_image(out / "masks" / "bar.tif").data.any()
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert table["ignored"].tolist() == [""]
+    list(predict_files(working_model, [tmp_path / "bar.tif"], out / "2", "cpu"))
+    assert pd.read_csv(out / "2" / "predictions.csv")["ignored"][0].startswith("bar ")

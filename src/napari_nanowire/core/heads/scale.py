@@ -181,7 +181,7 @@ def to_working(
 
 
 def upsampled_rows(
-    probs: np.ndarray, shape: tuple[int, int], rows: int = 256
+    probs: np.ndarray, shape: tuple[int, int], rows: int = 64
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(C, h, w) class probabilities resampled bilinearly to (rows, cols) ``shape``, as
     (row, (C, block, cols)) blocks, so the full-size probabilities never exist at once.

@@ -349,24 +349,27 @@ class Predictor:
         """Mask of a 2D image: resampled to the working scale, predicted there by blended
         sliding windows, probabilities resampled back to the image's grid and argmaxed; then
         burned-in scale bars are set to background and the mask post-processed (the model's
-        settings, see :meth:`configure`). Memory: the working-scale probabilities and blocks
-        of the full-size ones.
+        settings, see :meth:`configure`). Memory: the working-scale probabilities (when
+        resampled) and blocks or strips of the full-size ones, never the full-size map.
         """
         self.require("segmenter")
         settings = self.meta.segmenter
         tile = tile or settings.tile
         overlap = settings.overlap if overlap is None else overlap
         prepared, _ = to_working(image, None, pixel_size_nm, self.working)
-        probs = np.empty((len(self.mask_classes), *prepared.shape), np.float32)
         strips = probability_strips(self.net, prepared, tile, overlap, batch_size, self.device)
-        for row, block in strips:
-            _check_finite_output(block, self.path)
-            probs[:, row : row + block.shape[1]] = block
         shape = np.shape(image)
+        if prepared.shape != shape:  # keep the (smaller) working map, upsample it in blocks
+            probs = np.empty((len(self.mask_classes), *prepared.shape), np.float32)
+            for row, block in strips:
+                probs[:, row : row + block.shape[1]] = block
+            strips = upsampled_rows(probs, shape)
+        del prepared
         mask = np.empty(shape, np.uint8)
         ent = np.empty(shape, np.float32) if entropy_map else None
         total = 0.0
-        for row, block in upsampled_rows(probs, shape):
+        for row, block in strips:
+            _check_finite_output(block, self.path)
             rows = slice(row, row + block.shape[1])
             mask[rows] = block.argmax(0)
             block_entropy = entropy(block, 0)
