@@ -64,7 +64,7 @@ def one_size(side: int, encoder: str, tile: int, naive: bool) -> dict:
 
     from napari_nanowire.core.heads.tiling import tile_starts
     from napari_nanowire.core.model.random_models import random_model
-    from napari_nanowire.core.predict.predictor import Predictor
+    from napari_nanowire.core.predict import Predictor
 
     predictor = Predictor(random_model(encoder, tile=tile), "random", "cpu")
     predictor.segment(np.zeros((tile, tile), np.float32))  # first-call allocations, once
@@ -103,7 +103,7 @@ def one_stack(frames: int, side: int, encoder: str, tile: int, uncertainty: bool
     from napari_nanowire.core.io import reading as io
     from napari_nanowire.core.model.modelfile import save_model
     from napari_nanowire.core.model.random_models import random_model
-    from napari_nanowire.core.predict.predictor import predict_files
+    from napari_nanowire.core.predict import predict_files
 
     io.LAZY_BYTES = 0  # read lazily, as a stack larger than memory is
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,7 +71,7 @@ from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_
 from napari_nanowire.core.io import read_series
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
 from napari_nanowire.core.model.modelfile import load_model, save_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
 HERE = Path(__file__).parent

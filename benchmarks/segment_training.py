@@ -36,7 +36,7 @@ from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, load_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 BEFORE = SegmenterConfig(
     steps=400, augment=False, validation=False, semi_supervised=False, patience=0

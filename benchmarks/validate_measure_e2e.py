@@ -26,7 +26,7 @@ from napari_nanowire.core.io import read_image
 from napari_nanowire.core.measure.domain_shape import hull_stats
 from napari_nanowire.core.measure.selection import segmenter_min_area_nm2
 from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
 DIFFICULTIES = (0.2, 0.5)

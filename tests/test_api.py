@@ -12,7 +12,7 @@ from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import write_tiff
 from napari_nanowire.core.model.modelfile import save_model
 from napari_nanowire.core.model.random_models import random_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
 

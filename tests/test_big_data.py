@@ -11,7 +11,7 @@ import tifffile
 from napari_nanowire.core.io import read_image
 from napari_nanowire.core.io import reading as io
 from napari_nanowire.core.model.random_models import random_model, save_random_model
-from napari_nanowire.core.predict.predictor import Predictor, predict_files
+from napari_nanowire.core.predict import Predictor, predict_files
 
 
 def peak_numpy_bytes_per_pixel(predictor: Predictor, side: int) -> float:

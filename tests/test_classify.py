@@ -29,7 +29,7 @@ from napari_nanowire.core.heads.linear import cross_val_accuracy, fit_linear_hea
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ClassifierMeta, ModelMeta, SegmenterMeta, SSLMeta
 from napari_nanowire.core.model.modelfile import load_model
-from napari_nanowire.core.predict.predictor import Predictor, entropy, label_next, margin
+from napari_nanowire.core.predict import Predictor, entropy, label_next, margin
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
 PX = 4.0  # 64 px images then show 256 nm: enough field to tell the morphologies apart

@@ -15,8 +15,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.model.random_models import save_random_model
+from napari_nanowire.core.predict import predict_files
 from napari_nanowire.core.predict.cluster import connect, predict_distributed
-from napari_nanowire.core.predict.predictor import predict_files
 
 # Workers are other processes: ship this module's plugin class by value, not by import name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -82,7 +82,7 @@ class FailFirstRead(WorkerPlugin):
         self.flag_dir = flag_dir
 
     def setup(self, worker) -> None:
-        from napari_nanowire.core.predict import predictor as predict
+        from napari_nanowire.core.predict import files as predict
 
         original, flags = predict.read_image, Path(self.flag_dir)
 

@@ -73,7 +73,7 @@ def test_labels_files_carry_classes_and_the_smallest_type(tmp_path, masks):
 
 def test_predicted_masks_are_marked_with_the_model_classes(tmp_path):
     from napari_nanowire.core.model.random_models import save_random_model
-    from napari_nanowire.core.predict.predictor import predict_files
+    from napari_nanowire.core.predict import predict_files
 
     model = save_random_model(tmp_path / "m.nwmodel", tile=32, mask_classes=("background", "np"))
     tifffile.imwrite(tmp_path / "img.tif", np.zeros((2, 40, 40), np.float32))
@@ -161,7 +161,7 @@ def test_torchscript_export_predicts_what_the_predictor_does(steep_model, tmp_pa
 
     from napari_nanowire.cli.main import main
     from napari_nanowire.core.export.torchscript import EXTRA_FILE
-    from napari_nanowire.core.predict.predictor import Predictor
+    from napari_nanowire.core.predict import Predictor
 
     out = tmp_path / "wires.pt"
     assert main(["export", str(steep_model), "--format", "torchscript", "--out", str(out)]) == 0

@@ -22,7 +22,7 @@ from napari_nanowire.core.data.project import Project
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.model.modelfile import load_model
 from napari_nanowire.core.model.random_models import random_model, save_random_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 CLI = [sys.executable, "-m", "napari_nanowire.cli.main"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # a loaded 2-core machine: one thread each

@@ -20,7 +20,7 @@ from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import read_image
 from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
 from napari_nanowire.core.model.random_models import random_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 DTYPES = ["uint8", "uint16", "uint32", "float16", "float32", "float64", "bool"]
 FUZZ = settings(

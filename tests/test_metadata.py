@@ -26,7 +26,7 @@ from napari_nanowire.core.model.modelfile import (
     save_model,
 )
 from napari_nanowire.core.model.random_models import save_random_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 V1 = json.loads((Path(__file__).parent / "data" / "model_meta_v1.json").read_text())
 """Metadata exactly as format version 1 files were written before the metadata was typed

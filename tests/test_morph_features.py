@@ -14,7 +14,7 @@ from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, load_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 PX = 4.0
 

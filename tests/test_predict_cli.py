@@ -15,7 +15,7 @@ from napari_nanowire.core.data.synthetic import generate_dataset, write_dataset
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.model.modelfile import load_model, save_model
 from napari_nanowire.core.model.random_models import random_model, save_random_model
-from napari_nanowire.core.predict.predictor import Predictor, predict_files
+from napari_nanowire.core.predict import Predictor, predict_files
 
 PX = 2.0
 

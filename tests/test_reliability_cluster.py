@@ -28,7 +28,7 @@ class DieOnFirstRead(WorkerPlugin):
     def setup(self, worker) -> None:
         import os
 
-        from napari_nanowire.core.predict import predictor as predict
+        from napari_nanowire.core.predict import files as predict
 
         original, flags = predict.read_image, Path(self.flag_dir)
 

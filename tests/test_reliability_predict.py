@@ -19,8 +19,9 @@ from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import read_image, write_tiff
 from napari_nanowire.core.model.modelfile import save_model
 from napari_nanowire.core.model.random_models import random_model, save_random_model
-from napari_nanowire.core.predict import predictor as predict
-from napari_nanowire.core.predict.predictor import Predictor, predict_files
+from napari_nanowire.core.predict import Predictor, predict_files
+from napari_nanowire.core.predict import files as predict
+from napari_nanowire.core.predict import predictor as predictor_module
 
 CLI = [sys.executable, "-m", "napari_nanowire.cli.main"]
 
@@ -149,7 +150,7 @@ def test_nan_weights_are_refused_before_predicting(tmp_path):
 def test_non_finite_probabilities_are_an_error_not_an_empty_confidence(model_path, monkeypatch):
     predictor = Predictor.load(model_path, "cpu")
     monkeypatch.setattr(
-        predict, "class_probabilities", lambda *a, **k: np.array([[np.nan, np.nan]])
+        predictor_module, "class_probabilities", lambda *a, **k: np.array([[np.nan, np.nan]])
     )
     with pytest.raises(NanowireError, match="NaN or infinite probabilities"):
         predictor.classify([np.random.default_rng(0).random((40, 40))])

@@ -21,7 +21,7 @@ from napari_nanowire.core.heads.tiling import assemble, blend_window, sliding_wi
 from napari_nanowire.core.heads.unet import UNet, UNetDecoder, probability_strips
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.modelfile import load_model
-from napari_nanowire.core.predict.predictor import Predictor
+from napari_nanowire.core.predict import Predictor
 
 PX = 2.0
 

@@ -186,7 +186,7 @@ def test_predictor_segments_at_working_scale_and_cleans_the_mask(working_model):
     from napari_nanowire.core.data.synthetic import generate_dataset
     from napari_nanowire.core.heads.segment import iou_dice
     from napari_nanowire.core.heads.unet import predict_classes
-    from napari_nanowire.core.predict.predictor import Predictor
+    from napari_nanowire.core.predict import Predictor
     from test_segment import PX
 
     item = generate_dataset(1, size=96, pixel_size_nm=PX, difficulty=0.3, seed=7)[2]
@@ -211,7 +211,7 @@ def test_predictor_segments_at_working_scale_and_cleans_the_mask(working_model):
 
 
 def test_predictor_sets_scale_bar_to_background_and_reports_it(working_model):
-    from napari_nanowire.core.predict.predictor import Predictor, describe
+    from napari_nanowire.core.predict import Predictor, describe
 
     image = micrograph_with_bar()
     predictor = Predictor.load(working_model, device="cpu").configure(postprocess=False)
@@ -227,7 +227,7 @@ def test_predict_files_passes_segment_options(working_model, tmp_path):
     import pandas as pd
 
     from napari_nanowire.core.io import read_image, write_tiff
-    from napari_nanowire.core.predict.predictor import predict_files
+    from napari_nanowire.core.predict import predict_files
 
     write_tiff(tmp_path / "bar.tif", micrograph_with_bar(), None)
     out = tmp_path / "out"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_nanowire.core.predict.predictor import ClassPrediction
+from napari_nanowire.core.predict import ClassPrediction
 from napari_nanowire.gui.predict_widget import NEXT_MARK, ranked_table
 
 

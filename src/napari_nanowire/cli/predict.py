@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every image with a progress bar; say where the results are."""
     from napari_nanowire.cli.common import run_job, segment_options
     from napari_nanowire.core.io import input_files
-    from napari_nanowire.core.predict.predictor import predict_files
+    from napari_nanowire.core.predict import predict_files
 
     check_out_dir(args.out, OUTPUTS, args.overwrite or args.resume)
     paths = input_files(args.images)

@@ -8,7 +8,7 @@
 size), or a list of these; results come back in the same form. This is a thin layer over
 :class:`~napari_nanowire.core.predict.predictor.Predictor`, which does the work for the GUI
 and the CLI too. It holds every mask in memory: for stacks larger than memory use
-:func:`~napari_nanowire.core.predict.predictor.predict_files`, which streams to files.
+:func:`~napari_nanowire.core.predict.files.predict_files`, which streams to files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import NanowireError
 from .io import frames, read_image
-from .predict.predictor import ClassPrediction, Predictor
+from .predict import ClassPrediction, Predictor
 
 ImageLike = np.ndarray | str | os.PathLike
 Images = ImageLike | Sequence[ImageLike]

@@ -31,7 +31,7 @@ from .heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from .io import read_images, write_bytes_atomic, write_csv
 from .measure.selection import counted
 from .measure.tables import MeasureOptions, measure_masks, write_tables
-from .predict.predictor import Predictor
+from .predict import Predictor
 from .progress import Progress, format_eta
 from .report import save_histograms, save_montage
 from .ssl.pretrain import PretrainConfig, pretrain

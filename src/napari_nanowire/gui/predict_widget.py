@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Labels, Points
 
-    from napari_nanowire.core.predict.predictor import ClassPrediction
+    from napari_nanowire.core.predict import ClassPrediction
 
 SCOPES = (("slice on screen", "current"), ("all slices", "all"))
 NEXT_MARK = "label next"
@@ -56,7 +56,7 @@ def ranked_table(
     The ``suggest`` unlabelled slices the classifier is least sure about are marked "label
     next": their labels teach it most.
     """
-    from napari_nanowire.core.predict.predictor import label_next
+    from napari_nanowire.core.predict import label_next
 
     table = prediction.table().rename(columns={"class": "predicted"})
     table.insert(0, "slice", np.arange(len(names)))
@@ -73,7 +73,7 @@ def classify_slices(path: Path, data, px: float | None, stop) -> Iterator[Progre
     Slices are read one at a time, so a lazy (dask or memory-mapped) stack is never loaded
     whole. Returns the :class:`ClassPrediction`, or None when stopped.
     """
-    from napari_nanowire.core.predict.predictor import ClassPrediction, Predictor
+    from napari_nanowire.core.predict import ClassPrediction, Predictor
 
     predictor = Predictor.load(path)
     predictor.require("classifier")
@@ -93,7 +93,7 @@ def segment_slices(path: Path, data, indices: list[int], px: float | None, stop)
     Slices are read one at a time (see :func:`classify_slices`). Returns (indices, masks,
     mask class names), or None when stopped.
     """
-    from napari_nanowire.core.predict.predictor import Predictor
+    from napari_nanowire.core.predict import Predictor
 
     predictor = Predictor.load(path)
     predictor.require("segmenter")

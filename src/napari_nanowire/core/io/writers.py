@@ -47,12 +47,9 @@ _WRITE_HINTS = {
 _TMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp: prefix + 8 chars + suffix
 _NAME_MAX = 255  # bytes in one path component on Linux, macOS and Windows file systems
 _PROCESS_START = time.time()
-try:  # the real start time when available, so stale files from just before import count
-    import psutil
-
-    _PROCESS_START = psutil.Process().create_time()
-except Exception:  # noqa: BLE001 (psutil missing or restricted: the import time is close)
-    pass
+"""Temporaries last changed before this module was imported are not this process's. (psutil's
+process start time is rounded to the boot time's whole second, so a file a killed run left a
+moment before a rerun started could look newer than the rerun and stay.)"""
 _cleaned: set[Path] = set()
 _cleaned_lock = threading.Lock()
 

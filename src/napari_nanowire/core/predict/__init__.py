@@ -1,18 +1,22 @@
 """Using a trained model on images and files, locally or on a dask cluster.
 
-- ``predictor``: :class:`Predictor` for frames and stacks in memory, and over image files
-- ``cluster``: the same prediction as one dask task per file
+- ``predictor``: :class:`Predictor`, a loaded model for frames and stacks in memory
+- ``results``: what a prediction says, its uncertainty, and which images to label next
+- ``files``: prediction over image files, written frame by frame (the CLI's ``predict``)
 - ``table``: predictions.csv written as each file finishes, so a killed run keeps its rows
+- ``cluster``: the same prediction as one dask task per file
 """
 
-from .predictor import (
+from .files import predict_files, predict_frames
+from .predictor import Predictor
+from .results import (
     ClassPrediction,
     FramePrediction,
     MaskPrediction,
-    Predictor,
+    describe,
+    entropy,
     label_next,
-    predict_files,
-    predict_frames,
+    margin,
 )
 
 __all__ = [
@@ -20,7 +24,10 @@ __all__ = [
     "FramePrediction",
     "MaskPrediction",
     "Predictor",
+    "describe",
+    "entropy",
     "label_next",
+    "margin",
     "predict_files",
     "predict_frames",
 ]

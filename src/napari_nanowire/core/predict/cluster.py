@@ -23,7 +23,8 @@ from typing import Any
 from ..errors import NanowireError, import_extra
 from ..model.modelfile import load_model, parse_model
 from ..progress import Progress, Rate, stop_requested
-from .predictor import JOB, Predictor, output_stems, predict_frames
+from .files import JOB, output_stems, predict_frames
+from .predictor import Predictor
 from .table import PredictionTable
 
 WORKER_WAIT_S = 30.0
