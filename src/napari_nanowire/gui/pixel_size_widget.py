@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from .state import WorkflowState
 
-__all__ = ["PixelSizeWidget", "ensure_pixel_size", "layer_pixel_size_nm"]
+__all__ = ["PixelSizeWidget", "ensure_pixel_size"]
 
 DECIMALS = 6
 """Digits after the point: 4 significant digits down to 0.001 nm/px."""

@@ -10,12 +10,18 @@ back unchanged, so a file passes through an older or newer trainer without losin
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, NoReturn
+from typing import Any
 
-from ..errors import NanowireError
+from .meta_fields import (
+    DAMAGED,
+    Fields,
+    check_known,
+    check_plain,
+    kind_of,
+    section,
+    short,
+)
 from .preprocess import NORMALIZATION
 
 FORMAT = "napari-nanowire-model"
@@ -29,149 +35,6 @@ MAX_SIDE = 8192
 """Largest tile or image size (px) a file may ask for: bigger is a damaged file."""
 MAX_WIDTH = 4096
 """Largest decoder or projector width a file may ask for (the largest ResNet stage is 2048)."""
-MAX_DEPTH = 32
-"""Deepest nesting of metadata objects and lists (written files use 4 levels)."""
-_DAMAGED = "the file is damaged or was edited by hand; use another copy or train again"
-
-
-class ModelFileError(NanowireError):
-    """A model file that cannot be used, with a message naming the file and what to do."""
-
-
-class TooLongNumber:
-    """A JSON integer too long to be a setting (it stands in for it until the check names it)."""
-
-    def __init__(self, text: str) -> None:
-        self.digits = len(text.lstrip("-"))
-
-
-def parse_int(text: str) -> int | TooLongNumber:
-    """``json.loads`` integer hook: Python refuses > 4300 digits anonymously; we name the field."""
-    return int(text) if len(text) <= 40 else TooLongNumber(text)
-
-
-class _Fields:
-    """Typed reads from one JSON object of a model file; errors name the file and the field."""
-
-    def __init__(self, obj: Any, where: str, prefix: str = "") -> None:
-        self.where, self.prefix = where, prefix
-        if not isinstance(obj, dict):
-            self.fail("", f"is {_kind(obj)}, not a JSON object")
-        self.obj = obj
-
-    def name(self, key: str) -> str:
-        return f"{self.prefix}{key}" if key else self.prefix.rstrip(".") or "metadata"
-
-    def fail(self, key: str, problem: str, advice: str = _DAMAGED) -> NoReturn:
-        name = self.name(key)
-        what = "its metadata" if name == "metadata" else f"metadata field {name!r}"
-        raise ModelFileError(f"Model file {self.where}: {what} {problem}; {advice}.")
-
-    def get(self, key: str, required: bool) -> Any:
-        value = self.obj.get(key)
-        if value is None and required:
-            self.fail(key, "is missing")
-        return value
-
-    def integer(self, key: str, lo: int, hi: int, required: bool = False) -> int | None:
-        value = self.get(key, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"is {_kind(value)}, not a whole number")
-        if not lo <= value <= hi:
-            self.fail(key, f"is {value}, outside {lo}..{hi}")
-        return value
-
-    def number(self, key: str, lo: float, hi: float, required: bool = False) -> float | None:
-        value = self.get(key, required)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"is {_kind(value)}, not a number")
-        if not (math.isfinite(value) and lo < value <= hi):
-            self.fail(key, f"is {value}, not a number in ({lo:g}, {hi:g}]")
-        return float(value)
-
-    def text(self, key: str, required: bool = False) -> str | None:
-        value = self.get(key, required)
-        if value is not None and not isinstance(value, str):
-            self.fail(key, f"is {_kind(value)}, not a text")
-        return value
-
-    def texts(self, key: str, min_len: int, required: bool = False) -> list[str] | None:
-        value = self.get(key, required)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.fail(key, f"is {_kind(value)}, not a list of texts")
-        if len(value) < min_len:
-            self.fail(key, f"lists {len(value)} names, fewer than {min_len}")
-        return list(value)
-
-    def integers(self, key: str, length: int, hi: int) -> list[int] | None:
-        value = self.get(key, False)
-        if value is None:
-            return None
-        if not isinstance(value, list) or len(value) != length:
-            self.fail(key, f"is {_kind(value)}, not a list of {length} whole numbers")
-        for i, item in enumerate(value):
-            if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= hi:
-                self.fail(f"{key}[{i}]", f"is {_short(item)}, not a whole number in 1..{hi}")
-        return list(value)
-
-    def mapping(self, key: str) -> dict[str, Any]:
-        value = self.get(key, False)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(key, f"is {_kind(value)}, not a JSON object")
-        return value
-
-    def listing(self, key: str) -> list[Any]:
-        value = self.get(key, False)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(key, f"is {_kind(value)}, not a list")
-        return value
-
-    def rest(self, cls: type) -> dict[str, Any]:
-        """The keys ``cls`` has no field for, kept as they are."""
-        known = {f.name for f in fields(cls)} - {"extra"}
-        return {k: v for k, v in self.obj.items() if k not in known}
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _kind(value: Any) -> str:
-    """How to name a wrong value in an error: short values as themselves, others by type."""
-    if isinstance(value, (dict, list)):
-        return f"a {type(value).__name__} {_short(value)}"
-    if isinstance(value, str):
-        return f"the text {_short(value)}"
-    return _short(value)
-
-
-def check_plain(value: Any, where: str, name: str = "", depth: int = 0) -> None:
-    """Refuse a :class:`TooLongNumber` or nesting deeper than ``MAX_DEPTH``, naming where."""
-    problem = ""
-    if isinstance(value, TooLongNumber):
-        problem = f"is a number of {value.digits} digits"
-    elif depth > MAX_DEPTH:
-        problem = f"is nested more than {MAX_DEPTH} levels deep"
-    if problem:
-        what = f"metadata field {name!r}" if name else "its metadata"
-        raise ModelFileError(f"Model file {where}: {what} {problem}; {_DAMAGED}.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_plain(item, where, f"{name}.{key}" if name else key, depth + 1)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            check_plain(item, where, f"{name}[{i}]", depth + 1)
 
 
 def _to_json(obj: Any) -> dict[str, Any]:
@@ -200,7 +63,7 @@ class HeadMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def _common(cls, read: _Fields) -> dict[str, Any]:
+    def _common(cls, read: Fields) -> dict[str, Any]:
         return {
             "tile": read.integer("tile", 8, MAX_SIDE, required=True),
             "settings": read.mapping("settings"),
@@ -235,7 +98,7 @@ class ClassifierMeta(HeadMeta):
     """Softmax temperature fitted on held-out labelled images (calibrated confidences)."""
 
     @classmethod
-    def from_json(cls, read: _Fields) -> ClassifierMeta:
+    def from_json(cls, read: Fields) -> ClassifierMeta:
         """Checked from the ``classifier`` object of a file."""
         return cls(
             **cls._common(read),
@@ -252,12 +115,12 @@ class ClassifierMeta(HeadMeta):
         )
 
 
-def _scales(read: _Fields) -> list[float]:
+def _scales(read: Fields) -> list[float]:
     """Feature scales: numbers in (0, 1], at least one."""
     scales = read.listing("scales") or [1.0]
     for i, s in enumerate(scales):
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1:
-            read.fail(f"scales[{i}]", f"is {_short(s)}, not a number in (0, 1]")
+            read.fail(f"scales[{i}]", f"is {short(s)}, not a number in (0, 1]")
     return [float(s) for s in scales]
 
 
@@ -275,7 +138,7 @@ class SegmenterMeta(HeadMeta):
     ignore_scale_bar: bool = False
 
     @classmethod
-    def from_json(cls, read: _Fields) -> SegmenterMeta:
+    def from_json(cls, read: Fields) -> SegmenterMeta:
         """Checked from the ``segmenter`` object of a file."""
         common = cls._common(read)
         return cls(
@@ -283,13 +146,13 @@ class SegmenterMeta(HeadMeta):
             overlap=read.integer("overlap", 0, common["tile"] - 1) or 0,
             decoder_widths=read.integers("decoder_widths", 5, MAX_WIDTH),
             labelled_pixels=read.integer("labelled_pixels", 0, 2**62),
-            working=_section(read, "working", False, _working),
-            postprocess=_section(read, "postprocess", False, _settings),
+            working=section(read, "working", False, _working),
+            postprocess=section(read, "postprocess", False, _settings),
             ignore_scale_bar=bool(read.get("ignore_scale_bar", False)),
         )
 
 
-def _working(read: _Fields) -> dict[str, Any]:
+def _working(read: Fields) -> dict[str, Any]:
     """A segmenter's working scale: nm per working pixel (if calibrated), original pixels per
     working pixel."""
     return {
@@ -298,7 +161,7 @@ def _working(read: _Fields) -> dict[str, Any]:
     }
 
 
-def _settings(read: _Fields) -> dict[str, Any]:
+def _settings(read: Fields) -> dict[str, Any]:
     """Flat settings of numbers and switches (post-processing areas), each finite and >= 0."""
     for key, value in read.obj.items():
         if not isinstance(value, bool):
@@ -319,7 +182,7 @@ class SSLMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, read: _Fields) -> SSLMeta:
+    def from_json(cls, read: Fields) -> SSLMeta:
         """Checked from the ``ssl`` object of a file."""
         dims = read.listing("projector_dims")
         return cls(
@@ -335,7 +198,7 @@ class SSLMeta:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> SSLMeta:
         """From a flat dict of pretraining settings (as the trainer records them)."""
-        return cls.from_json(_Fields(settings, "(being written)", "ssl."))
+        return cls.from_json(Fields(settings, "(being written)", "ssl."))
 
 
 @dataclass(kw_only=True)
@@ -387,16 +250,16 @@ class ModelMeta:
         ``known_encoders`` (names) are the encoders this code can build.
         """
         check_plain(obj, where)
-        read = _Fields(obj, where)
+        read = Fields(obj, where)
         _check_format(read)
         encoder = read.text("encoder", required=True)
         if known_encoders:
-            _check_known(read, "encoder", encoder, sorted(known_encoders))
+            check_known(read, "encoder", encoder, sorted(known_encoders))
         normalization = read.text("normalization") or NORMALIZATION
-        _check_known(read, "normalization", normalization, NORMALIZATIONS)
+        check_known(read, "normalization", normalization, NORMALIZATIONS)
         heads = _heads(read)
         parsers = {"classifier": ClassifierMeta.from_json, "segmenter": SegmenterMeta.from_json}
-        parts = {h: _section(read, h, True, parsers[h]) if h in heads else None for h in HEADS}
+        parts = {h: section(read, h, True, parsers[h]) if h in heads else None for h in HEADS}
         n_classes = 2 if "classifier" in heads else 1
         return cls(
             encoder=encoder,
@@ -406,7 +269,7 @@ class ModelMeta:
             heads=heads,
             class_names=read.texts("class_names", n_classes, required="classifier" in heads),
             mask_classes=read.texts("mask_classes", 2, required="segmenter" in heads),
-            ssl=_section(read, "ssl", False, SSLMeta.from_json),
+            ssl=section(read, "ssl", False, SSLMeta.from_json),
             history=read.listing("history"),
             epoch=read.integer("epoch", 0, 2**40),
             step=read.integer("step", 0, 2**62),
@@ -417,10 +280,10 @@ class ModelMeta:
         )
 
 
-def _check_format(read: _Fields) -> None:
+def _check_format(read: Fields) -> None:
     """Refuse another program's metadata and a format version newer than this code."""
     if read.obj.get("format") != FORMAT:
-        read.fail("format", f"is {_kind(read.obj.get('format'))}, not {FORMAT!r}", _DAMAGED)
+        read.fail("format", f"is {kind_of(read.obj.get('format'))}, not {FORMAT!r}", DAMAGED)
     version = read.integer("format_version", 1, 2**31, required=True)
     if version > FORMAT_VERSION:
         read.fail(
@@ -431,15 +294,7 @@ def _check_format(read: _Fields) -> None:
         )
 
 
-def _check_known(read: _Fields, key: str, value: str, known: Sequence[str]) -> None:
-    """Refuse a name (encoder, normalisation) this code does not know: a newer file."""
-    if value not in known:
-        listing = ", ".join(known)
-        problem = f"is {value!r}, which this napari-nanowire does not know ({listing})"
-        read.fail(key, problem, "update napari-nanowire")
-
-
-def _heads(read: _Fields) -> list[str]:
+def _heads(read: Fields) -> list[str]:
     """The heads a file holds; one whose kind names heads must list them."""
     kind = read.text("kind") or "encoder"
     if kind != "encoder" and "heads" not in read.obj:
@@ -449,14 +304,3 @@ def _heads(read: _Fields) -> list[str]:
     if unknown:
         read.fail("heads", f"names {unknown[0]!r}, not one of {', '.join(HEADS)}")
     return [h for h in HEADS if h in heads]
-
-
-def _section(read: _Fields, key: str, required: bool, parse: Callable[[_Fields], Any]) -> Any:
-    """A nested settings object (a head's, the SSL's), typed by ``parse``; None if absent."""
-    value = read.get(key, required)
-    return None if value is None else parse(_Fields(value, read.where, f"{read.prefix}{key}."))
-
-
-def meta_error(where: str, problem: str) -> ModelFileError:
-    """A ModelFileError about the metadata as a whole (not JSON, nested too deeply)."""
-    return ModelFileError(f"Model file {where}: its metadata {problem}; {_DAMAGED}.")

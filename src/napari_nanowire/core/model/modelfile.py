@@ -22,7 +22,8 @@ from safetensors.torch import load as st_load
 from torch import nn
 
 from ..io import write_bytes_atomic
-from .metadata import FORMAT, FORMAT_VERSION, ModelFileError, ModelMeta, meta_error, parse_int
+from .meta_fields import ModelFileError, meta_error, parse_int
+from .metadata import FORMAT, FORMAT_VERSION, ModelMeta
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "load_model", "save_model"]
 META_KEY = "napari_nanowire"

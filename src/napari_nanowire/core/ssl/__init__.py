@@ -5,5 +5,6 @@
 - ``losses``: SimCLR (NT-Xent) and Barlow Twins losses
 - ``monitor``: learning-rate schedule, step seeds, embedding spread, k-NN accuracy
 - ``runtime``: device, CPU threads and DistributedDataParallel process groups
+- ``config``: the pretraining settings and the encoder-plus-projector network
 - ``pretrain``: the training loop, resumable, writing the encoder model file
 """
