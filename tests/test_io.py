@@ -682,3 +682,14 @@ def test_file_frames_names_every_frame_of_files_and_folders_and_reads_lazily(tmp
     assert np.array_equal(np.asarray(found[3].frame), stack[1])
     given = io.file_frames([one], pixel_size_nm=7.0)
     assert [(f.name, f.pixel_size_nm) for f in given] == [("one", 7.0)]
+
+
+def test_an_em_file_over_the_frame_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    from rsciio.emd import file_writer
+
+    file_writer(str(tmp_path / "big.emd"), emd_signal(np.zeros((64, 64), np.int16), 250.0, "pm"))
+    monkeypatch.setenv("NANOWIRE_MAX_FRAME_PIXELS", str(64 * 64 - 1))
+    with pytest.raises(NanowireError, match="64 x 64 px"):
+        read_image(tmp_path / "big.emd")
+    monkeypatch.setenv("NANOWIRE_MAX_FRAME_PIXELS", str(64 * 64))
+    assert read_image(tmp_path / "big.emd").data.shape == (64, 64)

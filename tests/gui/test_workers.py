@@ -122,3 +122,14 @@ def test_the_last_events_reach_the_widget_when_the_job_ends_while_they_are_relay
     assert runner.start("Test job", job, on_progress=shown.append)
     qtbot.waitUntil(lambda: not runner.running, timeout=30_000)
     assert [event.step for event in shown] == list(range(1, 13))
+
+
+def test_the_curve_shows_held_out_figures_not_accuracy_on_the_training_labels(qtbot):
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.start("segmenter training")
+    metrics = {"train_iou": 0.99, "val_iou": 0.62, "train_accuracy": 1.0, "cv_accuracy": 0.7}
+    plot.add(Progress("segmenter", 25, 100, loss=0.3, metrics=metrics))
+    plot.finish()
+    legend = plot.metric_ax.get_legend()
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["cv_accuracy", "val_iou"]

@@ -237,8 +237,15 @@ def _decode_em(path: Path, lazy: bool) -> _Decoded:
     rest are listed in the metadata under ``skipped_signals``.
     """
     module_name, format_name = EM_FORMATS[path.suffix.lower()]
-    with _library_errors(path, format_name):
-        signals = importlib.import_module(module_name).file_reader(str(path), lazy=lazy)
+    with _library_errors(path, format_name):  # lazily first: sizes from headers, pixels unread
+        signals = importlib.import_module(module_name).file_reader(str(path), lazy=True)
+    for signal in signals:
+        if signal["data"].ndim >= 2:  # an EMD (HDF5) can be compressed: check before decoding
+            check_decoded_size(path, tuple(signal["data"].shape[-2:]), int(signal["data"].nbytes))
+    if not lazy:
+        with _library_errors(path, format_name):
+            for signal in signals:
+                signal["data"] = np.asarray(signal["data"])
     if not signals:
         hint = (
             " An .emi file needs its .ser files beside it." if path.suffix.lower() == ".emi" else ""
