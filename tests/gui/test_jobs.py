@@ -44,8 +44,8 @@ def test_the_guided_measure_step_can_stop_a_job(viewer, dock, qtbot, monkeypatch
     guided = dock("Nanowire workflow")
     start_endless_classify(guided.predict, monkeypatch, tmp_path)
     guided.show_step("Measure")
-    assert guided.measure_stop.stop_button.isEnabled()
-    guided.measure_stop.stop_button.click()
+    assert guided.measure.panel.stop_button.isEnabled()
+    guided.measure.panel.stop_button.click()
     wait_for_job(qtbot, guided.predict, timeout=10_000)
 
 

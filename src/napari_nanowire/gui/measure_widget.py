@@ -24,8 +24,6 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
-    QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -42,7 +40,7 @@ from .pixel_size import layer_pixel_size_nm
 from .plots import HistogramPlot
 from .state import state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
-from .workers import show_fraction
+from .workers import JobPanel, launch, show_fraction
 
 if TYPE_CHECKING:
     import napari
@@ -114,9 +112,10 @@ class MeasureWidget(QWidget):
         )
         self.measure_button = QPushButton("Measure")
         self.export_button = QPushButton("Export CSV…")
-        self.bar = QProgressBar()
-        self.status = QLabel("Segment the images (Predict widget), then measure.")
-        self.status.setWordWrap(True)
+        self.panel = JobPanel(
+            self.state.runner, "Segment the images (Predict widget), then measure."
+        )
+        self.bar, self.status = self.panel.bar, self.panel.status
         self.model = DataFrameModel()
         self.table = frame_view(self.model)
         self.histograms = HistogramPlot(self.viewer.theme)
@@ -137,8 +136,7 @@ class MeasureWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addLayout(buttons)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addWidget(self.view.native)
         layout.addWidget(self.table, stretch=1)
         layout.addWidget(self.histograms)
@@ -183,17 +181,14 @@ class MeasureWidget(QWidget):
 
     def measure(self) -> bool:
         """Measure the chosen slices in the background; False if it could not start."""
-        title = "Measuring"
-        if self.state.runner.busy(title):
-            return False
-        try:
-            job = self._job()
-        except NanowireError as err:
-            report_error(title, err)
-            return False
-        show_fraction(self.bar, 0.0)
-        return self.state.runner.start(
-            title, job, on_progress=self._on_progress, on_done=self._show_results
+        return launch(
+            self.state.runner,
+            "Measuring",
+            self._job,
+            self.panel,
+            self,
+            on_progress=self._on_progress,
+            on_done=self._show_results,
         )
 
     def _job(self):

@@ -22,7 +22,6 @@ from .pixel_size_widget import PixelSizeWidget
 from .predict_widget import PredictWidget
 from .state import state_for, unwrap_viewer
 from .train_widget import TrainWidget
-from .workers import JobPanel
 
 if TYPE_CHECKING:
     import napari
@@ -57,18 +56,8 @@ class WorkflowWidget(QWidget):
         self.predict = PredictWidget(self.viewer)
         self.measure = MeasureWidget(self.viewer)
         self.pages = (self.label, self.train, self.predict, self.measure)
-        # Measure has a progress bar but no Stop of its own: give its step the shared Stop
-        self.measure_stop = JobPanel(self.state.runner, "")
-        self.measure_stop.bar.hide()
-        self.measure_stop.status.hide()
-        measure_page = QWidget()
-        measure_layout = QVBoxLayout(measure_page)
-        measure_layout.setContentsMargins(0, 0, 0, 0)
-        measure_layout.addWidget(self.measure)
-        measure_layout.addWidget(self.measure_stop)
         self.tabs = QTabWidget()
-        shown = (self.label, self.train, self.predict, measure_page)
-        for number, (name, page) in enumerate(zip(STEPS, shown, strict=True), start=1):
+        for number, (name, page) in enumerate(zip(STEPS, self.pages, strict=True), start=1):
             self.tabs.addTab(scrolled(page), f"{number} {name}")
         layout = QVBoxLayout(self)
         layout.addWidget(self.pixel_size)
