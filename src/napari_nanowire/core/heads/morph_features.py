@@ -51,7 +51,8 @@ def mask_features(mask: np.ndarray, pixel_size_nm: float = 1.0) -> np.ndarray:
     without foreground gives zeros for every size and shape column.
     """
     binary = (np.asarray(mask) > 0).astype(np.uint8)
-    options = MeasureOptions(pixel_size_nm=float(pixel_size_nm))
+    # every domain counts, also those cut by the image edge: a field's morphology includes them
+    options = MeasureOptions(pixel_size_nm=float(pixel_size_nm), include_flagged=True)
     domains = measure_domains(binary, options)
     summary = summarize_image(binary, options, domains)
     row = summary.iloc[0] if len(summary) else None
