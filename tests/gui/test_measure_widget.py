@@ -82,6 +82,7 @@ def test_selecting_a_row_shows_centres_and_highlights_its_domain(viewer, dock, q
     wait_for_job(qtbot, widget)
     layer = viewer.layers["truth domains"]
     assert layer.features["index"].tolist() == widget.domains["label"].tolist()
+    assert tuple(map(str, layer.units))[-2:] == ("nanometer", "nanometer")  # same as the mask
     assert "width_median_nm" in layer.features
     viewer.dims.set_current_step(0, 0)
     frame = widget.model.frame

@@ -272,6 +272,7 @@ class MeasureWidget(QWidget):
                 np.zeros(mask.data.shape, np.int32),
                 name=name,
                 scale=mask.scale,
+                units=mask.units,  # in the mask's nm, or napari mixes units and drops them
                 translate=mask.translate,
                 opacity=0.8,
             )
