@@ -306,7 +306,7 @@ def main() -> None:
         )
         encoders = ["random", "ssl"] if name == "emps" and args.ssl else ["random"]
         for n in ns:
-            for labels in args.labels.split(","):
+            for labels in [lab for lab in args.labels.split(",") if lab]:
                 for encoder in encoders:
                     row, raw, clean = run_row(pool, test, n, labels, encoder, args)
                     info["rows"].append({**base, "method": "unet", **row})
