@@ -68,7 +68,7 @@ from napari_nanowire.core.heads.linear import (
 )
 from napari_nanowire.core.heads.morph_features import image_descriptors
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
-from napari_nanowire.core.io import read_series
+from napari_nanowire.core.io import file_frames
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
 from napari_nanowire.core.model.modelfile import load_model, save_model
 from napari_nanowire.core.predict import Predictor
@@ -295,11 +295,11 @@ def emps_class(instances: np.ndarray) -> str:
 
 def read_emps(root: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Names, gray images, instance masks and class indices of the EMPS sample at ``root``."""
-    series = read_series([root / "images"])
-    names = [item.names[0] for item in series]
+    series = list(file_frames([root / "images"]))
+    names = [item.name for item in series]
     masks = [iio.imread(root / "segmaps" / f"{name}.png") for name in names]
     y = np.array([EMPS_CLASSES.index(emps_class(m)) for m in masks])
-    return names, [np.asarray(item.data) for item in series], masks, y
+    return names, [np.asarray(item.frame) for item in series], masks, y
 
 
 def emps_pictures(images, masks, y, sets, s: Settings, path: Path, n: int = 4) -> None:

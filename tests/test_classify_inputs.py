@@ -11,7 +11,7 @@ import torch
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.heads.classify import classifier_input
-from napari_nanowire.core.io import read_series, write_tiff
+from napari_nanowire.core.io import file_frames, write_tiff
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, load_model, save_model
@@ -25,14 +25,14 @@ def test_uncalibrated_images_of_any_size_meet_at_one_working_scale():
     assert classifier_input(wide, 4.0, 2.0, 0.5, 60).shape == (50, 120)
 
 
-def test_read_series_gives_one_item_per_image_of_any_size(tmp_path):
+def test_file_frames_give_one_item_per_image_of_any_size(tmp_path):
     iio.imwrite(tmp_path / "a.png", np.zeros((40, 60), np.uint8))
     write_tiff(tmp_path / "b.tif", np.zeros((3, 20, 30), np.uint16), pixel_size_nm=1.5)
-    series = read_series([tmp_path])
-    assert [s.names for s in series] == [["a"], ["b[0]"], ["b[1]"], ["b[2]"]]
-    assert [s.data.shape for s in series] == [(40, 60)] + [(20, 30)] * 3
+    series = list(file_frames([tmp_path]))
+    assert [s.name for s in series] == ["a", "b[0]", "b[1]", "b[2]"]
+    assert [np.shape(s.frame) for s in series] == [(40, 60)] + [(20, 30)] * 3
     assert [s.pixel_size_nm for s in series] == [None, 1.5, 1.5, 1.5]
-    assert read_series([tmp_path / "a.png"], 2.0)[0].pixel_size_nm == 2.0
+    assert next(file_frames([tmp_path / "a.png"], 2.0)).pixel_size_nm == 2.0
 
 
 @pytest.mark.slow

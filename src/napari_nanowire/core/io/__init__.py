@@ -20,7 +20,6 @@ from .reading import (
     input_files,
     read_image,
     read_images,
-    read_series,
 )
 from .writers import (
     TiffFrameWriter,
@@ -56,7 +55,6 @@ __all__ = [
     "pixel_size_from_units",
     "read_image",
     "read_images",
-    "read_series",
     "tiff_frame_writer",
     "write_bytes_atomic",
     "write_csv",

@@ -89,27 +89,6 @@ def read_images(
     return _stack([read_image(p, lazy=lazy) for p in paths], source, pixel_size_nm, lazy)
 
 
-def read_series(
-    paths: Sequence[str | os.PathLike], pixel_size_nm: float | None = None
-) -> list[ImageData]:
-    """Read files (or folders) as a series: one 2D ImageData per image, sizes free to differ.
-
-    Beside :func:`read_images`, which makes one stack of equally sized images, for work that
-    treats images one at a time (classification, prediction): each frame of a multi-page file
-    becomes its own item (its ``names`` holds the one frame name), and each keeps its own pixel
-    size, unless ``pixel_size_nm`` overrides them all. Frames of lazily read files stay unread.
-    """
-    pixel_size_nm = _given_pixel_size(pixel_size_nm)
-    series = []
-    for file in input_files(paths):
-        data = read_image(file, pixel_size_nm)
-        for name, plane in zip(data.names, frames(data.data), strict=True):
-            series.append(replace(data, data=plane, names=[name]))
-    if not series:
-        raise ReadError("No files given to read; pass at least one image file or folder.")
-    return series
-
-
 def input_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The image files ``paths`` name: files as given, each folder as its :func:`image_files`.
 
