@@ -69,8 +69,10 @@ def check_bioimageio() -> None:
     """Refuse, saying what to install, when bioimageio.spec is missing or cannot write here.
 
     bioimageio.spec 0.5.12 (the one bioimageio.core 0.11 requires) fails to serialise any file
-    entry with pydantic 2.12 or later (measured: works with 2.10.6 and 2.11.10, fails with
-    2.14.4); npe2 excludes pydantic 2.11, so with napari it needs pydantic 2.10.
+    entry with pydantic 2.12 or later (measured: works with 2.10.6, fails with 2.14.4; spec
+    0.5.14 fixes it but no bioimageio.core release accepts it yet). npe2 excludes pydantic 2.11,
+    so the ``[bioimageio]`` extra holds pydantic 2.10. This check catches environments that
+    upgraded pydantic afterwards.
     """
     spec = import_extra("bioimageio.spec", "bioimageio", "BioImage.IO export")
     import pydantic
@@ -79,8 +81,9 @@ def check_bioimageio() -> None:
     if spec.__version__.startswith("0.5.12") and pydantic_version >= (2, 12):
         raise NanowireError(
             f"bioimageio.spec {spec.__version__} cannot write packages with pydantic "
-            f"{pydantic.VERSION} (it needs pydantic below 2.12); install "
-            '"pydantic>=2.10.3,<2.11" in this environment, or use --format torchscript.'
+            f"{pydantic.VERSION} (it needs pydantic below 2.12); reinstall the extra "
+            '(pip install "napari-nanowire[bioimageio]", which brings pydantic 2.10), '
+            "or use --format torchscript."
         )
 
 
