@@ -1,5 +1,6 @@
 """Outputs that travel: compressed streamed TIFFs, masks that reopen as Labels with their nm and
-class names (core and the napari reader/writer contributions)."""
+class names (core and the napari reader/writer contributions), and segmenters and classifiers
+exported as TorchScript files and BioImage.IO packages (checked by bioimageio.core's test)."""
 
 from __future__ import annotations
 
@@ -185,7 +186,7 @@ def test_torchscript_export_predicts_what_the_predictor_does(steep_model, tmp_pa
     assert main([*command, "--head", "segmenter"]) == 2  # exists; no --overwrite
 
 
-@pytest.mark.slow  # about 50 s: export, then bioimageio.core's full test of the package
+@pytest.mark.slow  # about 15 s: tracing, export, then bioimageio.core's test of the package
 def test_bioimageio_package_passes_bioimageio_core_test(steep_model, tmp_path):
     pytest.importorskip("bioimageio.core")
     from napari_nanowire.core.export.bioimageio import check_bioimageio, export_bioimageio
