@@ -1,5 +1,6 @@
 """Outputs that travel: compressed streamed TIFFs, masks that reopen as Labels with their nm and
-class names (core and the napari reader/writer contributions)."""
+class names (core and the napari reader/writer contributions), and segmenters and classifiers
+exported as TorchScript files and BioImage.IO packages (checked by bioimageio.core's test)."""
 
 from __future__ import annotations
 
@@ -164,7 +165,10 @@ def test_torchscript_export_predicts_what_the_predictor_does(steep_model, tmp_pa
     from napari_nanowire.core.predict import Predictor
 
     out = tmp_path / "wires.pt"
-    assert main(["export", str(steep_model), "--format", "torchscript", "--out", str(out)]) == 0
+    command = ["export", str(steep_model), "--format", "torchscript", "--out", str(out)]
+    assert main(command) == 2  # the file holds a classifier too: --head says which
+    assert not out.exists()
+    assert main([*command, "--head", "segmenter"]) == 0
     extra = {EXTRA_FILE: ""}
     module = torch.jit.load(str(out), _extra_files=extra)  # needs only torch
     meta = json.loads(extra[EXTRA_FILE])
@@ -179,26 +183,135 @@ def test_torchscript_export_predicts_what_the_predictor_does(steep_model, tmp_pa
     # another valid size runs too (the shapes were not frozen by tracing)
     with torch.no_grad():
         assert module(torch.rand(2, 1, 96, 128)).shape == (2, 2, 96, 128)
-    assert main(["export", str(steep_model), "--format", "torchscript", "--out", str(out)]) == 2
+    assert main([*command, "--head", "segmenter"]) == 2  # exists; no --overwrite
 
 
-@pytest.mark.slow  # about 50 s: export, then bioimageio.core's full test of the package
+@pytest.mark.slow  # about 15 s: tracing, export, then bioimageio.core's test of the package
 def test_bioimageio_package_passes_bioimageio_core_test(steep_model, tmp_path):
     pytest.importorskip("bioimageio.core")
     from napari_nanowire.core.export.bioimageio import check_bioimageio, export_bioimageio
 
-    try:
-        check_bioimageio()
-    except NanowireError as err:
-        pytest.skip(str(err))
+    check_bioimageio()  # the bioimageio extra's pins must let it write packages: no skip
     from bioimageio.core import test_model
     from bioimageio.spec import load_model_description
 
-    package = export_bioimageio(steep_model, tmp_path / "wires.zip")
+    package = export_bioimageio(steep_model, tmp_path / "wires.zip", head="segmenter")
     summary = test_model(package)
     assert summary.status == "passed", summary.format()
     descr = load_model_description(package)
     assert descr.outputs[0].axes[1].channel_names == ["background", "wire"]
     y_axis = descr.inputs[0].axes[2]
     assert y_axis.scale == 2.0 and y_axis.unit == "nanometer"
+    assert "10.1039/D2DD00066K" in str(descr.cite[0].doi)
+
+
+# --- export of a classifier ---------------------------------------------------------------------
+
+CLASSES = ["bundle", "dispersed", "network"]
+
+
+def classifier_model(path, descriptors=False):
+    """A classifier-only model file with random weights: tiny encoder, 16 px tiles, three feature
+    scales of a 48 px working image, a temperature, and logits large enough to differ."""
+    import torch
+
+    from napari_nanowire.core.heads.features import add_head
+    from napari_nanowire.core.heads.linear import LinearHead
+    from napari_nanowire.core.model.encoders import build_encoder
+    from napari_nanowire.core.model.metadata import ClassifierMeta, ModelMeta
+    from napari_nanowire.core.model.modelfile import ModelFile, save_model
+
+    torch.manual_seed(0)
+    encoder = build_encoder("tiny").eval()
+    scales = [1.0, 0.5, 0.25]
+    head = LinearHead(encoder.out_dim * len(scales), len(CLASSES))
+    with torch.no_grad():
+        head.scale.fill_(0.02)  # features of random weights vary little: spread the logits
+        head.linear.weight.mul_(30)
+    settings = ClassifierMeta(
+        tile=16,
+        max_tiles=4,
+        scales=scales,
+        working_size=48,
+        temperature=1.7,
+        zoom=2.0,
+        descriptors=descriptors,
+    )
+    base = ModelFile(ModelMeta(encoder="tiny", image_size=16, pixel_size_nm=3.0))
+    model, _ = add_head(base, encoder, "classifier", head, CLASSES, settings, False)
+    return save_model(model, path)
+
+
+@pytest.fixture(scope="module")
+def classifier_file(tmp_path_factory):
+    return classifier_model(tmp_path_factory.mktemp("classifier") / "morph.nwmodel")
+
+
+def test_classifier_torchscript_gives_the_predictors_probabilities(classifier_file, tmp_path):
+    import torch
+
+    from napari_nanowire.cli.main import main
+    from napari_nanowire.core.export.torchscript import EXTRA_FILE
+    from napari_nanowire.core.predict import Predictor
+
+    out = tmp_path / "morph.pt"
+    command = ["export", str(classifier_file), "--format", "torchscript", "--out", str(out)]
+    assert main(command) == 0  # its only head: no --head needed
+    extra = {EXTRA_FILE: ""}
+    module = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra[EXTRA_FILE])
+    assert meta["head"] == "classifier" and meta["class_names"] == CLASSES
+    assert meta["input_side_px"] == 48 and meta["pixel_size_nm"] == pytest.approx(1.5)
+
+    rng = np.random.default_rng(5)
+    images = [rng.random((48, 48), dtype=np.float32) * 900 + 100 for _ in range(2)]
+    images[1][10:20] += 2000  # a bright band: other features at every scale
+    predictor = Predictor.load(classifier_file, "cpu")
+    expected = predictor.classify(images)  # square 48 px images, no pixel size: taken as is
+    assert expected.probabilities.max() - expected.probabilities.min() > 0.1  # not uniform
+    at_scale = predictor.classify(images, [1.5, 1.5])  # model px / zoom: taken as is too
+    batch = torch.from_numpy(np.stack(images))[:, None]
+    with torch.no_grad():
+        probs = module(batch).numpy()
+    np.testing.assert_allclose(probs, expected.probabilities, atol=1e-5)
+    np.testing.assert_allclose(probs, at_scale.probabilities, atol=1e-5)
+    # the eager module's features are the predictor's (so equality is not a softmax accident)
+    from napari_nanowire.core.export.classifier import build_classifier
+    from napari_nanowire.core.model.modelfile import load_model
+
+    with torch.no_grad():
+        features = build_classifier(load_model(classifier_file)).features(batch).numpy()
+    np.testing.assert_allclose(features, expected.features, rtol=1e-4, atol=1e-6)
+
+
+def test_classifiers_with_descriptors_are_refused_naming_them(tmp_path, steep_model):
+    from napari_nanowire.cli.main import main
+    from napari_nanowire.core.export import export_torchscript
+
+    path = classifier_model(tmp_path / "described.nwmodel", descriptors=True)
+    with pytest.raises(NanowireError, match="hand-made image descriptors"):
+        export_torchscript(path, tmp_path / "described.pt")
+    assert not (tmp_path / "described.pt").exists()
+    with pytest.raises(NanowireError, match="has no segmenter head"):
+        export_torchscript(path, tmp_path / "x.pt", head="segmenter")
+    command = ["export", str(steep_model), "--format", "torchscript", "--out"]
+    assert main([*command, str(tmp_path / "both.pt")]) == 2  # both heads, no --head
+
+
+@pytest.mark.slow  # about 10 s: export, then bioimageio.core's test of the package
+def test_classifier_bioimageio_package_passes_bioimageio_core_test(classifier_file, tmp_path):
+    pytest.importorskip("bioimageio.core")
+    from bioimageio.core import test_model
+    from bioimageio.spec import load_model_description
+
+    from napari_nanowire.core.export.bioimageio import export_bioimageio
+
+    package = export_bioimageio(classifier_file, tmp_path / "morph.zip")
+    summary = test_model(package)
+    assert summary.status == "passed", summary.format()
+    descr = load_model_description(package)
+    assert descr.outputs[0].axes[1].channel_names == CLASSES
+    assert [a.size for a in descr.inputs[0].axes[2:]] == [48, 48]
+    assert descr.inputs[0].axes[2].scale == 1.5 and descr.inputs[0].axes[2].unit == "nanometer"
+    assert descr.config.model_dump()["napari_nanowire"]["temperature"] == pytest.approx(1.7)
     assert "10.1039/D2DD00066K" in str(descr.cite[0].doi)

@@ -1,9 +1,10 @@
-"""A model file's segmenter as one TorchScript file that needs only PyTorch to run.
+"""A model file's segmenter or classifier as one TorchScript file that needs only PyTorch to run.
 
-The exported module takes a (B, 1, Y, X) float32 batch of raw images at the model's pixel size
-and returns (B, C, Y, X) class probabilities (softmax; the mask is their argmax). It does this
-package's per-image normalisation itself (clip to the 0.5-99.5 percentiles, then zero mean and
-unit variance, as :func:`~napari_nanowire.core.model.preprocess.normalize`), so results match
+The classifier's module is described in :mod:`.classifier`. The segmenter's module takes a (B,
+1, Y, X) float32 batch of raw images at the model's pixel size and returns (B, C, Y, X) class
+probabilities (softmax; the mask is their argmax). It does this package's per-image
+normalisation itself (clip to the 0.5-99.5 percentiles, then zero mean and unit variance, as
+:func:`~napari_nanowire.core.model.preprocess.normalize`), so results match
 :meth:`~napari_nanowire.core.predict.predictor.Predictor.segment` on one tile. Class names, the
 pixel size and the sizes it takes travel in the file as ``napari_nanowire.json``
 (``torch.jit.load(path, _extra_files={"napari_nanowire.json": ""})``).
@@ -98,6 +99,7 @@ def export_metadata(model: ModelFile) -> dict:
     """What a user of the exported file needs: classes, pixel size, input sizes, provenance."""
     return {
         "format": "napari-nanowire segmenter (TorchScript)",
+        "head": "segmenter",
         "input": "(B, 1, Y, X) float32 raw grayscale images resampled to pixel_size_nm (or, "
         "uncalibrated, shrunk by downsample); Y, X = 64 + 32 n",
         "output": "(B, C, Y, X) class probabilities; the mask is their argmax over C",
@@ -112,18 +114,64 @@ def export_metadata(model: ModelFile) -> dict:
     }
 
 
-def save_traced(traced: torch.jit.ScriptModule, model: ModelFile, out: Path) -> Path:
-    """Write the TorchScript file atomically, with :func:`export_metadata` inside."""
-    extra = {EXTRA_FILE: json.dumps(export_metadata(model), indent=1)}
+def save_traced(traced: torch.jit.ScriptModule, out: Path, metadata: dict) -> Path:
+    """Write the TorchScript file atomically, with ``metadata`` inside as :data:`EXTRA_FILE`."""
+    extra = {EXTRA_FILE: json.dumps(metadata, indent=1)}
     with atomic_path(out) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files=extra)
     return out
 
 
-def export_torchscript(model_path: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Export the segmenter of a model file to a TorchScript file ``out`` (``.pt``)."""
+def choose_head(model: ModelFile, head: str | None = None, path: str = "") -> str:
+    """The head to export: ``head`` if the file has it, else the file's only head."""
+    heads = list(model.meta.heads)
+    if head is not None:
+        if head not in heads:
+            raise NanowireError(
+                f"Model file {path or '(in memory)'} has no {head} head (it has: "
+                f"{', '.join(heads) or 'none'})."
+            )
+        return head
+    if not heads:
+        raise NanowireError(
+            f"Model file {path or '(in memory)'} holds no classifier or segmenter to export; "
+            "train one with train-classifier or train-segmenter."
+        )
+    if len(heads) > 1:
+        raise NanowireError(
+            f"Model file {path or '(in memory)'} holds a {' and a '.join(heads)}: choose the "
+            "one to export with --head (Python: head=...)."
+        )
+    return heads[0]
+
+
+def trace_head(model: ModelFile, head: str, path: str = "") -> torch.jit.ScriptModule:
+    """The traced export module of ``head`` (``"segmenter"`` or ``"classifier"``)."""
+    if head == "classifier":
+        from .classifier import trace_classifier
+
+        return trace_classifier(model, path)
+    return trace_segmenter(model, path)
+
+
+def head_metadata(model: ModelFile, head: str) -> dict:
+    """The ``napari_nanowire.json`` of an exported head."""
+    if head == "classifier":
+        from .classifier import classifier_metadata
+
+        return classifier_metadata(model)
+    return export_metadata(model)
+
+
+def export_torchscript(
+    model_path: str | os.PathLike, out: str | os.PathLike, head: str | None = None
+) -> Path:
+    """Export a head of a model file (``head``, or its only one) to a TorchScript file ``out``
+    (``.pt``)."""
     model = load_model(model_path)
     out = Path(out)
     if out.suffix != ".pt":
         raise NanowireError(f"Name the TorchScript file with .pt (got {out}).")
-    return save_traced(trace_segmenter(model, str(model_path)), model, out)
+    head = choose_head(model, head, str(model_path))
+    traced = trace_head(model, head, str(model_path))
+    return save_traced(traced, out, head_metadata(model, head))
