@@ -189,3 +189,23 @@ def test_time_cap_ends_training(tmp_path):
     meta = load_model(out).meta.segmenter.extra
     assert meta["steps_run"] == 1 and meta["stop_reason"].startswith("time cap")
     assert events[-1].done and "time cap" in events[-1].message
+
+
+def test_training_crops_are_smaller_than_a_large_prediction_tile(tmp_path, monkeypatch):
+    images, strokes = stroked_images(1, size=320)
+    sizes = []
+    real_crop = segment.random_crop
+
+    def spy(rng, image, tile, *args, **kwargs):
+        sizes.append(tile)
+        return real_crop(rng, image, tile, *args, **kwargs)
+
+    monkeypatch.setattr(segment, "random_crop", spy)
+    out = tmp_path / "seg.nwmodel"
+    config = tiny_config(tile=None, steps=1, batch_size=1, validation=False, working_downsample=1)
+    list(train_segmenter(encoder_file(), images, strokes, out, config=config))
+    meta = load_model(out).meta.segmenter
+    assert sizes == [128] and meta.settings["crop"] == 128  # the 5x faster step (scale.py)
+    assert meta.tile == 256  # prediction keeps the context of the larger tile
+    with pytest.raises(segment.NanowireError, match="Training crop size 40"):
+        list(train_segmenter(encoder_file(), images, strokes, out, config=tiny_config(crop=40)))

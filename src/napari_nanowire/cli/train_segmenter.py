@@ -79,8 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tile",
         type=TILE,
         metavar="PX",
-        help="crop/tile side in working pixels, multiple of 32 (default: from the working "
-        "images, at most 256)",
+        help="prediction tile side in working pixels, multiple of 32 (default: from the "
+        "working images, at most 256)",
+    )
+    p.add_argument(
+        "--crop",
+        type=TILE,
+        metavar="PX",
+        help="training crop side in working pixels, multiple of 32 (default: the tile, at most "
+        "128: small crops train several times faster)",
     )
     add_working_scale_options(p, "default: the images' median long side brought to about 384 px")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.unlabelled and not args.no_unlabelled:
         unlabelled_files += unlabelled_images(args.unlabelled)
     unlabelled, u_sizes = read_unlabelled(unlabelled_files, args.pixel_size)
-    options = ("steps", "batch_size", "tile", "device", "seed", "max_seconds", "patience")
+    options = ("steps", "batch_size", "tile", "crop", "device", "seed", "max_seconds", "patience")
     config = SegmenterConfig(
         dense_masks=args.dense_masks,
         freeze_encoder=args.freeze_encoder,

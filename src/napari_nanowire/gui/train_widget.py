@@ -141,8 +141,8 @@ class TrainWidget(QWidget):
             label="segmenter tile (px, 0 = auto)", min=0, max=2048, step=32, value=0
         )
         self.tile.tooltip = (
-            "Training crop and prediction tile of the segmenter, in working pixels (a multiple "
-            "of 32). 0: from the working-scale images."
+            "Prediction tile of the segmenter, in working pixels (a multiple of 32); training "
+            "uses crops of at most 128 px of it. 0: from the working-scale images."
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.form = Container(

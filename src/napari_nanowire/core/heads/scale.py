@@ -39,6 +39,10 @@ On the EMPS real set (512 px tall) and 1024 px synthetic frames, see benchmarks/
 MAX_TILE = 256
 """Largest default segmenter tile (working pixels): whole default-size images in one or few."""
 MIN_TILE = 64
+TRAIN_CROP = 128
+"""Largest default training crop (working pixels). A step on 8 crops of 128 px takes a fifth of
+one on 256 px crops (0.38 vs 2.0 s, tiny encoder, one CPU thread), so a time-capped run takes
+five times the steps; on EMPS that lifted held-out IoU (benchmarks/RESULTS.md)."""
 
 
 @dataclass(frozen=True)

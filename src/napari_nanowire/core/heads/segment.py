@@ -32,7 +32,7 @@ from ..progress import Progress, Rate, stop_requested
 from .classify import class_weights
 from .features import add_head, encoder_from, freeze_batchnorm, random_crop
 from .postprocess import default_postprocess
-from .scale import WorkingScale, default_tile, default_working_scale, to_working
+from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
 from .seg_augment import augment_labelled, consistency_loss, strong_view
 from .seg_validation import EarlyStop, Split, holdout_split, iou_dice
@@ -49,8 +49,11 @@ class SegmenterConfig:
     """Most training steps; validation (``patience``) or ``max_seconds`` usually stop sooner."""
     batch_size: int = 8
     tile: int | None = None
-    """Training crop and prediction tile in working pixels (a multiple of 32); default from
+    """Prediction (and validation) tile in working pixels (a multiple of 32); default from
     the working-scale images (:func:`.scale.default_tile`)."""
+    crop: int | None = None
+    """Training crop in working pixels (a multiple of 32); default the tile, at most
+    :data:`TRAIN_CROP`. The U-Net is fully convolutional, so it predicts at the larger tile."""
     overlap: int | None = None
     """Prediction tile overlap in pixels; default a quarter tile."""
     lr: float = 1e-3
@@ -172,8 +175,9 @@ def train_segmenter(
     which are what is saved. A stop request saves the model trained so far.
     """
     config = config or SegmenterConfig()
-    if config.tile is not None and config.tile % 32:
-        raise NanowireError(f"Tile size {config.tile} must be a multiple of 32.")
+    for name, size in (("Tile", config.tile), ("Training crop", config.crop)):
+        if size is not None and size % 32:
+            raise NanowireError(f"{name} size {size} must be a multiple of 32.")
     check_pairs(images, masks)
     for i, mask in enumerate(masks):
         check_mask_values(mask, f"{i + 1} of {len(masks)}", class_names, config.dense_masks)
@@ -192,7 +196,8 @@ def train_segmenter(
     prepared, targets = working_frames(
         images, sizes, working, masks, config.dense_masks, config.ignore_scale_bar
     )
-    config = replace(config, tile=config.tile or default_tile([p.shape for p in prepared]))
+    tile = config.tile or default_tile([p.shape for p in prepared])
+    config = replace(config, tile=tile, crop=config.crop or min(tile, TRAIN_CROP))
     labelled = np.concatenate([t[t >= 0] for t in targets])
     if labelled.size == 0:
         raise NanowireError("The masks hold no labelled pixels: paint background and objects.")
@@ -314,7 +319,7 @@ def _fit(
         net.train()
         freeze_batchnorm(encoder)
         crops = [
-            random_crop(rng, frames[i], config.tile, targets[i], anchors[i], IGNORE)
+            random_crop(rng, frames[i], config.crop, targets[i], anchors[i], IGNORE)
             for i in rng.choice(usable, size=config.batch_size)
         ]
         x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
@@ -323,7 +328,7 @@ def _fit(
             x, y = augment_labelled(x, y, generator, config.scale_jitter)
         if pool:
             picks = rng.integers(len(pool), size=config.unlabelled_batch)
-            weak = np.stack([random_crop(rng, pool[j], config.tile)[0] for j in picks])
+            weak = np.stack([random_crop(rng, pool[j], config.crop)[0] for j in picks])
             weak = torch.from_numpy(weak[:, None]).to(device)
             with torch.no_grad():
                 weak_probs = torch.softmax(net(weak), 1)
