@@ -59,8 +59,19 @@ def gray(path: Path) -> np.ndarray:
     return (image[..., :3].mean(-1) if image.ndim == 3 else image).astype(np.float32)
 
 
-def load_emps(root: Path, quick: bool) -> tuple[list[dict], list[dict]]:
-    """(pool, test) items of the EMPS sample: name, image, truth (bool), pixel size None."""
+def dark_particles(image: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether the particles (truth) are darker than the background (TEM bright field), the
+    opposite of bright particles on a dark background (mostly SEM)."""
+    return bool(image[truth].mean() < image[~truth].mean())
+
+
+def load_emps(root: Path, quick: bool, contrast: str = "all") -> tuple[list[dict], list[dict]]:
+    """(pool, test) items of the EMPS sample: name, image, truth (bool), pixel size None.
+
+    ``contrast`` "dark" or "bright" keeps the images whose particles are darker (brighter) than
+    their background: a collection of one contrast, as one instrument and sample give a user,
+    where the whole sample mixes figures of many papers.
+    """
     files = sorted((root / "images").glob("*.png"))
     items = [
         {
@@ -71,6 +82,10 @@ def load_emps(root: Path, quick: bool) -> tuple[list[dict], list[dict]]:
         }
         for f in files
     ]
+    if contrast != "all":
+        items = [
+            it for it in items if dark_particles(it["image"], it["truth"]) == (contrast == "dark")
+        ]
     test = [it for i, it in enumerate(items) if i % 5 == 0]
     pool = [it for i, it in enumerate(items) if i % 5]
     order = np.random.default_rng(0).permutation(len(pool))
@@ -140,12 +155,16 @@ def run_row(
     encoder: str,
     args: argparse.Namespace,
     target_side: int | None = None,
+    n_unlabelled: int = 0,
 ) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
-    """Train one segmenter, score it on the test set with and without post-processing."""
+    """Train one segmenter (with ``n_unlabelled`` more pool images for the semi-supervised
+    loss), score it on the test set with and without post-processing."""
     train = pool[:n]
+    unlabelled = [it["image"] for it in pool[n : n + n_unlabelled]]
     masks = [training_mask(it["truth"], labels, seed=i) for i, it in enumerate(train)]
+    given = {"steps": args.steps, "batch_size": args.batch_size, "max_seconds": args.max_seconds}
     config = SegmenterConfig(
-        steps=args.steps, batch_size=args.batch_size, tile=args.tile, device="cpu"
+        tile=args.tile, device="cpu", **{k: v for k, v in given.items() if v is not None}
     )
     if target_side:
         long_side = float(np.median([max(it["image"].shape) for it in train]))
@@ -156,7 +175,7 @@ def run_row(
         start = time.perf_counter()
         images = [it["image"] for it in train]
         sizes = [it["px"] for it in train]
-        list(train_segmenter(base, images, masks, out, sizes, config=config))
+        list(train_segmenter(base, images, masks, out, sizes, config=config, unlabelled=unlabelled))
         train_s = time.perf_counter() - start
         predictor = Predictor.load(out, device="cpu").configure(postprocess=False)
     raw, clean, specks = [], [], []
@@ -169,6 +188,7 @@ def run_row(
         "n_labelled": n,
         "labels": labels,
         "encoder": encoder,
+        "unlabelled": len(unlabelled),
         "working_downsample": predictor.working.downsample,
         "tile": predictor.meta.segmenter.tile,
         "train_s": round(train_s, 1),
@@ -239,17 +259,25 @@ def main() -> None:
     parser.add_argument("--emps", type=Path, required=True, help="emps_train_sample folder")
     parser.add_argument("--ssl", type=Path, help="SSL encoder model file for the ssl rows")
     parser.add_argument("--encoder", default="tiny", help="random-init encoder architecture")
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, help="most steps (default: SegmenterConfig's)")
+    parser.add_argument("--batch-size", type=int, help="default: SegmenterConfig's")
+    parser.add_argument("--max-seconds", type=float, help="time cap (default: SegmenterConfig's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10 test images, fewer rows")
-    parser.add_argument("--sets", default="emps,synth0.3,synth0.8")
+    parser.add_argument(
+        "--sets",
+        default="emps,synth0.3,synth0.8",
+        help="emps (all), emps-dark / emps-bright (one contrast, see load_emps), synth<difficulty>",
+    )
     parser.add_argument("--ns", default="1,3,10")
     parser.add_argument("--scales", default="", help="working long sides to sweep, e.g. 256,384")
     parser.add_argument("--time-encoders", default="tiny,resnet18")
     parser.add_argument("--time-full-res", action="store_true", help="also time full resolution")
     parser.add_argument("--tile", type=int, help="training crop (default: from the working scale)")
     parser.add_argument("--labels", default="strokes,dense")
+    parser.add_argument(
+        "--unlabelled", default="0", help="unlabelled pool images per row, e.g. 0,40"
+    )
     parser.add_argument("--n-test", type=int, default=30, help="held-out images used")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "real_segmentation")
     args = parser.parse_args()
@@ -287,8 +315,8 @@ def main() -> None:
     ns = [int(n) for n in args.ns.split(",")]
     for name in [s for s in args.sets.split(",") if s]:
         pool, test = (
-            load_emps(args.emps, args.quick)
-            if name == "emps"
+            load_emps(args.emps, args.quick, name.partition("-")[2] or "all")
+            if name.startswith("emps")
             else load_synthetic(float(name[5:]), args.quick)
         )
         test = test[: args.n_test]
@@ -304,23 +332,28 @@ def main() -> None:
             f"{fmt(minority)} (smaller side)",
             flush=True,
         )
-        encoders = ["random", "ssl"] if name == "emps" and args.ssl else ["random"]
+        encoders = ["random", "ssl"] if name.startswith("emps") and args.ssl else ["random"]
         for n in ns:
             for labels in [lab for lab in args.labels.split(",") if lab]:
-                for encoder in encoders:
-                    row, raw, clean = run_row(pool, test, n, labels, encoder, args)
+                for encoder, n_unl in [
+                    (e, int(u)) for e in encoders for u in args.unlabelled.split(",")
+                ]:
+                    row, raw, clean = run_row(pool, test, n, labels, encoder, args, None, n_unl)
                     info["rows"].append({**base, "method": "unet", **row})
                     save()
                     print(
-                        f"{name} n={n} {labels} {encoder}: IoU raw {fmt(row['iou_raw'])} "
+                        f"{name} n={n} {labels} {encoder} +{n_unl} unlabelled: IoU raw "
+                        f"{fmt(row['iou_raw'])} "
                         f"post {fmt(row['iou_post'])} train {row['train_s']} s "
                         f"pieces {row['pieces_raw']}->{row['pieces_post']}",
                         flush=True,
                     )
                     for it, m, (_, om) in list(zip(test, clean, otsu_scores, strict=True))[:6]:
-                        folder = args.out / "pictures" / f"{name}_n{n}_{labels}_{encoder}"
+                        folder = args.out / "pictures" / f"{name}_n{n}_{labels}_{encoder}_u{n_unl}"
                         side_by_side(it, m, om, folder / f"{it['name']}.png")
-        for side in [int(s) for s in args.scales.split(",") if s] if name == "emps" else []:
+        for side in (
+            [int(s) for s in args.scales.split(",") if s] if name.startswith("emps") else []
+        ):
             row, _, _ = run_row(pool, test, max(ns), "dense", "random", args, side)
             info["rows"].append({**base, "method": f"unet@{side}", **row})
             save()

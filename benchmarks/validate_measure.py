@@ -154,6 +154,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="reuse this segmenter model file")
     parser.add_argument("--steps", type=int, default=300, help="segmenter training steps")
     parser.add_argument("--held-out", type=int, default=40, help="EMPS images to segment")
+    parser.add_argument(
+        "--contrast",
+        choices=("all", "dark", "bright"),
+        default="all",
+        help="EMPS images whose particles are darker (brighter) than their background only",
+    )
     parser.add_argument("--n-per-class", type=int, default=25)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pixel-sizes", type=float, nargs="+", default=[1.0, 2.0])

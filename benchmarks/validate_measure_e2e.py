@@ -28,6 +28,7 @@ from napari_nanowire.core.measure.selection import segmenter_min_area_nm2
 from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
 from napari_nanowire.core.predict import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
+from real_segmentation import dark_particles
 
 DIFFICULTIES = (0.2, 0.5)
 SIZE_COLUMNS = {
@@ -208,6 +209,14 @@ def emps_rows(args, pictures: Path) -> pd.DataFrame:
         np.asarray(read_image(args.emps / "images" / f"{n}.png").data, np.float32) for n in names
     ]
     instances = [imread(args.emps / "segmaps" / f"{n}.png").astype(np.int64) for n in names]
+    if args.contrast != "all":  # one contrast, as one instrument gives (real_segmentation.py)
+        keep = [
+            dark_particles(im, m > 0) == (args.contrast == "dark")
+            for im, m in zip(images, instances, strict=True)
+        ]
+        names, images, instances = (
+            [x for x, k in zip(seq, keep, strict=True) if k] for seq in (names, images, instances)
+        )
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(names))
     train_idx, test_idx = order[:6], order[6 : 6 + args.held_out]
