@@ -289,13 +289,60 @@ def test_classifiers_with_descriptors_are_refused_naming_them(tmp_path, steep_mo
     from napari_nanowire.core.export import export_torchscript
 
     path = classifier_model(tmp_path / "described.nwmodel", descriptors=True)
-    with pytest.raises(NanowireError, match="hand-made image descriptors"):
+    with pytest.raises(NanowireError, match="hand-made image descriptors") as refused:
         export_torchscript(path, tmp_path / "described.pt")
+    message = str(refused.value)  # names the fix, on the command line and in napari
+    assert "retrain with `train-classifier --no-descriptors`" in message
+    assert "untick 'classifier with hand-made descriptors' in the Train widget" in message
+    assert "--measurements" not in message  # this one has none
     assert not (tmp_path / "described.pt").exists()
     with pytest.raises(NanowireError, match="has no segmenter head"):
         export_torchscript(path, tmp_path / "x.pt", head="segmenter")
     command = ["export", str(steep_model), "--format", "torchscript", "--out"]
     assert main([*command, str(tmp_path / "both.pt")]) == 2  # both heads, no --head
+
+
+def test_train_classifier_no_descriptors_gives_an_exportable_classifier(tmp_path, capsys):
+    import torch
+
+    from napari_nanowire.cli.main import main
+    from napari_nanowire.core.export.torchscript import EXTRA_FILE
+    from napari_nanowire.core.io import write_tiff
+    from napari_nanowire.core.model.encoders import build_encoder
+    from napari_nanowire.core.model.metadata import ModelMeta
+    from napari_nanowire.core.model.modelfile import ModelFile, load_model, save_model
+    from napari_nanowire.core.predict import Predictor
+
+    items = generate_dataset(1, size=48, seed=0)[:3]  # three classes, one image each
+    rows = ["image,label"]
+    for item in items:
+        write_tiff(tmp_path / f"{item.name}.tif", item.image.astype(np.float32), None)
+        rows.append(f"{item.name}.tif,{item.label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    torch.manual_seed(0)
+    encoder = ModelFile(ModelMeta(encoder="tiny", image_size=16))
+    encoder.set_part("encoder", build_encoder("tiny"))
+    save_model(encoder, tmp_path / "encoder.nwmodel")
+    model = tmp_path / "c.nwmodel"
+    command = ["train-classifier", "--encoder", str(tmp_path / "encoder.nwmodel")]
+    command += ["--labels", str(tmp_path / "labels.csv"), "--out", str(model)]
+    command += ["--working-size", "48", "--epochs", "20", "--device", "cpu", "--no-descriptors"]
+    assert main(command) == 0
+    settings = load_model(model).meta.classifier
+    assert settings.descriptors is False and settings.measurements is False
+
+    out = tmp_path / "c.pt"
+    export = ["export", str(model), "--format", "torchscript", "--out", str(out)]
+    assert main([*export, "--head", "classifier"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    extra = {EXTRA_FILE: ""}
+    module = torch.jit.load(str(out), _extra_files=extra)
+    assert json.loads(extra[EXTRA_FILE])["class_names"] == sorted(i.label for i in items)
+    images = [item.image.astype(np.float32) for item in items]
+    with torch.no_grad():
+        probs = module(torch.from_numpy(np.stack(images))[:, None]).numpy()
+    expected = Predictor.load(model, "cpu").classify(images).probabilities
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
 
 
 @pytest.mark.slow  # about 10 s: export, then bioimageio.core's test of the package

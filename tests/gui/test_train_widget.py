@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from napari.utils import progress
 
 from conftest import label_all, small_settings, wait_for_job
@@ -78,6 +79,45 @@ def test_user_mistakes_become_notifications_that_say_what_to_do(
     assert not widget.train_segmenter()
     assert "pick the masks made for these images" in shown[-1]
     assert not widget.state.runner.running
+
+
+def test_the_descriptors_box_reaches_the_classifier_config(
+    viewer, dock, monkeypatch, tiny_items, tiny_encoder
+):
+    seen = []
+
+    def fake_train(base, images, targets, out, **kwargs):
+        seen.append(kwargs["config"].descriptors)
+        return None
+        yield
+
+    monkeypatch.setattr("napari_nanowire.core.heads.classify.train_classifier", fake_train)
+    label_all(viewer, tiny_items)
+    widget = dock("Train")
+    widget.state.set_model("encoder", tiny_encoder)
+    for ticked in (widget.descriptors.value, False):  # ticked by default
+        widget.descriptors.value = ticked
+        list(widget._classifier_job(widget._out("classifier"))(None))
+    assert seen == [True, False]
+
+
+@pytest.mark.slow  # trains for real: 5.6 s alone, 2 s after a test that warmed up torch
+def test_unticking_descriptors_trains_an_exportable_classifier(
+    viewer, dock, qtbot, tiny_items, tiny_encoder
+):
+    from napari_nanowire.core.export.classifier import check_classifier_exportable
+    from napari_nanowire.core.model.modelfile import load_model
+
+    label_all(viewer, tiny_items)
+    widget = dock("Train")
+    widget.state.set_model("encoder", tiny_encoder)
+    assert widget.descriptors.value  # today's default: descriptors on
+    widget.descriptors.value = False
+    assert widget.train_classifier()
+    wait_for_job(qtbot, widget)
+    model = load_model(widget.state.models["classifier"])
+    assert model.meta.classifier.descriptors is False
+    check_classifier_exportable(model)  # no refusal
 
 
 def test_out_of_gpu_memory_says_to_lower_the_batch_size(viewer, dock, qtbot, monkeypatch):

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "class probabilities per pixel; a classifier takes raw square images of its "
             "working size and gives calibrated class probabilities per image (classifiers "
             "that use hand-made descriptors or mask measurements are refused: those have no "
-            "exact TorchScript form)."
+            "exact TorchScript form; train-classifier --no-descriptors trains one without)."
         ),
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="model file")

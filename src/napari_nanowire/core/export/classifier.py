@@ -42,21 +42,26 @@ def check_classifier_exportable(model: ModelFile, path: str = "") -> None:
     settings = model.meta.classifier
     if "classifier" not in model.meta.heads or settings is None:
         raise NanowireError(f"Model file {path or '(in memory)'} has no classifier head.")
-    missing = []
+    missing, fixes = [], []
     if settings.descriptors:
         missing.append(
             "hand-made image descriptors (grey-level co-occurrence, local binary patterns, "
             "Otsu threshold and connected components)"
         )
+        fixes.append(
+            "retrain with `train-classifier --no-descriptors` (or untick 'classifier with "
+            "hand-made descriptors' in the Train widget)"
+        )
     if settings.measurements:
         missing.append("measurements of the segmenter's masks")
+        fixes.append("leave out --measurements")
     if missing:
         raise NanowireError(
             f"The classifier of {path or 'this model'} uses {' and '.join(missing)}, which have "
             "no exact TorchScript form: an export without them would give other probabilities. "
-            "Train a classifier on encoder features alone (Python API: "
-            "ClassifierConfig(descriptors=False, measurements=False)) to export it, or export "
-            "the segmenter."
+            f"To export a classifier, {' and '.join(fixes)}, so it uses the encoder's features "
+            "alone (Python API: ClassifierConfig(descriptors=False, measurements=False)); or "
+            "export the segmenter."
         )
     if settings.working_size is None and settings.zoom != 1 and not model.meta.pixel_size_nm:
         raise NanowireError(
