@@ -162,10 +162,11 @@ def run_row(
     train = pool[:n]
     unlabelled = [it["image"] for it in pool[n : n + n_unlabelled]]
     masks = [training_mask(it["truth"], labels, seed=i) for i, it in enumerate(train)]
-    given = {"steps": args.steps, "batch_size": args.batch_size, "max_seconds": args.max_seconds}
-    config = SegmenterConfig(
-        tile=args.tile, device="cpu", **{k: v for k, v in given.items() if v is not None}
-    )
+    changes = {"steps": args.steps, "batch_size": args.batch_size}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.max_seconds is not None:
+        changes["max_seconds"] = args.max_seconds or None  # 0: no cap, the steps decide
+    config = SegmenterConfig(tile=args.tile, device="cpu", **changes)
     if target_side:
         long_side = float(np.median([max(it["image"].shape) for it in train]))
         config.working_downsample = max(1.0, long_side / target_side)
@@ -261,7 +262,9 @@ def main() -> None:
     parser.add_argument("--encoder", default="tiny", help="random-init encoder architecture")
     parser.add_argument("--steps", type=int, help="most steps (default: SegmenterConfig's)")
     parser.add_argument("--batch-size", type=int, help="default: SegmenterConfig's")
-    parser.add_argument("--max-seconds", type=float, help="time cap (default: SegmenterConfig's)")
+    parser.add_argument(
+        "--max-seconds", type=float, help="time cap, 0 for none (default: SegmenterConfig's)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10 test images, fewer rows")
     parser.add_argument(

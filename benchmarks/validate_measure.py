@@ -153,6 +153,10 @@ def main() -> None:
     parser.add_argument("--emps", type=Path, metavar="DIR", help="EMPS sample folder")
     parser.add_argument("--model", type=Path, help="reuse this segmenter model file")
     parser.add_argument("--steps", type=int, default=300, help="segmenter training steps")
+    parser.add_argument(
+        "--max-seconds", type=float, help="segmenter time cap (default: SegmenterConfig's)"
+    )
+    parser.add_argument("--out", type=Path, help="folder for JSON, CSVs and pictures")
     parser.add_argument("--held-out", type=int, default=40, help="EMPS images to segment")
     parser.add_argument(
         "--contrast",
@@ -172,7 +176,10 @@ def main() -> None:
     if args.predicted or args.emps:
         from validate_measure_e2e import run_end_to_end
 
-        run_end_to_end(args, OUT_E2E, PICTURES)
+        out, pictures = (
+            (args.out / OUT_E2E.name, args.out / PICTURES.name) if args.out else (OUT_E2E, PICTURES)
+        )
+        run_end_to_end(args, out, pictures)
         return
 
     wires, images = [], []

@@ -46,8 +46,10 @@ def drain(job) -> None:
             print(f"  {event.job} {event.step}/{event.total_steps}{loss} {event.message}")
 
 
-def train_model(images, masks, train_idx, pixel_sizes, work: Path, steps: int, seed: int) -> Path:
-    """Pretrain a tiny encoder on every image, then a segmenter on the labelled ones."""
+def train_model(images, masks, train_idx, pixel_sizes, work: Path, args) -> Path:
+    """Pretrain a tiny encoder on every image, then a segmenter on the labelled ones (at most
+    ``args.steps`` steps and ``args.max_seconds``, the segmenter's default cap when None)."""
+    seed = args.seed
     encoder = work / "encoder.nwmodel"
     ssl = PretrainConfig(
         method="simclr", encoder="tiny", epochs=4, batch_size=32, image_size=96,
@@ -55,7 +57,9 @@ def train_model(images, masks, train_idx, pixel_sizes, work: Path, steps: int, s
     )  # fmt: skip
     drain(pretrain(images, ssl, encoder, pixel_sizes_nm=pixel_sizes))
     segmenter = work / "segmenter.nwmodel"
-    config = SegmenterConfig(steps=steps, dense_masks=True, seed=seed)
+    config = SegmenterConfig(steps=args.steps, dense_masks=True, seed=seed)
+    if args.max_seconds is not None:
+        config.max_seconds = args.max_seconds
     drain(
         train_segmenter(
             encoder,
@@ -111,7 +115,7 @@ def synthetic_rows(args, pictures: Path) -> pd.DataFrame:
         work = pictures / "models" / f"synthetic_d{difficulty:g}"
         work.mkdir(parents=True, exist_ok=True)
         model = args.model or train_model(
-            images, [i.mask for i in items], train_idx, px, work, args.steps, args.seed
+            images, [i.mask for i in items], train_idx, px, work, args
         )
         train_s = time.perf_counter() - start
         predictor = Predictor.load(model, "cpu")
@@ -229,8 +233,7 @@ def emps_rows(args, pictures: Path) -> pd.DataFrame:
         train_idx,
         [None] * len(images),
         work,
-        args.steps,
-        args.seed,
+        args,
     )
     train_s = time.perf_counter() - start
     predictor = Predictor.load(model, "cpu")
@@ -289,6 +292,7 @@ def run_end_to_end(args, out: Path, pictures: Path) -> None:
         "machine": f"{platform.machine()} {platform.system()}, Python {platform.python_version()}",
         "model": str(args.model) if args.model else "trained here",
         "steps": args.steps,
+        "max_seconds": args.max_seconds,
     }
     if args.predicted:
         table = synthetic_rows(args, pictures)
