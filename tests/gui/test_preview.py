@@ -61,13 +61,15 @@ def test_preview_shows_the_slice_in_view_with_the_image_scale_and_continues(
     names = [layer.name for layer in viewer.layers]
     assert names.index("tiny preview") < names.index(masks.name)  # under the strokes
     assert not train.previewer.last.continued and train.preview_button.isEnabled()
-    assert "Preview of slice 2" in train.status.text()
+    assert "Preview of slice 2" in train.status.text() and "from the encoder" in train.status.text()
+    assert train.bar.value() == 100
     assert "preview" not in train.state.models  # never among the saved models
 
     viewer.dims.set_current_step(0, 5)
     assert train.preview_slice()
     wait_for_job(qtbot, train)
     assert train.previewer.last.continued  # from the first preview's weights
+    assert "continued from the last preview" in train.status.text()
     assert viewer.layers["tiny preview"] is preview  # replaced in place
     assert preview.metadata[SLICE_KEY] == 5 and preview.translate[0] == 5 * image.scale[0]
 

@@ -26,7 +26,7 @@ from .layers import as_stack, current_slice
 from .masks import dense_colors, dense_features, masks_of
 from .pixel_size import IMAGE_KEY, layer_pixel_size_nm
 from .pixel_size_widget import ensure_pixel_size
-from .workers import Job, launch
+from .workers import Job, launch, show_fraction
 
 if TYPE_CHECKING:
     from napari_nanowire.core.heads.preview import SlicePreview
@@ -151,8 +151,15 @@ class SlicePreviewer:
             result = yield from preview_slice(
                 start, images, targets, frame, out, [px] * len(picked), px, names, config, stop
             )
-            return layer, index, result
+            return layer, index, result, origin
 
+        origin = (
+            "continued from the last preview"
+            if start == out
+            else "continued from the trained segmenter"
+            if start == models.get("segmenter")
+            else "from the encoder"
+        )
         return job
 
     def _on_progress(self, event) -> None:
@@ -161,9 +168,9 @@ class SlicePreviewer:
         if not self._ended:
             self.widget.panel.show_progress(event)
 
-    def _show(self, outcome: tuple[Image, int, SlicePreview]) -> None:
+    def _show(self, outcome: tuple[Image, int, SlicePreview, str]) -> None:
         """Put the slice's mask into the preview layer, under the strokes."""
-        layer, index, result = outcome
+        layer, index, result, origin = outcome
         self.last, self._ended = result, True
         if layer not in self.viewer.layers:
             return  # the image was closed meanwhile
@@ -174,7 +181,8 @@ class SlicePreviewer:
             )
             return
         show_preview(self.viewer, layer, index, result.mask, result.mask_classes)
-        origin = "continued from the last segmenter" if result.continued else "from the encoder"
+        origin = origin if result.continued else "from the encoder"
+        show_fraction(self.widget.bar, 1.0)
         self._summary = (
             f"Preview of slice {index}: {result.steps} training steps in "
             f"{result.train_seconds:.1f} s ({origin}), predicted in "
