@@ -136,8 +136,8 @@ class SlicePreviewer:
         check_strokes([masks[i] for i in picked])
         out = self.model_path
         models = self.state.models
-        start = current_state([out, models.get("segmenter"), models.get("encoder")], names)
-        if start is None:
+        candidates = [out, models.get("segmenter"), models.get("encoder")]
+        if not any(path is not None and path.is_file() for path in candidates[1:]):
             raise NanowireError("No pretrained encoder yet: press Pretrain first.")
         index = current_slice(self.viewer, layer)
         data, px = layer.data, layer_pixel_size_nm(layer)
@@ -146,6 +146,16 @@ class SlicePreviewer:
         config = preview_config(widget.segmenter_config(), seed=self.count)
 
         def job(stop):
+            start = current_state(candidates, names)  # reads model files: not on the GUI thread
+            if start is None:
+                raise NanowireError("The encoder file could not be read: press Pretrain again.")
+            origin = (
+                "continued from the last preview"
+                if start == out
+                else "continued from the trained segmenter"
+                if start == candidates[1]
+                else "from the encoder"
+            )
             images = as_stack(data, picked)
             frame = as_stack(data, [index])[0]
             result = yield from preview_slice(
@@ -153,13 +163,6 @@ class SlicePreviewer:
             )
             return layer, index, result, origin
 
-        origin = (
-            "continued from the last preview"
-            if start == out
-            else "continued from the trained segmenter"
-            if start == models.get("segmenter")
-            else "from the encoder"
-        )
         return job
 
     def _on_progress(self, event) -> None:
