@@ -13,12 +13,12 @@ import torch
 from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strokes
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.preview import (
-    PREVIEW_TILE,
     check_strokes,
     current_state,
     preview_config,
     preview_slice,
 )
+from napari_nanowire.core.heads.scale import TRAIN_CROP
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
@@ -74,7 +74,7 @@ def test_a_preview_segments_the_slice_and_the_next_one_continues_its_weights(
     assert all(e.job == "preview" for e in events) and events[-1].done
     assert sum(e.done for e in events) == 1  # the training's own "done" is not the end
     meta = load_model(out).meta.segmenter
-    assert meta.settings["validation"] is False and meta.tile <= PREVIEW_TILE
+    assert meta.settings["validation"] is False and meta.settings["crop"] <= TRAIN_CROP
     first_weights = decoder(out)
 
     # a stopped continuation saves the weights it started from: exactly the first's

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import NanowireError
 from ..model.modelfile import ModelFile, ModelFileError, load_model
 from ..progress import Progress, stop_requested
-from .scale import default_tile, default_working_scale, working_from_meta, working_shape
+from .scale import working_from_meta
 from .segment import SegmenterConfig, check_pairs, train_segmenter
 
 JOB = "preview"
@@ -39,11 +39,9 @@ PREVIEW_SECONDS = 4.0
 prediction of the slice a preview takes about 5-7 s with the tiny encoder on a 2-core CPU
 (benchmarks/preview_time.py)."""
 PREVIEW_BATCH = 4
-"""Crops per preview step (the full training: 8)."""
-PREVIEW_TILE = 128
-"""Largest training crop of a preview, in working pixels. A step on 4 crops of 128 px takes
-about 0.2 s with the tiny encoder on one CPU thread, on 256 px crops 1.1 s: 4 s then give ~17
-steps instead of 3. The slice is still predicted with the full training's tile."""
+"""Crops per preview step (the full training: 8). Crops are the full training's (at most
+:data:`.scale.TRAIN_CROP` working px): a step on 4 crops of 128 px takes about 0.2 s with the
+tiny encoder on one CPU thread, on 256 px crops 1.1 s, where 4 s would give 3 steps."""
 
 
 def preview_config(config: SegmenterConfig | None = None, seed: int = 0) -> SegmenterConfig:
@@ -143,28 +141,14 @@ def preview_slice(
     names = list(class_names) if class_names is not None else None
     sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
     continued = continues(model, names)
-    if continued:  # the segmenter's working scale: the weights were trained at it
+    if continued:  # at the segmenter's working scale: its weights were trained at it
         working = working_from_meta(model.meta)
-    else:
-        working = default_working_scale(
-            [np.shape(i) for i in images],
-            sizes,
-            config.working_pixel_size_nm,
-            config.working_downsample,
+        config = replace(
+            config,
+            continue_head=True,
+            working_pixel_size_nm=working.pixel_size_nm,
+            working_downsample=working.downsample,
         )
-    tile = config.tile or default_tile(
-        [
-            working_shape(np.shape(i), working.factor(px))
-            for i, px in zip(images, sizes, strict=True)
-        ]
-    )
-    config = replace(
-        config,
-        continue_head=continued,
-        tile=min(tile, PREVIEW_TILE),
-        working_pixel_size_nm=working.pixel_size_nm,
-        working_downsample=working.downsample,
-    )
     began = time.perf_counter()
     steps = 0
     for event in train_segmenter(
@@ -189,7 +173,7 @@ def preview_slice(
         from ..predict.predictor import Predictor  # the predictor imports the heads
 
         predictor = Predictor(trained, str(out), config.device)
-        result = predictor.segment(np.asarray(frame), frame_pixel_size_nm, tile=tile)
+        result = predictor.segment(np.asarray(frame), frame_pixel_size_nm)
         mask, uncertainty = result.mask, result.mean_entropy
     predict_seconds = time.perf_counter() - predicted
     message = (
