@@ -3,7 +3,7 @@
 Run with `make screenshots` (or `.venv/bin/python scripts/screenshots.py`); no real screen is
 needed: an Xvfb display is started for the run. It drives the whole workflow through the guided
 workflow dock on the built-in synthetic sample as a user would (label, paint a few strokes,
-pretrain, train, predict, segment, measure) and saves one picture per step into
+pretrain, preview a slice, train, predict, segment, measure) and saves one picture per step into
 docs/screenshots/. Takes a few minutes
 on a laptop CPU.
 """
@@ -100,7 +100,8 @@ def label_step(viewer, project: Path) -> None:
 
 
 def train_step(viewer) -> None:
-    """Pretrain (screenshot mid-run, live curve), then train classifier and segmenter."""
+    """Pretrain (screenshot mid-run, live curve), preview a slice, then train classifier and
+    segmenter."""
     train = widget(viewer, "Train")
     train.epochs.value = 30
     train.batch.value = 32
@@ -110,16 +111,37 @@ def train_step(viewer) -> None:
     runner = train.state.runner
     wait_for(lambda: train.bar.value() >= 60 or not runner.running)
     shoot(viewer, "train.png")
+    wait_for(lambda: not runner.running)
+    if "encoder" not in train.state.models:
+        raise RuntimeError("pretraining failed: see the message above")
+    preview_step(viewer)
     for start, kind in (
-        (None, "encoder"),
         (train.train_classifier, "classifier"),
         (train.train_segmenter, "segmenter"),
     ):
-        if start is not None:
-            start()
+        start()
         wait_for(lambda: not runner.running)
         if kind not in train.state.models:
             raise RuntimeError(f"training the {kind} failed: see the message above")
+
+
+PREVIEWED = 3
+"""The painted slice the preview shows (the one in label.png)."""
+
+
+def preview_step(viewer, presses: int = 3) -> None:
+    """Press "Preview slice" a few times on a painted slice, as a user checks the strokes."""
+    train = widget(viewer, "Train")
+    viewer.dims.set_current_step(0, PREVIEWED)
+    masks = viewer.layers["synthetic TEM masks"]
+    viewer.layers.selection.active = masks
+    for _ in range(presses):
+        if not train.preview_slice():
+            raise RuntimeError("the preview did not start: see the message above")
+        wait_for(lambda: not train.state.runner.running)
+    if "synthetic TEM preview" not in viewer.layers:
+        raise RuntimeError("the preview failed: see the message above")
+    shoot(viewer, "preview.png")
 
 
 def predict_step(viewer) -> None:

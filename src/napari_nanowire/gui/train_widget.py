@@ -3,6 +3,7 @@
 Every button starts a core training generator in the background (see :mod:`.workers`); the
 widget shows its progress, a live loss curve with k-NN or validation accuracy, and where the
 model was saved. Stop ends a run after the current step and keeps its last checkpoint.
+"Preview slice" (:mod:`.preview`) shows the segmenter's mask of one slice within seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .masks import is_training_mask, masks_of
 from .pixel_size import layer_pixel_size_nm
 from .pixel_size_widget import ensure_pixel_size
 from .plots import LossPlot
+from .preview import SlicePreviewer
 from .state import slice_labels, state_for, unwrap_viewer
 from .torch_guard import import_torchvision
 from .workers import Job, JobPanel, launch
@@ -193,6 +195,8 @@ class TrainWidget(QWidget):
         self.plot = LossPlot(self.viewer.theme)
         self.models_label = QLabel()
         self.models_label.setWordWrap(True)
+        self.previewer = SlicePreviewer(self)
+        self.preview_button = self.previewer.button
         self._build_layout()
         self.image.changed.connect(self._pick_masks)
         self.buttons["pretrain"].clicked.connect(self.pretrain)
@@ -210,6 +214,7 @@ class TrainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addLayout(row)
+        layout.addLayout(self.previewer.row)
         layout.addWidget(self.panel)
         layout.addWidget(self.plot)
         layout.addWidget(self.models_label)
@@ -242,6 +247,10 @@ class TrainWidget(QWidget):
     def train_classifier(self) -> bool:
         """Train the image classifier on the labelled slices, from the pretrained encoder."""
         return self._launch("Classifier training", "classifier", self._classifier_job)
+
+    def preview_slice(self) -> bool:
+        """Train the segmenter briefly from its current state and show the slice in view."""
+        return self.previewer.preview()
 
     def train_segmenter(self) -> bool:
         """Train the segmenter on the painted masks, from the pretrained encoder."""
@@ -337,11 +346,44 @@ class TrainWidget(QWidget):
         targets = [labels[i] for i in picked]
         return slices_job(train_classifier, base, data, picked, targets, out, px, config=config)
 
+    def segmenter_config(self):
+        """The segmenter settings of the form (a ``SegmenterConfig``)."""
+        from napari_nanowire.core.heads.segment import SegmenterConfig
+
+        return SegmenterConfig(
+            steps=self.steps.value,
+            tile=self.tile.value // 32 * 32 or None,
+            device=self.device.value,
+            working_pixel_size_nm=self.working.value or None,
+        )
+
     def _segmenter_job(self, out: Path) -> Job:
-        from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
+        from napari_nanowire.core.heads.segment import train_segmenter
 
         layer = self._image_layer()
         base = self._encoder_file()
+        masks, picked, names = self.stroke_masks(layer)
+        data, px = layer.data, layer_pixel_size_nm(layer)
+        config = self.segmenter_config()
+
+        targets = [masks[i] for i in picked]
+        others = [i for i in range(len(masks)) if i not in picked]
+        return slices_job(
+            train_segmenter,
+            base,
+            data,
+            picked,
+            targets,
+            out,
+            px,
+            others,
+            class_names=names,
+            config=config,
+        )
+
+    def stroke_masks(self, layer: Image) -> tuple[np.ndarray, list[int], list[str]]:
+        """The painted masks of ``layer``'s slices as (N, Y, X) uint8, the indices of the
+        slices with strokes and the foreground class names; refuses missing or empty masks."""
         masks_layer = self.masks.value or masks_of(self.viewer, layer)
         if masks_layer is None:
             raise NanowireError(
@@ -361,29 +403,8 @@ class TrainWidget(QWidget):
             raise NanowireError(
                 f"Mask layer '{masks_layer.name}' is empty: paint background (1) and wires (2)."
             )
-        data, px = layer.data, layer_pixel_size_nm(layer)
         names = list(masks_layer.metadata.get("mask_classes", self.state.mask_classes))[1:]
-        config = SegmenterConfig(
-            steps=self.steps.value,
-            tile=self.tile.value // 32 * 32 or None,
-            device=self.device.value,
-            working_pixel_size_nm=self.working.value or None,
-        )
-
-        targets = [masks[i] for i in picked]
-        others = [i for i in range(len(masks)) if i not in picked]
-        return slices_job(
-            train_segmenter,
-            base,
-            data,
-            picked,
-            targets,
-            out,
-            px,
-            others,
-            class_names=names,
-            config=config,
-        )
+        return masks, picked, names
 
     def _out(self, kind: str) -> Path:
         """Where the ``kind`` model goes: the project, else a session folder (with a notice)."""

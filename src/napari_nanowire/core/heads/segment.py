@@ -36,7 +36,7 @@ from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale
 from .scalebar import find_annotations
 from .seg_augment import augment_labelled, consistency_loss, strong_view
 from .seg_validation import EarlyStop, Split, holdout_split, iou_dice
-from .unet import UNet, UNetDecoder, predict_classes
+from .unet import UNet, UNetDecoder, load_segmenter, predict_classes
 
 JOB = "segmenter"
 
@@ -89,6 +89,9 @@ class SegmenterConfig:
     unlabelled_weight: float = 1.0
     rampup_steps: int = 50
     """The consistency weight grows linearly to ``unlabelled_weight`` over these steps."""
+    continue_head: bool = False
+    """Start from ``base``'s segmenter head (same mask classes) instead of a new decoder, as
+    the GUI's slice preview does (:mod:`.preview`)."""
 
 
 def segmentation_loss(
@@ -219,6 +222,9 @@ def train_segmenter(
 
     torch.manual_seed(config.seed)
     decoder = UNetDecoder(encoder.stage_channels, len(names))
+    if config.continue_head:
+        _check_head_classes(model, names)
+        decoder = load_segmenter(model, base_path).decoder
     net = UNet(encoder, decoder).to(device)
     trained = np.concatenate([t[t >= 0] for t in split.train_targets])
     weights = class_weights(trained, len(names)).to(device)
@@ -382,6 +388,15 @@ def _fit(
         "stop_reason": reason,
         "fit_seconds": time.perf_counter() - start,
     }
+
+
+def _check_head_classes(model: ModelFile, names: list[str]) -> None:
+    """Refuse to continue a segmenter head whose mask classes differ from ``names``."""
+    if list(model.meta.mask_classes or ()) != names:
+        raise NanowireError(
+            f"Cannot continue the segmenter: it segments {model.meta.mask_classes}, the masks "
+            f"{names}; train a new one from the encoder."
+        )
 
 
 def _mask_class_names(names: Sequence[str] | None, n_found: int) -> list[str]:
