@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -17,14 +18,13 @@ import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
 from skimage.io import imread
-from skimage.morphology import h_maxima
-from skimage.segmentation import find_boundaries, watershed
+from skimage.segmentation import find_boundaries
 
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.io import read_image
 from napari_nanowire.core.measure.domain_shape import hull_stats
-from napari_nanowire.core.measure.selection import segmenter_min_area_nm2
+from napari_nanowire.core.measure.selection import segmenter_min_area_nm2, weighted_median
 from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
 from napari_nanowire.core.predict import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
@@ -184,26 +184,12 @@ def instance_sizes(instances: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-WATERSHED_H_PX = 2.0
-"""Markers are the maxima of the distance transform at least this much above their saddles."""
-
-
-def watershed_split(binary: np.ndarray) -> np.ndarray:
-    """Instances from a semantic mask: watershed on the distance transform (benchmark only).
-
-    Two touching round particles make a distance transform with two maxima and a saddle at
-    their neck; the h-maxima (h = 2 px) are the markers, so necks shallower than 2 px and
-    ragged outlines do not split a particle.
-    """
-    distance = ndimage.distance_transform_edt(binary)
-    markers, _ = ndimage.label(h_maxima(distance, WATERSHED_H_PX), structure=np.ones((3, 3)))
-    return watershed(-distance, markers, mask=binary)
-
-
-def split_sizes(binary: np.ndarray, min_area_px: float) -> pd.DataFrame:
-    """Sizes of the watershed instances of a mask, without those under the minimum area."""
-    sizes = instance_sizes(watershed_split(binary))
-    return sizes[sizes.area_nm2 >= min_area_px] if len(sizes) else sizes
+def split_sizes(mask: np.ndarray, name: str, options: MeasureOptions) -> pd.DataFrame:
+    """Sizes of a mask's domains with touching particles split (``measure --split-touching``),
+    without those under the minimum area."""
+    split = replace(options, split_touching=True)
+    domains, _ = measure_masks([(name, (mask > 0).astype(np.uint8), 1.0)], split)
+    return domains[~domains.below_min_area]
 
 
 def emps_rows(args, pictures: Path) -> pd.DataFrame:
@@ -247,9 +233,8 @@ def emps_rows(args, pictures: Path) -> pd.DataFrame:
         d_merged, _ = measure_masks([(names[i], (instances[i] > 0).astype(np.uint8), 1.0)], options)
         kept = d_pred[~d_pred.below_min_area]
         merged = d_merged[~d_merged.below_min_area]
-        minimum = options.min_area()
-        split = split_sizes(pred > 0, minimum)
-        split_truth = split_sizes(instances[i] > 0, minimum)
+        split = split_sizes(pred, names[i], options)
+        split_truth = split_sizes(instances[i], names[i], options)
         row = {"image": names[i], "iou": iou_dice(pred, instances[i] > 0, 2)[0], "train_s": train_s}
         row |= {"true_particles": len(truth), "pred_domains": len(kept)}
         row["pred_excluded_small"] = int(s_pred.excluded_small.iloc[0])
@@ -265,6 +250,18 @@ def emps_rows(args, pictures: Path) -> pd.DataFrame:
             )
             for kind in ("pred", "raw", "merged", "split", "split_truth"):
                 row[f"{short}_{kind}_err"] = row[f"{short}_{kind}"] / true_median - 1
+        # Particle size by area (the summary's diameter_area_weighted_median_nm), both sides.
+        by_area = {"true": truth, "pred": kept, "merged": merged, "split": split}
+        for kind, table in by_area.items():
+            row[f"diameter_by_area_{kind}"] = (
+                weighted_median(table.equivalent_diameter_nm, table.area_nm2)
+                if len(table)
+                else np.nan
+            )
+        for kind in ("pred", "merged", "split"):
+            row[f"diameter_by_area_{kind}_err"] = (
+                row[f"diameter_by_area_{kind}"] / row["diameter_by_area_true"] - 1
+            )
         rows.append(row)
         if n < 12:
             side_by_side(
@@ -324,6 +321,8 @@ def run_end_to_end(args, out: Path, pictures: Path) -> None:
         for short in SIZE_COLUMNS:
             for kind in ("pred", "raw", "merged", "split", "split_truth"):
                 part[f"{short}_{kind}"] = med(table[f"{short}_{kind}_err"])
+        for kind in ("pred", "merged", "split"):
+            part[f"diameter_by_area_{kind}"] = med(table[f"diameter_by_area_{kind}_err"])
         part["train_s"] = float(table.train_s.iloc[0])
         result["emps"] = part
         print(json.dumps(part, indent=1))

@@ -19,6 +19,7 @@ from napari_nanowire.core.measure.domain_shape import (
     skeleton_and_distance,
     skeleton_stats,
 )
+from napari_nanowire.core.measure.domains import domain_label_image
 from napari_nanowire.core.measure.nematic import nematic_order
 from napari_nanowire.core.measure.pruning import main_path, prune_spurs
 from napari_nanowire.core.measure.selection import (
@@ -513,3 +514,50 @@ def test_cli_without_any_pixel_size_says_to_pass_one(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bare.tif" in err and "--pixel-size" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_area_weighted_diameter_is_not_set_by_small_false_domains():
+    yy, xx = np.mgrid[:200, :200]
+    mask = np.zeros((200, 200), dtype=np.uint8)
+    for cy, cx in ((50, 50), (50, 150), (150, 100)):
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 20**2] = 1  # 40 px discs
+    for k in range(5):
+        mask[100 + 18 * k : 105 + 18 * k, 5:10] = 1  # 5 x 5 px false domains, above 16 px
+    row = summarize_image(mask).iloc[0]
+    assert row.domain_count == 8
+    assert row.diameter_median_nm == pytest.approx(np.sqrt(4 * 25 / np.pi), rel=0.01)
+    assert row.diameter_area_weighted_median_nm == pytest.approx(40, rel=0.03)
+
+
+def test_split_touching_measures_each_disc_of_a_clump(tmp_path):
+    yy, xx = np.mgrid[:120, :200]
+    mask = np.zeros((120, 200), dtype=np.uint8)
+    for cx in (50, 86, 122):  # three r = 20 discs, each overlapping the next by 4 px
+        mask[(yy - 60) ** 2 + (xx - cx) ** 2 <= 20**2] = 1
+    mask[10:14, 180:184] = 1  # a 4 x 4 square stays one domain
+    whole = summarize_image(mask).iloc[0]
+    split_options = MeasureOptions(split_touching=True)
+    domains = measure_domains(mask, split_options)
+    split = summarize_image(mask, split_options, domains).iloc[0]
+    assert (whole.domain_count, split.domain_count) == (2, 4)
+    discs = domains.nlargest(3, "area_nm2")
+    assert discs.equivalent_diameter_nm.to_numpy() == pytest.approx(38, rel=0.06)
+    assert whole.diameter_area_weighted_median_nm > 1.6 * 38  # the clump as one "particle"
+    assert split.diameter_area_weighted_median_nm == pytest.approx(38, rel=0.06)
+    labels = domain_label_image(mask, domains, 2, split_touching=True)
+    assert len(np.unique(labels)) == 5 and set(np.unique(labels[mask == 0])) == {0}
+    write_tiff(tmp_path / "clump.tif", mask, 1.0)
+    assert (
+        main(
+            [
+                "measure",
+                str(tmp_path / "clump.tif"),
+                "--split-touching",
+                "--out",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "t" / "measure.json").read_text())["split_touching"] is True
+    assert len(pd.read_csv(tmp_path / "t" / "domains.csv")) == 4

@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--exclude-border", action="store_true", help="leave out domains touching the image edge"
     )
     p.add_argument(
+        "--split-touching",
+        action="store_true",
+        help="measure touching particles one by one (watershed of the distance transform, as "
+        "ImageJ's binary watershed); default: a clump of touching particles is one domain",
+    )
+    p.add_argument(
         "--min-area-nm2",
         "--min-area",
         dest="min_area",
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         class_names=names,
         model_min_area_nm2=_model_min_area(args.model),
         include_flagged=args.include_flagged,
+        split_touching=args.split_touching,
     )
     domains, summary = measure_masks(_read_masks(args.masks, args.pixel_size), options)
     domains_csv, summary_csv = write_tables(domains, summary, args.out, options)

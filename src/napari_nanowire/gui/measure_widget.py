@@ -94,6 +94,11 @@ class MeasureWidget(QWidget):
         self.mask = layer_picker(self.viewer, Labels, "mask")
         self.scope = ComboBox(label="measure", choices=SCOPES, value="current")
         self.exclude_border = CheckBox(text="leave out domains touching the border")
+        self.split_touching = CheckBox(text="split touching particles")
+        self.split_touching.tooltip = (
+            "Measure touching particles one by one (watershed of the distance transform); "
+            "off: a clump of touching particles is one domain."
+        )
         self.auto_min_area = CheckBox(text="automatic minimum area", value=True)
         self.min_area = FloatSpinBox(
             label="min. area (nm²)", min=0, max=1e9, value=0, step=1, enabled=False
@@ -105,6 +110,7 @@ class MeasureWidget(QWidget):
                 self.mask,
                 self.scope,
                 self.exclude_border,
+                self.split_touching,
                 self.auto_min_area,
                 self.min_area,
                 self.show_small,
@@ -208,6 +214,7 @@ class MeasureWidget(QWidget):
         options = MeasureOptions(
             pixel_size_nm=px or 1.0,
             exclude_border=self.exclude_border.value,
+            split_touching=self.split_touching.value,
             min_area_nm2=min_area,
             model_min_area_nm2=model_min,
             class_names=dense_class_names(layer),
@@ -227,7 +234,9 @@ class MeasureWidget(QWidget):
                     break
                 mask = dense(data if data.ndim == 2 else data[i], training)
                 d, s = measure_masks([(names[i], mask, px)], options)
-                label_images[i] = domain_label_image(mask, d, options.connectivity, first)
+                label_images[i] = domain_label_image(
+                    mask, d, options.connectivity, first, options.split_touching
+                )
                 domains.append(d.assign(label=np.arange(first, first + len(d)), slice=i))
                 first += len(d)
                 summaries.append(s)

@@ -104,8 +104,9 @@ def unflagged(domains: pd.DataFrame) -> pd.DataFrame:
 def weighted_median(values: pd.Series, weights: pd.Series) -> float:
     """The value at half the total weight (NaN without finite values or weight).
 
-    Used for ``width_weighted_median_nm``: widths weighted by skeleton length, so a wire
-    counts by how long it is and a small false detection next to it barely counts.
+    Used for ``width_weighted_median_nm`` (widths weighted by skeleton length, so a wire counts
+    by how long it is) and ``diameter_area_weighted_median_nm`` (diameters weighted by area): a
+    small false detection next to the real domains barely counts.
     """
     ok = np.isfinite(values.to_numpy(dtype=float)) & (weights.to_numpy(dtype=float) > 0)
     v, w = values.to_numpy(dtype=float)[ok], weights.to_numpy(dtype=float)[ok]

@@ -96,6 +96,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "width_median_nm",
     "width_q3_nm",
     "width_weighted_median_nm",
+    "diameter_median_nm",
+    "diameter_area_weighted_median_nm",
     "length_q1_nm",
     "length_median_nm",
     "length_q3_nm",
@@ -116,8 +118,9 @@ class MeasureOptions:
     flags smaller domains ``below_min_area`` (``None``: the default of
     :func:`.selection.auto_min_area_nm2` for the pixel size and ``model_min_area_nm2``, the
     segmenter's own minimum if the mask came from a model). Summaries leave flagged domains
-    out as :mod:`.selection` says, unless ``include_flagged``. Area fraction, percolation and
-    nematic order always use every pixel of the class.
+    out as :mod:`.selection` says, unless ``include_flagged``. ``split_touching`` measures
+    touching particles one by one (:func:`.domains.class_domains`). Area fraction, percolation
+    and nematic order always use every pixel of the class.
     """
 
     pixel_size_nm: float = 1.0
@@ -127,6 +130,7 @@ class MeasureOptions:
     class_names: dict[int, str] | None = None
     model_min_area_nm2: float | None = None
     include_flagged: bool = False
+    split_touching: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.pixel_size_nm) and self.pixel_size_nm > 0):
@@ -160,6 +164,7 @@ class MeasureOptions:
         return {
             "connectivity": self.connectivity,
             "exclude_border": self.exclude_border,
+            "split_touching": self.split_touching,
             "min_area_nm2": "auto" if self.min_area_nm2 is None else self.min_area_nm2,
             "model_min_area_nm2": self.model_min_area_nm2,
             "min_area_rule": selection.MIN_AREA_RULE,
@@ -188,7 +193,7 @@ def _class_pixels(mask: np.ndarray, options: MeasureOptions) -> list[_ClassPixel
     classes = []
     for value, name in resolve_class_names(mask, options.class_names).items():
         binary = mask == value
-        labels = class_domains(mask, value, options.connectivity)
+        labels = class_domains(mask, value, options.connectivity, options.split_touching)
         classes.append(_ClassPixels(value, name, binary, labels, *pruned_skeletons(labels)))
     return classes
 
@@ -216,7 +221,9 @@ def summarize_image(
     domains again; :func:`measure_masks` makes both tables in one pass.
     Width and length quartiles are over the domains' ``width_mean_nm`` and ``length_nm``;
     ``width_weighted_median_nm`` weighs each domain's width by its skeleton length (robust to
-    small false detections on predicted masks).
+    small false detections on predicted masks). ``diameter_median_nm`` is the median equivalent
+    diameter of the domains (particle size by number) and ``diameter_area_weighted_median_nm``
+    the diameter at half the domains' total area (by area: a false speck barely counts).
     ``number_density_per_um2`` counts the measured domains over the whole image area.
     ``nematic_order`` is the 2D order parameter S = |<exp(2i theta)>| of the local wire
     directions theta along the class's skeleton, length-weighted (see :mod:`.nematic`): near
@@ -314,6 +321,10 @@ def _summary_table(
                 "width_q3_nm": widths[2],
                 "width_weighted_median_nm": weighted_median(
                     mine["width_mean_nm"], mine["skeleton_length_nm"]
+                ),
+                "diameter_median_nm": float(mine["equivalent_diameter_nm"].median()),
+                "diameter_area_weighted_median_nm": weighted_median(
+                    mine["equivalent_diameter_nm"], mine["area_nm2"]
                 ),
                 "length_q1_nm": lengths[0],
                 "length_median_nm": lengths[1],
