@@ -91,3 +91,17 @@ def test_a_predicted_mask_can_be_undone_and_names_its_classes(viewer, dock):
     assert list(seg.features["class"]) == ["background", "wire"]  # the status bar names them
     seg.undo()
     assert not seg.data.any()
+
+
+def test_suggestions_are_spread_over_the_features_not_near_duplicates():
+    # Slices 1 and 2 are near-duplicates (same features), both very uncertain; slice 3 is a
+    # little more certain but elsewhere in feature space: it is picked instead of the twin.
+    probabilities = np.array([[0.9, 0.1], [0.5, 0.5], [0.51, 0.49], [0.6, 0.4], [0.95, 0.05]])
+    features = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.01], [5.0, -3.0], [0.2, 0.1]])
+    labels = ["a", None, None, None, None]
+    plain = ranked_table(ClassPrediction(["a", "b"], probabilities), list("vwxyz"), labels, 2)
+    spread = ranked_table(
+        ClassPrediction(["a", "b"], probabilities, features), list("vwxyz"), labels, 2
+    )
+    assert list(plain.index[plain[NEXT_MARK]]) == [1, 2]
+    assert list(spread.index[spread[NEXT_MARK]]) == [1, 3]

@@ -54,14 +54,16 @@ def ranked_table(
     probabilities and uncertainty (normalised entropy, margin) of the prediction.
 
     The ``suggest`` unlabelled slices the classifier is least sure about are marked "label
-    next": their labels teach it most.
+    next": their labels teach it most. With the prediction's features the picks are also
+    spread over the feature space, not near-duplicates (:func:`label_next`).
     """
     from napari_nanowire.core.predict import label_next
 
     table = prediction.table().rename(columns={"class": "predicted"})
     table.insert(0, "slice", np.arange(len(names)))
     table.insert(1, "image", names)
-    picked = label_next(prediction.entropy, suggest, [label is not None for label in labels])
+    labelled = [label is not None for label in labels]
+    picked = label_next(prediction.entropy, suggest, labelled, prediction.features)
     table.insert(4, NEXT_MARK, np.isin(table["slice"], picked))
     table.insert(5, "your label", [label or "" for label in labels])
     return table
@@ -78,13 +80,14 @@ def classify_slices(path: Path, data, px: float | None, stop) -> Iterator[Progre
     predictor = Predictor.load(path)
     predictor.require("classifier")
     count = 1 if np.ndim(data) == 2 else len(data)
-    rows = []
+    rows, features = [], []
     for _, result in predictor.predict_stack(data, px, heads=["classifier"], stop=stop):
         rows.append(result.classes.probabilities[0])
+        features.append(result.classes.features[0])
         yield Progress("predict", len(rows), count, message="classified")
     if len(rows) < count:  # stopped
         return None
-    return ClassPrediction(predictor.class_names, np.stack(rows))
+    return ClassPrediction(predictor.class_names, np.stack(rows), np.stack(features))
 
 
 def segment_slices(path: Path, data, indices: list[int], px: float | None, stop):
