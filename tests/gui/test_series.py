@@ -111,6 +111,14 @@ def test_masks_follow_the_image_and_save_to_the_project(series_viewer, tmp_path)
     np.testing.assert_array_equal(masks.data, stroke)
     np.testing.assert_array_equal(Project.open(project.folder).load_mask(0), stroke)
     assert Project.open(project.folder).load_mask(1) is None
+    label.assign(2)
+
+    viewer.layers.clear()  # reopen the project: the series, its label and its mask come back
+    assert label.project_box.open_project(project.folder) is not None
+    reopened = viewer.layers[project.folder.name]
+    assert series_of(reopened) is not None and slice_count(reopened) == 3
+    assert slice_labels(reopened) == [label.state.classes[2], None, None]
+    np.testing.assert_array_equal(viewer.layers[f"{reopened.name} masks"].data, stroke)
 
 
 def test_train_and_classify_the_series_image_by_image(
