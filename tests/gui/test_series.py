@@ -164,3 +164,38 @@ def test_slices_of_a_series_carry_each_images_pixel_size(series_viewer):
     assert slices.sizes() == pytest.approx(list(PIXEL_SIZES))
     assert [image.shape for image in slices.read()] == [(64, 64), (96, 64), (64, 48)]
     assert series_of(layer) is not None
+
+
+@pytest.mark.slow  # about 11 s: trains a segmenter
+def test_segment_and_measure_series_images_at_their_own_size(series_viewer, qtbot, tiny_encoder):
+    viewer, layer, dock = series_viewer
+    label, train, predict, measure = dock("Label"), dock("Train"), dock("Predict"), dock("Measure")
+    label.state.set_model("encoder", tiny_encoder)
+    train.steps.value = 3
+    masks = label.add_masks()
+    for index in (0, 1):  # strokes over a few rows: 1 = background, 2 = wire (any will do)
+        label.series_control.go(index)
+        rows = np.asarray(layer.data[:8])
+        stroke = np.zeros(layer.data.shape, np.uint8)
+        stroke[:8] = np.where(rows > np.median(rows), 2, 1)
+        masks.data = stroke
+    train.reset_choices()
+    assert train.train_segmenter()
+    wait_for_job(qtbot, train)
+    assert label.state.models["segmenter"].is_file()
+
+    predict.scope.value = "all"
+    assert predict.segment()
+    wait_for_job(qtbot, predict)
+    segmentation = viewer.layers[f"{layer.name} segmentation"]
+    assert segmentation.data.shape == (96, 64)  # image 2 is on screen
+    label.series_control.go(2)
+    assert segmentation.data.shape == (64, 48)
+    assert layer_pixel_size_nm(segmentation) == pytest.approx(0.5)
+    assert segmentation.metadata["names"] == ["img3"]
+
+    measure.reset_choices()
+    measure.mask.value = segmentation
+    assert measure.measure()
+    wait_for_job(qtbot, measure)
+    assert set(measure.summary["image"]) == {"img3"}

@@ -34,6 +34,13 @@ def slice_names(layer: Layer) -> list[str]:
     return [f"{layer.name} #{i}" for i in range(count)]
 
 
+def shown_names(layer: Layer) -> list[str]:
+    """Slice names for a layer made over ``layer`` (masks, segmentation): every slice name of a
+    stack; for a series, the name of the one image shown (such a layer holds that image)."""
+    series = series_of(layer)
+    return [series.items[series.index].name] if series is not None else slice_names(layer)
+
+
 def current_slice(viewer: napari.Viewer, layer: Layer) -> int:
     """Index of the slice of ``layer`` shown in the viewer now (0 for a 2D layer; the image
     shown for a series)."""

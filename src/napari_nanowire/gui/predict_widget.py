@@ -29,6 +29,7 @@ from .layers import (
     current_slice,
     go_to_slice,
     layer_picker,
+    shown_names,
     slice_count,
 )
 from .masks import dense_colors, dense_features, write_slice
@@ -294,7 +295,12 @@ class PredictWidget(QWidget):
                 translate=layer.translate,
                 units=layer.units,
                 opacity=0.5,
-                metadata={IMAGE_KEY: layer.name, "names": self.state.names_of(layer)},
+                metadata={
+                    IMAGE_KEY: layer.name,
+                    "names": shown_names(layer)
+                    if series_of(layer) is not None
+                    else self.state.names_of(layer),
+                },
             )
         seg = self.viewer.layers[name]
         series = series_of(layer)

@@ -195,6 +195,7 @@ def show_image(viewer: napari.Viewer, layer: Layer, index: int) -> None:
         if reset_history is not None:  # an undo must not replay the previous image's strokes
             reset_history()
         _set_scale(other, item.pixel_size_nm)
+        other.metadata["names"] = [item.name]  # it holds the image shown (see shown_names)
     viewer.reset_view()
     series.paged.emit(index)
 
