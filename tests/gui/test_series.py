@@ -86,6 +86,15 @@ def test_paging_shows_each_image_in_its_own_size_and_keeps_the_labels(series_vie
 
     control.number.setValue(3)
     assert layer.data.shape == (64, 48) and layer_pixel_size_nm(layer) == pytest.approx(0.5)
+    pixel_size = dock("Pixel size")
+    assert pixel_size.info.text() == "'mixed' image img3: 0.5 nm/px"
+    assert pixel_size.size.value() == pytest.approx(0.5)
+    pixel_size.size.setValue(0.25)  # a pixel size set by the user stays with its image
+    assert pixel_size.set_pixel_size()
+    control.go(1)
+    assert pixel_size.info.text() == "'mixed' image img2: 2 nm/px"
+    control.go(2)
+    assert layer_pixel_size_nm(layer) == pytest.approx(0.25)
     label.assign(1)  # image 3: second class
     first, second = label.state.classes[:2]
     control.go(0)
@@ -143,7 +152,8 @@ def test_train_and_classify_the_series_image_by_image(
     monkeypatch.setattr(classify, "train_classifier", spy)
     assert train.train_classifier()
     wait_for_job(qtbot, train)
-    assert seen == {"shapes": [(64, 64), (64, 48)], "sizes": pytest.approx([1.0, 0.5])}
+    assert seen["shapes"] == [(64, 64), (64, 48)]
+    assert seen["sizes"] == pytest.approx([1.0, 0.5])
     assert label.state.models["classifier"].is_file()
 
     assert predict.classify()

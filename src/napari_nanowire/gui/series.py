@@ -198,6 +198,7 @@ def show_image(viewer: napari.Viewer, layer: Layer, index: int) -> None:
         other.metadata["names"] = [item.name]  # it holds the image shown (see shown_names)
     viewer.reset_view()
     series.paged.emit(index)
+    state.pixel_size_changed.emit(layer)  # the pixel size shown is the new image's
 
 
 def series_mask(layer: Layer, derived: Layer, index: int) -> np.ndarray | None:
