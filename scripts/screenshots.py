@@ -5,11 +5,13 @@ needed: an Xvfb display is started for the run. It drives the whole workflow thr
 workflow dock on the built-in synthetic sample as a user would (label, paint a few strokes,
 pretrain, preview a slice, train, predict, segment, measure) and saves one picture per step into
 docs/screenshots/. Takes a few minutes
-on a laptop CPU.
+on a laptop CPU. `scripts/screenshots.py series` makes only the picture of a series (a folder
+of images of different sizes).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,10 +173,49 @@ def measure_step(viewer) -> None:
     shoot(viewer, "measure.png")
 
 
-def main() -> None:
-    """Open the viewer as `napari-nanowire gui` does and walk through the workflow."""
+def series_folder(folder: Path) -> Path:
+    """Four synthetic micrographs of four sizes and pixel sizes, as a real folder of exports."""
+    from napari_nanowire.core.data.synthetic import generate_dataset
+    from napari_nanowire.core.io import write_tiff
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = {512: (512, 512), 768: (640, 768), 384: (384, 384), 1024: (768, 1024)}
+    for i, (size, px) in enumerate(((512, 0.5), (768, 1.0), (384, 0.25), (1024, 2.0))):
+        item = generate_dataset(1, size=size, pixel_size_nm=px, seed=i)[i]
+        y, x = shapes[size]
+        write_tiff(folder / f"export_{i + 1:02d}.tif", item.image[:y, :x], px)
+    return folder
+
+
+def series_picture() -> None:
+    """A folder of mixed sizes opened as a series: the Series control in the Label step."""
+    from napari_nanowire.cli.gui import open_viewer
+
+    folder = series_folder(Path(tempfile.mkdtemp(prefix="nanowire-series-")) / "exports")
+    viewer = open_viewer([str(folder)])
+    viewer.window._qt_window.resize(1500, 950)
+    settle(2.0)
+    label = widget(viewer, "Label")
+    label.assign(2)  # export_01: bundle
+    label.series_control.next.click()
+    label.assign(1)  # export_02: dispersed
+    label.series_control.next.click()
+    viewer.reset_view()
+    shoot(viewer, "series.png")
+    viewer.close()
+
+
+def main(steps: list[str]) -> None:
+    """Open the viewer as `napari-nanowire gui` does and walk through the workflow; with
+    ``series`` only, just the series picture."""
     OUT.mkdir(parents=True, exist_ok=True)
     with Display(size=(1600, 1000), color_depth=24):
+        if steps == ["series"]:
+            from napari_nanowire.gui.torch_guard import import_torchvision
+
+            import_torchvision()
+            series_picture()
+            return
         from napari_nanowire.gui.torch_guard import import_torchvision
 
         import_torchvision()
@@ -191,7 +232,8 @@ def main() -> None:
         predict_step(viewer)
         measure_step(viewer)
         viewer.close()
+        series_picture()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -6,7 +6,7 @@ from conftest import small_settings, wait_for_job
 from napari_nanowire.core.progress import Progress
 
 
-def endless_classify(path, data, px, stop):
+def endless_classify(path, slices, stop):
     """Stands in for classifying a huge stack: one step every few ms until stopped."""
     step = 0
     while not stop.is_set():

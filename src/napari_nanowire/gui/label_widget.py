@@ -36,6 +36,7 @@ from .masks import add_mask_layer, masks_of, style_mask_layer
 from .notify import report_error
 from .pixel_size_widget import ensure_pixel_size
 from .project_box import ProjectBox
+from .series import SeriesControl
 from .state import slice_labels, state_for, unwrap_viewer
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ class LabelWidget(QWidget):
         self.mask_names_edit = QLineEdit()
         self.mask_names_edit.setToolTip("Classes painted as mask values 2, 3, ..., comma-separated")
         self.project_box = ProjectBox(self.viewer, self.state, self.current_image)
+        self.series_control = SeriesControl(self.viewer)
         self._build_layout()
         self._connect()
         self.reset_choices()
@@ -133,6 +135,7 @@ class LabelWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.project_box)
         layout.addLayout(row(QLabel("image"), self.picker.native))
+        layout.addWidget(self.series_control)
         layout.addWidget(self.class_box)
         layout.addLayout(row(QLabel("classes"), self.names_edit, self.apply_names))
         layout.addWidget(self.slice_info)
@@ -152,6 +155,7 @@ class LabelWidget(QWidget):
         self.next_button.clicked.connect(self.next_unlabelled)
         self.mask_button.clicked.connect(self.add_masks)
         self.slice_list.itemClicked.connect(self._go_to_item)
+        self.series_control.shown.connect(self._show_slice)
         self.state.classes_changed.connect(self._on_classes)
         self.state.labels_changed.connect(self._on_labels)
         self.state.project_changed.connect(self._on_project)
@@ -285,6 +289,8 @@ class LabelWidget(QWidget):
             self._unbind_keys()
             if layer is not None:
                 self._bind_keys(layer)
+        if layer is not self.series_control.layer:
+            self.series_control.bind(layer)
         self._on_labels(layer)
 
     def _bind_keys(self, layer: Image) -> None:

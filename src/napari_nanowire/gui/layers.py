@@ -9,13 +9,19 @@ import numpy as np
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import frames
 
+from .pixel_size import layer_pixel_size_nm
+from .series import SeriesFrames, series_of, show_image
+
 if TYPE_CHECKING:
     import napari
     from napari.layers import Layer
 
 
 def slice_count(layer: Layer) -> int:
-    """Number of 2D images in a (Y, X) or (N, Y, X) layer."""
+    """Number of 2D images in a (Y, X) or (N, Y, X) layer, or in the series it shows."""
+    series = series_of(layer)
+    if series is not None:
+        return len(series)
     return 1 if layer.ndim == 2 else int(layer.data.shape[0])
 
 
@@ -28,8 +34,19 @@ def slice_names(layer: Layer) -> list[str]:
     return [f"{layer.name} #{i}" for i in range(count)]
 
 
+def shown_names(layer: Layer) -> list[str]:
+    """Slice names for a layer made over ``layer`` (masks, segmentation): every slice name of a
+    stack; for a series, the name of the one image shown (such a layer holds that image)."""
+    series = series_of(layer)
+    return [series.items[series.index].name] if series is not None else slice_names(layer)
+
+
 def current_slice(viewer: napari.Viewer, layer: Layer) -> int:
-    """Index of the slice of ``layer`` shown in the viewer now (0 for a 2D layer)."""
+    """Index of the slice of ``layer`` shown in the viewer now (0 for a 2D layer; the image
+    shown for a series)."""
+    series = series_of(layer)
+    if series is not None:
+        return series.index
     if layer.ndim == 2:
         return 0
     index = int(round(layer.world_to_data(viewer.dims.point)[0]))
@@ -37,7 +54,10 @@ def current_slice(viewer: napari.Viewer, layer: Layer) -> int:
 
 
 def go_to_slice(viewer: napari.Viewer, layer: Layer, index: int) -> None:
-    """Show slice ``index`` of ``layer`` in the viewer."""
+    """Show slice ``index`` of ``layer`` in the viewer (pages a series to its image)."""
+    if series_of(layer) is not None:
+        show_image(viewer, layer, index)
+        return
     if layer.ndim == 2:
         return
     point = list(viewer.dims.point)
@@ -66,6 +86,41 @@ def image_stack(layer: Layer) -> np.ndarray:
     """The layer's pixels as a float32 (N, Y, X) array."""
     check_image_layer(layer)
     return np.stack(as_stack(layer.data))
+
+
+class Slices:
+    """The 2D images of an image layer and their pixel sizes, for a job in a worker thread.
+
+    Made on the main thread (it reads the layer's pixel size and series state there); the
+    images are read when the job asks for them, one at a time: frames of a lazy stack stay on
+    disk, the images of a series are read from their files.
+    """
+
+    def __init__(self, layer: Layer) -> None:
+        check_image_layer(layer)
+        series = series_of(layer)
+        if series is None:
+            self.data = layer.data
+            self.frames = frames(self.data)
+            self.pixel_sizes = [layer_pixel_size_nm(layer)] * len(self.frames)
+        else:
+            self.data = None
+            self.frames = SeriesFrames(series)
+            sizes = series.pixel_sizes
+            sizes[series.index] = layer_pixel_size_nm(layer)  # the one set on screen counts
+            self.pixel_sizes = sizes
+
+    def __len__(self) -> int:
+        return len(self.pixel_sizes)
+
+    def read(self, indices: list[int] | None = None) -> list[np.ndarray]:
+        """2D float32 images at ``indices`` (default: all), read now."""
+        indices = range(len(self)) if indices is None else indices
+        return [np.asarray(self.frames[i], dtype=np.float32) for i in indices]
+
+    def sizes(self, indices: list[int] | None = None) -> list[float | None]:
+        """The pixel sizes (nm/px) of the images at ``indices`` (default: all)."""
+        return list(self.pixel_sizes) if indices is None else [self.pixel_sizes[i] for i in indices]
 
 
 def layer_picker(viewer: napari.Viewer, kind: type, label: str, nullable: bool = False):

@@ -16,7 +16,7 @@ from napari.utils.colormaps import DirectLabelColormap
 
 from napari_nanowire.core.data.project import default_color
 
-from .layers import slice_names
+from .layers import shown_names
 from .pixel_size import layer_pixel_size_nm
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def add_mask_layer(
         translate=image.translate,
         opacity=0.6,
         units=image.units,
-        metadata={MASK_KEY: image.name, "names": slice_names(image)},
+        metadata={MASK_KEY: image.name, "names": shown_names(image)},
     )
     style_mask_layer(layer, mask_classes)
     layer.brush_size = brush_size_px(layer_pixel_size_nm(image))

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .layers import layer_picker
+from .layers import layer_picker, shown_names
 from .notify import report_error
 from .pixel_size import (
     PixelSizeError,
@@ -31,6 +31,7 @@ from .pixel_size import (
     set_image_pixel_size,
     show_scale_bar,
 )
+from .series import series_of
 from .state import state_for, unwrap_viewer
 
 if TYPE_CHECKING:
@@ -123,11 +124,14 @@ class PixelSizeWidget(QWidget):
             self.info.setStyleSheet("")
             return
         size = layer_pixel_size_nm(layer)
+        name = f"'{layer.name}'"
+        if series_of(layer) is not None:  # each image of a series has its own pixel size
+            name += f" image {shown_names(layer)[0]}"
         if size is None:
-            self.info.setText(f"'{layer.name}': pixel size unknown, sizes are in pixels. Set it:")
+            self.info.setText(f"{name}: pixel size unknown, sizes are in pixels. Set it:")
             self.info.setStyleSheet(UNKNOWN_STYLE)
         else:
-            self.info.setText(f"'{layer.name}': {format_pixel_size(size)}")
+            self.info.setText(f"{name}: {format_pixel_size(size)}")
             self.info.setStyleSheet("")
         self.size.setValue(size or 1.0)
 

@@ -24,14 +24,17 @@ from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.progress import Progress
 
 from .layers import (
+    Slices,
     check_image_layer,
     current_slice,
     go_to_slice,
     layer_picker,
+    shown_names,
     slice_count,
 )
 from .masks import dense_colors, dense_features, write_slice
-from .pixel_size import IMAGE_KEY, layer_pixel_size_nm
+from .pixel_size import IMAGE_KEY
+from .series import series_of
 from .state import slice_labels, state_for, unwrap_viewer
 from .table import DataFrameModel, frame_view
 from .torch_guard import import_torchvision
@@ -69,29 +72,32 @@ def ranked_table(
     return table
 
 
-def classify_slices(path: Path, data, px: float | None, stop) -> Iterator[Progress]:
-    """Classify every slice of ``data`` with the model in ``path``, one slice a step.
+def classify_slices(path: Path, slices: Slices, stop) -> Iterator[Progress]:
+    """Classify every slice of ``slices`` with the model in ``path``, one slice a step.
 
     Slices are read one at a time, so a lazy (dask or memory-mapped) stack is never loaded
-    whole. Returns the :class:`ClassPrediction`, or None when stopped.
+    whole and the images of a series are read from their files, each with its pixel size.
+    Returns the :class:`ClassPrediction`, or None when stopped.
     """
     from napari_nanowire.core.predict import ClassPrediction, Predictor
 
     predictor = Predictor.load(path)
     predictor.require("classifier")
-    count = 1 if np.ndim(data) == 2 else len(data)
+    count = len(slices)
     rows, features = [], []
-    for _, result in predictor.predict_stack(data, px, heads=["classifier"], stop=stop):
+    for index in range(count):
+        if stop.is_set():
+            return None
+        frame, px = slices.frames[index], slices.pixel_sizes[index]
+        result = predictor.predict_frame(frame, px, heads=["classifier"])
         rows.append(result.classes.probabilities[0])
         features.append(result.classes.features[0])
         yield Progress("predict", len(rows), count, message="classified")
-    if len(rows) < count:  # stopped
-        return None
     return ClassPrediction(predictor.class_names, np.stack(rows), np.stack(features))
 
 
-def segment_slices(path: Path, data, indices: list[int], px: float | None, stop):
-    """Masks of the slices ``indices`` of ``data`` with the segmenter in ``path``.
+def segment_slices(path: Path, slices: Slices, indices: list[int], stop):
+    """Masks of the slices ``indices`` of ``slices`` with the segmenter in ``path``.
 
     Slices are read one at a time (see :func:`classify_slices`). Returns (indices, masks,
     mask class names), or None when stopped.
@@ -101,11 +107,12 @@ def segment_slices(path: Path, data, indices: list[int], px: float | None, stop)
     predictor = Predictor.load(path)
     predictor.require("segmenter")
     masks = []
-    for _, result in predictor.predict_stack(data, px, indices, ["segmenter"], stop=stop):
-        masks.append(result.mask.mask)
+    for index in indices:
+        if stop.is_set():
+            return None
+        frame, px = slices.frames[index], slices.pixel_sizes[index]
+        masks.append(predictor.predict_frame(frame, px, ["segmenter"]).mask.mask)
         yield Progress("predict", len(masks), len(indices), message="segmented")
-    if len(masks) < len(indices):  # stopped
-        return None
     return indices, masks, predictor.mask_classes
 
 
@@ -195,18 +202,18 @@ class PredictWidget(QWidget):
 
     def _classify_job(self):
         layer, path = self._inputs("classifier")
-        data, px = layer.data, layer_pixel_size_nm(layer)
-        return (lambda stop: classify_slices(path, data, px, stop)), layer
+        slices = Slices(layer)
+        return (lambda stop: classify_slices(path, slices, stop)), layer
 
     def _segment_job(self):
         layer, path = self._inputs("segmenter")
-        data, px = layer.data, layer_pixel_size_nm(layer)
+        slices = Slices(layer)
         indices = (
             [current_slice(self.viewer, layer)]
             if self.scope.value == "current"
             else list(range(slice_count(layer)))
         )
-        return (lambda stop: segment_slices(path, data, indices, px, stop)), layer
+        return (lambda stop: segment_slices(path, slices, indices, stop)), layer
 
     def _on_progress(self, event: Progress) -> None:
         self.panel.show_progress(
@@ -219,6 +226,9 @@ class PredictWidget(QWidget):
         self.predictions = ranked_table(prediction, names, slice_labels(layer), self.suggest.value)
         self.model.set_frame(self.predictions)
         self._show_on_canvas(layer)
+        series = series_of(layer)
+        if series is not None and self._paged not in series.paged:
+            series.paged.connect(self._paged)
         marked = int(self.predictions[NEXT_MARK].sum())
         self.status.setText(
             f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (least certain)."
@@ -237,6 +247,10 @@ class PredictWidget(QWidget):
             columns={"your label": "your_label", NEXT_MARK: "label_next"}
         )
         points = np.array([[i, 2, 2] for i in table["slice"]], dtype=float)
+        series = series_of(layer)
+        if series is not None:  # one image on screen: its row only
+            shown = (table["slice"] == series.index).to_numpy()
+            points, features = points[shown], features[shown].reset_index(drop=True)
         if layer.ndim == 2:
             points = points[:, 1:]
         name = f"{layer.name} predictions"
@@ -246,7 +260,7 @@ class PredictWidget(QWidget):
             "size": 12,
             "color": {
                 "encoding_type": "ManualColorEncoding",
-                "array": [self.state.color_of(c) for c in table["predicted"]],
+                "array": [self.state.color_of(c) for c in features["predicted"]],
             },
         }
         if name in self.viewer.layers:
@@ -281,18 +295,33 @@ class PredictWidget(QWidget):
                 translate=layer.translate,
                 units=layer.units,
                 opacity=0.5,
-                metadata={IMAGE_KEY: layer.name, "names": self.state.names_of(layer)},
+                metadata={
+                    IMAGE_KEY: layer.name,
+                    "names": shown_names(layer)
+                    if series_of(layer) is not None
+                    else self.state.names_of(layer),
+                },
             )
         seg = self.viewer.layers[name]
+        series = series_of(layer)
         with seg.block_history():  # one undo step for the whole prediction
             for index, mask in zip(indices, masks, strict=True):
-                write_slice(seg, index, mask)
+                if series is not None and index != series.index:  # shown when paged to
+                    series.stash.setdefault(name, {})[index] = np.asarray(mask, np.uint8)
+                else:
+                    write_slice(seg, index, mask)
         seg.metadata["mask_classes"] = list(mask_classes)
         seg.features = dense_features(mask_classes)  # names each class in the status bar
         seg.colormap = DirectLabelColormap(color_dict=dense_colors(mask_classes))
         self.viewer.layers.selection.active = layer
         self.status.setText(f"Segmented {len(indices)} slice(s) into layer '{name}'.")
         return seg
+
+    def _paged(self, _index: int) -> None:
+        """Show the prediction of the image a series pages to."""
+        layer = self.image.value
+        if not self.predictions.empty and series_of(layer) is not None:
+            self._show_on_canvas(layer)
 
     def next_suggestion(self) -> int | None:
         """Show the next slice marked "label next" that is still unlabelled; its index."""

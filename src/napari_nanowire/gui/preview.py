@@ -22,9 +22,9 @@ from superqt.utils import qdebounced
 
 from napari_nanowire.core.errors import NanowireError
 
-from .layers import as_stack, current_slice
+from .layers import Slices, current_slice
 from .masks import dense_colors, dense_features, masks_of
-from .pixel_size import IMAGE_KEY, layer_pixel_size_nm
+from .pixel_size import IMAGE_KEY
 from .pixel_size_widget import ensure_pixel_size
 from .workers import Job, launch, show_fraction
 
@@ -140,7 +140,7 @@ class SlicePreviewer:
         if not any(path is not None and path.is_file() for path in candidates[1:]):
             raise NanowireError("No pretrained encoder yet: press Pretrain first.")
         index = current_slice(self.viewer, layer)
-        data, px = layer.data, layer_pixel_size_nm(layer)
+        slices = Slices(layer)  # a series: each image from its file, at its own pixel size
         targets = [masks[i] for i in picked]
         self.count += 1
         config = preview_config(widget.segmenter_config(), seed=self.count)
@@ -156,10 +156,11 @@ class SlicePreviewer:
                 if start == candidates[1]
                 else "from the encoder"
             )
-            images = as_stack(data, picked)
-            frame = as_stack(data, [index])[0]
+            images = slices.read(picked)
+            frame = slices.read([index])[0]
+            sizes, px = slices.sizes(picked), slices.pixel_sizes[index]
             result = yield from preview_slice(
-                start, images, targets, frame, out, [px] * len(picked), px, names, config, stop
+                start, images, targets, frame, out, sizes, px, names, config, stop
             )
             return layer, index, result, origin
 

@@ -15,11 +15,15 @@ from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushBut
 
 from napari_nanowire.core.data.project import Project, ProjectError
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.io import ReadError
 
 from .layers import image_stack, slice_names
 from .masks import add_mask_layer, masks_of
 from .notify import report_error
 from .pixel_size import layer_pixel_size_nm, set_layer_pixel_size_nm
+from .reader import read_folder
+from .series import Series
+from .series import layer_kwargs as series_kwargs
 from .state import WorkflowState, slice_labels
 
 if TYPE_CHECKING:
@@ -116,13 +120,15 @@ class ProjectBox(QGroupBox):
             return current
         try:
             project = Project.open(folder)
-            data = project.load_images()
+            try:
+                data = project.load_images()
+            except ReadError:  # a folder of mixed sizes: the series it was made on
+                series = project_series(project)
+                if series is None:
+                    raise
+                return self._open_series(project, series)
             count = data.data.shape[0] if data.data.ndim == 3 else 1
-            if count != len(project.names):
-                raise ProjectError(
-                    f"The project's images are now {count}, not the {len(project.names)} it was "
-                    "made with; restore the original files."
-                )
+            check_count(project, count)
             masks = project.load_masks()
         except (NanowireError, OSError) as err:
             report_error("Opening the project", err)
@@ -138,3 +144,38 @@ class ProjectBox(QGroupBox):
             self.viewer.layers.selection.active = image
         self.state.attach(project, image, mask_layer, masks_saved=True)
         return project
+
+    def _open_series(self, project: Project, series: Series) -> Project:
+        """Open a project made on a series: one image layer paged through, a mask per image."""
+        check_count(project, len(series))
+        masks = {i: m for i in range(len(series)) if (m := project.load_mask(i)) is not None}
+        kwargs = series_kwargs(series)
+        kwargs["name"] = project.folder.name
+        image = self.viewer.add_image(series.read(0), **kwargs)
+        mask_layer = None
+        if masks:
+            mask_layer = add_mask_layer(
+                self.viewer, image, project.mask_classes, masks.pop(0, None)
+            )
+            series.stash[mask_layer.name] = masks
+            self.viewer.layers.selection.active = image
+        self.state.attach(project, image, mask_layer, masks_saved=True)
+        return project
+
+
+def project_series(project: Project) -> Series | None:
+    """The series a project was made on (a folder of mixed sizes), or None for a stack."""
+    if len(project.images) != 1:
+        return None
+    path = project.resolve(project.images[0])
+    image = read_folder(path) if path.is_dir() else None
+    return image if isinstance(image, Series) else None
+
+
+def check_count(project: Project, count: int) -> None:
+    """Refuse a project whose images are no longer the ones it was made with."""
+    if count != len(project.names):
+        raise ProjectError(
+            f"The project's images are now {count}, not the {len(project.names)} it was "
+            "made with; restore the original files."
+        )

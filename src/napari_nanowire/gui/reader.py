@@ -17,17 +17,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from napari_nanowire.core.io import (
     SUPPORTED_SUFFIXES,
     ImageData,
     ReadError,
     image_files,
+    input_files,
     read_image,
     read_images,
 )
 from napari_nanowire.core.io.labels import LabelsInfo, read_labels_info
+
+from .series import Series
+from .series import layer_kwargs as series_kwargs
 
 PathOrPaths = str | os.PathLike | list[str | os.PathLike]
 
@@ -47,14 +51,26 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[tuple]] | None
 
 def read_layers(path: PathOrPaths) -> list[tuple]:
     """Read ``path`` into one napari layer scaled to nm when the pixel size is known: a Labels
-    layer with named classes for a mask file this package wrote, else an image layer."""
+    layer with named classes for a mask file this package wrote, else an image layer.
+
+    A folder or list of files whose images differ in size or pixel size becomes a series
+    (:mod:`.series`): one image layer showing the first image, paged through in the Label
+    widget.
+    """
     single = isinstance(path, str | os.PathLike)
     if not single:
-        image = read_images(path)
+        image = read_list(path)
     elif Path(path).is_dir():
         image = read_folder(Path(path))
     else:
         image = read_image(path)
+    if isinstance(image, Series):
+        show_info(
+            f"Opened the {len(image)} images of {image.source.name} as a series (they differ "
+            "in size or pixel size): page through them with the Series control of the Label "
+            "widget."
+        )
+        return [(image.read(0), series_kwargs(image), "image")]
     info = read_labels_info(path) if single and not Path(path).is_dir() else None
     if info is not None:
         return [(image.data, labels_kwargs(image, info), "labels")]
@@ -82,32 +98,62 @@ def labels_kwargs(image: ImageData, info: LabelsInfo) -> dict:
     return kwargs
 
 
-def read_folder(folder: Path) -> ImageData:
-    """A folder of images as one stack, leaving out (and naming) files that cannot be read.
+def read_folder(folder: Path) -> ImageData | Series:
+    """A folder of images as one stack, or as a series when their sizes or pixel sizes differ,
+    leaving out (and naming) files that cannot be read.
 
     One corrupt or truncated file among many should not keep the user from the rest; the
-    warning names each file left out and why the first one failed. Other refusals (mixed
-    sizes or pixel sizes, no image at all) stand.
+    warning names each file left out and why the first one failed. A folder without any
+    readable image is refused.
     """
     try:
         return read_image(folder)
     except ReadError:
         files = image_files(folder)
-        good, bad = [], {}
-        for file in files:
-            try:
-                read_image(file, lazy=True)
-                good.append(file)
-            except ReadError as err:
-                bad[file.name] = str(err)
-        if not bad or not good:
+        good, bad = _readable(files)
+        if not good:
             raise
-    image = replace(read_images(good), source=folder)
-    show_warning(
-        f"Left out {len(bad)} of {len(files)} files in {folder} that cannot be read: "
-        f"{', '.join(bad)}. {next(iter(bad.values()))}"
-    )
-    return image
+    if bad:
+        show_warning(
+            f"Left out {len(bad)} of {len(files)} files in {folder} that cannot be read: "
+            f"{', '.join(bad)}. {next(iter(bad.values()))}"
+        )
+    return _stack_or_series([f for f, _ in good], [im for _, im in good], folder)
+
+
+def read_list(paths: list) -> ImageData | Series:
+    """Several files (or folders) as one stack, or as a series when they cannot be stacked
+    because their sizes or pixel sizes differ. Unreadable files are refused (named)."""
+    try:
+        return read_images(paths)
+    except ReadError:
+        files = input_files(paths)
+        good, bad = _readable(files)
+        if bad or len(good) < 2:
+            raise
+    source = Path(os.path.commonpath([p.absolute() for p in files]))
+    return _stack_or_series(files, [im for _, im in good], source)
+
+
+def _readable(files: list[Path]) -> tuple[list[tuple[Path, ImageData]], dict[str, str]]:
+    """The files that read (headers only: lazily) with their images, and why the others fail."""
+    good, bad = [], {}
+    for file in files:
+        try:
+            good.append((file, read_image(file, lazy=True)))
+        except ReadError as err:
+            bad[file.name] = str(err)
+    return good, bad
+
+
+def _stack_or_series(files: list[Path], images: list[ImageData], source: Path):
+    """The images as one stack if they share a size and a pixel size, else as a series."""
+    try:
+        return replace(read_images(files), source=source)
+    except ReadError:
+        if len(images) < 2:
+            raise
+    return Series.from_images(images, source)
 
 
 def layer_kwargs(image: ImageData) -> dict:

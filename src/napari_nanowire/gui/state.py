@@ -12,6 +12,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,8 @@ from napari_nanowire.core.names import CLASSES
 from .layers import slice_count, slice_names
 from .masks import history_sizes, painted_slices, undo_redo_slices
 from .notify import report_error
+from .pixel_size import layer_pixel_size_nm
+from .series import series_of
 from .workers import JobRunner
 
 if TYPE_CHECKING:
@@ -90,6 +94,7 @@ class WorkflowState:
         self._history: tuple[int, int] = (0, 0)  # undo and redo depths of the mask layer
         self._save_masks_later = qdebounced(self.save_masks, timeout=MASK_SAVE_DELAY_MS)
         self._session: Path | None = None
+        self._paused: Labels | None = None  # a mask layer whose new data is not an edit
         self._cleanup: weakref.finalize | None = None
         window = getattr(getattr(viewer, "window", None), "_qt_window", None)
         if window is not None:
@@ -225,16 +230,39 @@ class WorkflowState:
             self._mark_dirty(undo_redo_slices(layer, before))
 
     def _on_new_data(self, _event=None) -> None:
+        if self._paused is not None and self._paused is self.mask_layer:
+            return
         self._dirty = None
         self._save_masks_later()
 
+    def flush_masks(self) -> None:
+        """Save pending mask edits now (before a series pages to another image)."""
+        self._save_masks_later.flush()
+
+    @contextmanager
+    def pausing_mask_saves(self, layer: Labels) -> Iterator[None]:
+        """New data put into ``layer`` meanwhile is not an edit to save (a series paging)."""
+        self._paused = layer
+        try:
+            yield
+        finally:
+            self._paused = None
+
     def save_masks(self) -> None:
-        """Write the mask layer into the project now (no-op without both)."""
+        """Write the mask layer into the project now (no-op without both).
+
+        For a series, the mask layer holds the image shown: it is saved as that image's mask.
+        """
         if self.project is None or self.mask_layer is None:
             return
         slices, self._dirty = self._dirty, set()
+        series = series_of(self.image_layer)
         try:
-            self.project.save_masks(np.asarray(self.mask_layer.data), slices)
+            if series is not None:
+                mask = np.asarray(self.mask_layer.data)
+                self.project.save_mask(series.index, mask, layer_pixel_size_nm(self.mask_layer))
+            else:
+                self.project.save_masks(np.asarray(self.mask_layer.data), slices)
         except Exception as err:  # a failed autosave must not stop the user painting
             report_error("Saving the masks", err)
 

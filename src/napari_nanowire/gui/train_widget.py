@@ -19,16 +19,15 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.io import frames
 from napari_nanowire.core.masks import check_shape
 from napari_nanowire.core.progress import Progress
 
-from .layers import as_stack, check_image_layer, layer_picker
+from .layers import Slices, check_image_layer, layer_picker, slice_count
 from .masks import is_training_mask, masks_of
-from .pixel_size import layer_pixel_size_nm
 from .pixel_size_widget import ensure_pixel_size
 from .plots import LossPlot
 from .preview import SlicePreviewer
+from .series import series_mask, series_of
 from .state import slice_labels, state_for, unwrap_viewer
 from .torch_guard import import_torchvision
 from .workers import Job, JobPanel, launch
@@ -51,29 +50,34 @@ def device_choices() -> list[tuple[str, str]]:
 def slices_job(
     train: Callable,
     base: Path,
-    data,
+    slices: Slices,
     picked: list[int],
     targets: list,
     out: Path,
-    px: float | None,
     unlabelled: list[int] | None = None,
     **settings,
 ) -> Job:
     """A job running a core trainer (classifier or segmenter) on the slices ``picked``.
 
-    The slices are read in the worker thread; ``targets`` are their labels or masks. The
-    slices ``unlabelled`` (segmenter only) are passed as unlabelled frames.
+    The slices are read in the worker thread (the images of a series from their files), each
+    with its own pixel size; ``targets`` are their labels or masks. The slices ``unlabelled``
+    (segmenter only) are passed as unlabelled frames.
     """
 
     def job(stop):
-        images = as_stack(data, picked)
-        sizes = [px] * len(picked)
+        images = slices.read(picked)
         if unlabelled:
-            settings["unlabelled"] = as_stack(data, unlabelled)
-            settings["unlabelled_pixel_sizes_nm"] = [px] * len(unlabelled)
+            settings["unlabelled"] = slices.read(unlabelled)
+            settings["unlabelled_pixel_sizes_nm"] = slices.sizes(unlabelled)
         return (
             yield from train(
-                base, images, targets, out, pixel_sizes_nm=sizes, stop=stop, **settings
+                base,
+                images,
+                targets,
+                out,
+                pixel_sizes_nm=slices.sizes(picked),
+                stop=stop,
+                **settings,
             )
         )
 
@@ -295,7 +299,7 @@ class TrainWidget(QWidget):
         from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
         layer = self._image_layer()
-        data, labels, px = layer.data, slice_labels(layer), layer_pixel_size_nm(layer)
+        slices, labels = Slices(layer), slice_labels(layer)
         config = PretrainConfig(
             method=self.method.value,
             encoder=self.encoder.value,
@@ -307,14 +311,12 @@ class TrainWidget(QWidget):
         config.check()
 
         def job(stop):
-            images = frames(data)  # read one at a time: a lazy stack stays on disk
-            sizes = [px] * len(images)
             return (
                 yield from pretrain(
-                    images,
+                    slices.frames,  # read one at a time: a lazy stack stays on disk
                     config,
                     out,
-                    pixel_sizes_nm=sizes,
+                    pixel_sizes_nm=slices.sizes(),
                     labels=labels,
                     stop=stop,
                     resume=resume,
@@ -340,11 +342,11 @@ class TrainWidget(QWidget):
                 "a class (keys 1-9)."
             )
         check_labels([labels[i] for i in picked])
-        data, px = layer.data, layer_pixel_size_nm(layer)
         config = ClassifierConfig(device=self.device.value, descriptors=self.descriptors.value)
-
         targets = [labels[i] for i in picked]
-        return slices_job(train_classifier, base, data, picked, targets, out, px, config=config)
+        return slices_job(
+            train_classifier, base, Slices(layer), picked, targets, out, config=config
+        )
 
     def segmenter_config(self):
         """The segmenter settings of the form (a ``SegmenterConfig``)."""
@@ -363,7 +365,6 @@ class TrainWidget(QWidget):
         layer = self._image_layer()
         base = self._encoder_file()
         masks, picked, names = self.stroke_masks(layer)
-        data, px = layer.data, layer_pixel_size_nm(layer)
         config = self.segmenter_config()
 
         targets = [masks[i] for i in picked]
@@ -371,34 +372,38 @@ class TrainWidget(QWidget):
         return slices_job(
             train_segmenter,
             base,
-            data,
+            Slices(layer),
             picked,
             targets,
             out,
-            px,
             others,
             class_names=names,
             config=config,
         )
 
-    def stroke_masks(self, layer: Image) -> tuple[np.ndarray, list[int], list[str]]:
-        """The painted masks of ``layer``'s slices as (N, Y, X) uint8, the indices of the
-        slices with strokes and the foreground class names; refuses missing or empty masks."""
+    def stroke_masks(self, layer: Image) -> tuple[np.ndarray | list, list[int], list[str]]:
+        """The painted masks of ``layer``'s slices as (N, Y, X) uint8 (for a series, a list
+        with None where nothing was painted), the indices of the slices with strokes and the
+        foreground class names; refuses missing or empty masks."""
         masks_layer = self.masks.value or masks_of(self.viewer, layer)
         if masks_layer is None:
             raise NanowireError(
                 "No mask layer: in the Label widget press 'Add mask layer', then paint a few "
                 "strokes of background (label 1) and of wires (label 2)."
             )
-        check_shape(
-            masks_layer.data.shape,
-            layer.data.shape,
-            f"Mask layer '{masks_layer.name}'",
-            f"image layer '{layer.name}'",
-            "pick the masks made for these images",
-        )
-        masks = np.array(masks_layer.data, dtype=np.uint8).reshape(-1, *layer.data.shape[-2:])
-        picked = [i for i in range(len(masks)) if masks[i].any()]
+        if series_of(layer) is not None:
+            masks = [series_mask(layer, masks_layer, i) for i in range(slice_count(layer))]
+            picked = [i for i, mask in enumerate(masks) if mask is not None and mask.any()]
+        else:
+            check_shape(
+                masks_layer.data.shape,
+                layer.data.shape,
+                f"Mask layer '{masks_layer.name}'",
+                f"image layer '{layer.name}'",
+                "pick the masks made for these images",
+            )
+            masks = np.array(masks_layer.data, dtype=np.uint8).reshape(-1, *layer.data.shape[-2:])
+            picked = [i for i in range(len(masks)) if masks[i].any()]
         if not picked:
             raise NanowireError(
                 f"Mask layer '{masks_layer.name}' is empty: paint background (1) and wires (2)."

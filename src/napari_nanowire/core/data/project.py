@@ -202,12 +202,29 @@ class Project:
                 f"Got masks for {masks.shape[0]} images; the project has {len(self.names)}."
             )
         for index in range(len(masks)) if slices is None else slices:
-            path = self.folder / MASKS_DIR / f"{index:05d}.tif"
-            mask = np.asarray(masks[index])
-            if mask.any():
-                write_tiff(path, mask.astype(np.uint8), self.pixel_size_nm)
-            else:
-                path.unlink(missing_ok=True)
+            self.save_mask(index, masks[index])
+
+    def mask_path(self, index: int) -> Path:
+        """The file of slice ``index``'s training mask (it may not exist)."""
+        return self.folder / MASKS_DIR / f"{index:05d}.tif"
+
+    def save_mask(self, index: int, mask: np.ndarray, pixel_size_nm: float | None = None) -> None:
+        """Write the training mask of slice ``index`` alone (its own size: images of a series
+        differ); nothing painted removes its file. ``pixel_size_nm`` defaults to the
+        project's."""
+        if not 0 <= index < len(self.names):
+            raise ProjectError(f"No image {index} in a project of {len(self.names)} images.")
+        path = self.mask_path(index)
+        mask = np.asarray(mask)
+        if mask.any():
+            write_tiff(path, mask.astype(np.uint8), pixel_size_nm or self.pixel_size_nm)
+        else:
+            path.unlink(missing_ok=True)
+
+    def load_mask(self, index: int) -> np.ndarray | None:
+        """The saved training mask of slice ``index`` (uint8), or None if none was painted."""
+        path = self.mask_path(index)
+        return np.asarray(read_image(path).data, dtype=np.uint8) if path.is_file() else None
 
     def load_masks(self) -> np.ndarray | None:
         """The saved training masks as (N, Y, X) uint8 (zeros where unpainted), or None."""
