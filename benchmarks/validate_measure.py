@@ -46,7 +46,8 @@ import pandas as pd
 from scipy import ndimage
 
 from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
-from napari_nanowire.core.measure.tables import MeasureOptions, measure_domains, measure_masks
+from napari_nanowire.core.measure import MeasureOptions
+from napari_nanowire.core.measure.tables import measure_domains, measure_masks
 
 OUT = Path(__file__).parent / "out" / "validate_measure.json"
 OUT_E2E = OUT.with_name("validate_measure_e2e.json")

@@ -23,9 +23,10 @@ from skimage.segmentation import find_boundaries
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.io import read_image
+from napari_nanowire.core.measure import MeasureOptions
 from napari_nanowire.core.measure.domain_shape import hull_stats
 from napari_nanowire.core.measure.selection import segmenter_min_area_nm2, weighted_median
-from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
+from napari_nanowire.core.measure.tables import measure_masks
 from napari_nanowire.core.predict import Predictor
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 from real_segmentation import dark_particles

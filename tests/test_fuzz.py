@@ -18,7 +18,8 @@ from hypothesis.extra import numpy as hnp
 
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.io import read_image
-from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
+from napari_nanowire.core.measure import MeasureOptions
+from napari_nanowire.core.measure.tables import measure_masks
 from napari_nanowire.core.model.random_models import random_model
 from napari_nanowire.core.predict import Predictor
 

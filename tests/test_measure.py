@@ -21,6 +21,7 @@ from napari_nanowire.core.measure.domain_shape import (
 )
 from napari_nanowire.core.measure.domains import domain_label_image
 from napari_nanowire.core.measure.nematic import nematic_order
+from napari_nanowire.core.measure.options import MeasureOptions
 from napari_nanowire.core.measure.pruning import main_path, prune_spurs
 from napari_nanowire.core.measure.selection import (
     auto_min_area_nm2,
@@ -30,7 +31,6 @@ from napari_nanowire.core.measure.selection import (
 from napari_nanowire.core.measure.tables import (
     DOMAIN_COLUMNS,
     SUMMARY_COLUMNS,
-    MeasureOptions,
     measure_domains,
     measure_masks,
     summarize_image,

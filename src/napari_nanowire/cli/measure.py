@@ -85,7 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure the masks, write both tables and say where they are."""
-    from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks, write_tables
+    from napari_nanowire.core.measure import MeasureOptions
+    from napari_nanowire.core.measure.tables import measure_masks, write_tables
 
     check_out_dir(Path(args.out), ("domains.csv", "summary.csv"), args.overwrite)
     names = dict(enumerate(args.classes, start=1)) if args.classes else None

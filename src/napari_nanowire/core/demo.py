@@ -29,8 +29,8 @@ from .data.synthetic import (
 from .heads.classify import ClassifierConfig, train_classifier
 from .heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from .io import read_images, write_bytes_atomic, write_csv
+from .measure import MeasureOptions, measure_masks, write_tables
 from .measure.selection import counted
-from .measure.tables import MeasureOptions, measure_masks, write_tables
 from .predict import Predictor
 from .progress import Progress, format_eta
 from .report import save_histograms, save_montage

@@ -198,8 +198,9 @@ class MeasureWidget(QWidget):
         )
 
     def _job(self):
+        from napari_nanowire.core.measure import MeasureOptions
         from napari_nanowire.core.measure.domains import domain_label_image
-        from napari_nanowire.core.measure.tables import MeasureOptions, measure_masks
+        from napari_nanowire.core.measure.tables import measure_masks
 
         layer = self.mask.value
         if layer is None:
