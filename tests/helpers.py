@@ -1,4 +1,5 @@
-"""Helpers shared by test modules: small model files and edits of a model file's metadata."""
+"""Helpers shared by test modules: small model files, edits of a model file's metadata, and
+reading what a prediction run wrote."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
+from napari_nanowire.core.io import read_image
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import META_KEY, ModelFile
+
+PX = 2.0
+"""Pixel size (nm/px) of the small synthetic images the segmenter tests train on."""
 
 
 def encoder_file(
@@ -33,3 +40,15 @@ def rewrite_meta(source: Path, target: Path, edit: Callable[[str], str]) -> Path
     raw = json.dumps(header).encode()
     target.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
     return target
+
+
+def run(events) -> None:
+    """Drive a prediction generator to its end."""
+    for _ in events:
+        pass
+
+
+def read_outputs(out: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """predictions.csv and every mask, by file name."""
+    masks = {p.name: read_image(p).data for p in sorted((out / "masks").glob("*.tif"))}
+    return pd.read_csv(out / "predictions.csv"), masks

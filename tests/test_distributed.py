@@ -9,12 +9,11 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
-from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from helpers import read_outputs, run
 from napari_nanowire.core.errors import NanowireError
-from napari_nanowire.core.io import read_image, write_tiff
-from napari_nanowire.core.model.random_models import save_random_model
+from napari_nanowire.core.io import read_image
 from napari_nanowire.core.predict import predict_files
 from napari_nanowire.core.predict.cluster import connect, predict_distributed
 
@@ -23,42 +22,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # a 2-worker LocalCluster: 11 s to start, 52 s for the local/distributed comparison under load
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two single-thread worker processes, as on a small cluster."""
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """A random-weights model and five images (one a 3-frame stack) of varied sizes."""
-    root = tmp_path_factory.mktemp("dist")
-    model = save_random_model(root / "model.nwmodel", seed=3)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, shape in enumerate([(70, 90), (64, 64), (130, 50), (3, 40, 80), (100, 100)]):
-        paths.append(write_tiff(root / f"img{i}.tif", rng.random(shape).astype(np.float32), 2.0))
-    return model, paths
-
-
-def run(events) -> None:
-    """Drive a prediction generator to its end."""
-    for _ in events:
-        pass
-
-
-def read_outputs(out: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """predictions.csv and every mask, by file name."""
-    masks = {p.name: read_image(p).data for p in sorted((out / "masks").glob("*.tif"))}
-    return pd.read_csv(out / "predictions.csv"), masks
 
 
 def test_distributed_matches_local(client, inputs, tmp_path):

@@ -11,10 +11,10 @@ import pytest
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from helpers import read_outputs, run
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.predict import cluster as cluster_module
 from napari_nanowire.core.predict.cluster import predict_distributed
-from test_distributed import client, inputs, read_outputs, run  # noqa: F401
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

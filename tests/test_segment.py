@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import encoder_file
+from helpers import PX, encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.segment import (
@@ -22,8 +22,6 @@ from napari_nanowire.core.heads.unet import UNet, UNetDecoder, probability_strip
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.modelfile import load_model
 from napari_nanowire.core.predict import Predictor
-
-PX = 2.0
 
 
 def test_unlabelled_pixels_get_exactly_zero_gradient():

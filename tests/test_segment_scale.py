@@ -155,9 +155,9 @@ def test_databar_is_found():
 @pytest.fixture(scope="module")
 def working_model(tmp_path_factory):
     """A tiny segmenter trained at half resolution (working downsample 2) on 128 px images."""
+    from helpers import PX, encoder_file
     from napari_nanowire.core.data.synthetic import generate_dataset
     from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
-    from test_segment import PX, encoder_file
 
     train = generate_dataset(1, size=128, pixel_size_nm=PX, difficulty=0.3, seed=0)
     out = tmp_path_factory.mktemp("model") / "seg.nwmodel"
@@ -170,8 +170,8 @@ def working_model(tmp_path_factory):
 
 
 def test_model_file_records_working_scale_tile_and_postprocessing(working_model):
+    from helpers import PX
     from napari_nanowire.core.model.modelfile import load_model
-    from test_segment import PX
 
     settings = load_model(working_model).meta.segmenter
     assert settings.working == {"pixel_size_nm": 2 * PX, "downsample": 2.0}
@@ -183,11 +183,11 @@ def test_model_file_records_working_scale_tile_and_postprocessing(working_model)
 def test_predictor_segments_at_working_scale_and_cleans_the_mask(working_model):
     from scipy import ndimage
 
+    from helpers import PX
     from napari_nanowire.core.data.synthetic import generate_dataset
     from napari_nanowire.core.heads.segment import iou_dice
     from napari_nanowire.core.heads.unet import predict_classes
     from napari_nanowire.core.predict import Predictor
-    from test_segment import PX
 
     item = generate_dataset(1, size=96, pixel_size_nm=PX, difficulty=0.3, seed=7)[2]
     predictor = Predictor.load(working_model, device="cpu")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import PX, encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strokes
 from napari_nanowire.core.heads import segment
 from napari_nanowire.core.heads.scale import working_from_meta
@@ -15,7 +16,6 @@ from napari_nanowire.core.heads.seg_augment import augment_labelled, consistency
 from napari_nanowire.core.heads.seg_validation import EarlyStop, holdout_split, stroke_holdout
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.modelfile import load_model
-from test_segment import PX, encoder_file
 
 
 def blocky_targets(seed: int = 0) -> torch.Tensor:
