@@ -9,6 +9,17 @@ from napari.utils import progress
 from conftest import label_all, small_settings, wait_for_job
 
 
+def config_spy(seen: list, setting: str):
+    """A stand-in trainer that records one setting of the config it is given and trains nothing."""
+
+    def fake_train(base, images, targets, out, **kwargs):
+        seen.append(getattr(kwargs["config"], setting))
+        return None
+        yield
+
+    return fake_train
+
+
 def test_stop_ends_the_run_within_a_step_and_keeps_the_checkpoint(viewer, dock, qtbot):
     from napari_nanowire.core.model.modelfile import load_model
 
@@ -85,13 +96,9 @@ def test_the_descriptors_box_reaches_the_classifier_config(
     viewer, dock, monkeypatch, tiny_items, tiny_encoder
 ):
     seen = []
-
-    def fake_train(base, images, targets, out, **kwargs):
-        seen.append(kwargs["config"].descriptors)
-        return None
-        yield
-
-    monkeypatch.setattr("napari_nanowire.core.heads.classify.train_classifier", fake_train)
+    monkeypatch.setattr(
+        "napari_nanowire.core.heads.classify.train_classifier", config_spy(seen, "descriptors")
+    )
     label_all(viewer, tiny_items)
     widget = dock("Train")
     widget.state.set_model("encoder", tiny_encoder)
@@ -166,13 +173,9 @@ def test_continue_resumes_a_stopped_pretraining_from_its_checkpoint(viewer, dock
 
 def test_the_segmenter_tile_is_its_own_setting(viewer, dock, monkeypatch, tiny_encoder):
     seen = []
-
-    def fake_train(base, images, targets, out, **kwargs):
-        seen.append(kwargs["config"].tile)
-        return None
-        yield
-
-    monkeypatch.setattr("napari_nanowire.core.heads.segment.train_segmenter", fake_train)
+    monkeypatch.setattr(
+        "napari_nanowire.core.heads.segment.train_segmenter", config_spy(seen, "tile")
+    )
     widget = dock("Train")
     widget.state.set_model("encoder", tiny_encoder)
     masks = dock("Label").add_masks()
