@@ -303,11 +303,11 @@ def fine_tune_rows(
                     )
                 )
                 seconds = time.perf_counter() - start
-                probs = (
-                    Predictor.load(out, s.device)
-                    .classify([t.image for t in test], [s.pixel_size_nm] * len(test))
-                    .probabilities
+                predicted = Predictor.load(out, s.device).classify(
+                    [t.image for t in test], [s.pixel_size_nm] * len(test)
                 )
+                order = [predicted.class_names.index(name) for name in CLASSES]
+                probs = predicted.probabilities[:, order]  # columns in CLASSES order, as test_y
                 majority = np.bincount(test_y, minlength=len(CLASSES)).max() / len(test_y)
                 rows.append(
                     dict(
