@@ -82,7 +82,8 @@ def test_paging_shows_each_image_in_its_own_size_and_keeps_the_labels(series_vie
     control.next.click()
     assert current_slice(viewer, layer) == 1 and control.number.value() == 2
     assert layer.data.shape == (96, 64) and layer_pixel_size_nm(layer) == pytest.approx(2.0)
-    assert "img2" in label.slice_info.text() and "unlabelled" in label.slice_info.text()
+    assert label.slice_info.text().startswith("Image 1 (img2): unlabelled")
+    assert label.summary.text() == "1 of 3 images labelled"
 
     control.number.setValue(3)
     assert layer.data.shape == (64, 48) and layer_pixel_size_nm(layer) == pytest.approx(0.5)

@@ -36,7 +36,7 @@ from .masks import add_mask_layer, masks_of, style_mask_layer
 from .notify import report_error
 from .pixel_size_widget import ensure_pixel_size
 from .project_box import ProjectBox
-from .series import SeriesControl
+from .series import SeriesControl, series_of
 from .state import slice_labels, state_for, unwrap_viewer
 
 if TYPE_CHECKING:
@@ -320,7 +320,8 @@ class LabelWidget(QWidget):
         for count, name in zip(self.count_labels, self.state.classes, strict=False):
             count.setText(str(labels.count(name)))
         done = sum(lab is not None for lab in labels)
-        self.summary.setText(f"{done} of {len(labels)} slices labelled")
+        unit = "images" if series_of(layer) is not None else "slices"
+        self.summary.setText(f"{done} of {len(labels)} {unit} labelled")
         names = self.state.names_of(layer)
         self.slice_list.clear()
         for i, (name, label) in enumerate(zip(names, labels, strict=True)):
@@ -343,7 +344,8 @@ class LabelWidget(QWidget):
         name = self.state.names_of(layer)[index]
         keys = min(len(self.state.classes), MAX_SHORTCUTS)
         text = label or f"unlabelled (press 1-{keys})"
-        self.slice_info.setText(f"Slice {index} ({name}): {text}")
+        unit = "Image" if series_of(layer) is not None else "Slice"
+        self.slice_info.setText(f"{unit} {index} ({name}): {text}")
         overlay.text = f"{name}: {text}"
         overlay.color = self.state.color_of(label) if label else "white"
         overlay.font_size = 14
