@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,6 +118,12 @@ class Slices:
         """2D float32 images at ``indices`` (default: all), read now."""
         indices = range(len(self)) if indices is None else indices
         return [np.asarray(self.frames[i], dtype=np.float32) for i in indices]
+
+    def items(self, indices: list[int] | None = None) -> Iterator[tuple[int, Any, float | None]]:
+        """(index, unread image, pixel size) at ``indices`` (default: all), for
+        :meth:`~napari_nanowire.core.predict.Predictor.predict_each`."""
+        for i in range(len(self)) if indices is None else indices:
+            yield i, self.frames[i], self.pixel_sizes[i]
 
     def sizes(self, indices: list[int] | None = None) -> list[float | None]:
         """The pixel sizes (nm/px) of the images at ``indices`` (default: all)."""

@@ -85,14 +85,12 @@ def classify_slices(path: Path, slices: Slices, stop) -> Iterator[Progress]:
     predictor.require("classifier")
     count = len(slices)
     rows, features = [], []
-    for index in range(count):
-        if stop.is_set():
-            return None
-        frame, px = slices.frames[index], slices.pixel_sizes[index]
-        result = predictor.predict_frame(frame, px, heads=["classifier"])
+    for _, result in predictor.predict_each(slices.items(), ["classifier"], stop=stop):
         rows.append(result.classes.probabilities[0])
         features.append(result.classes.features[0])
         yield Progress("predict", len(rows), count, message="classified")
+    if len(rows) < count:  # stopped
+        return None
     return ClassPrediction(predictor.class_names, np.stack(rows), np.stack(features))
 
 
@@ -107,12 +105,11 @@ def segment_slices(path: Path, slices: Slices, indices: list[int], stop):
     predictor = Predictor.load(path)
     predictor.require("segmenter")
     masks = []
-    for index in indices:
-        if stop.is_set():
-            return None
-        frame, px = slices.frames[index], slices.pixel_sizes[index]
-        masks.append(predictor.predict_frame(frame, px, ["segmenter"]).mask.mask)
+    for _, result in predictor.predict_each(slices.items(indices), ["segmenter"], stop=stop):
+        masks.append(result.mask.mask)
         yield Progress("predict", len(masks), len(indices), message="segmented")
+    if len(masks) < len(indices):  # stopped
+        return None
     return indices, masks, predictor.mask_classes
 
 

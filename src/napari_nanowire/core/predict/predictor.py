@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -179,7 +179,22 @@ class Predictor:
         """
         if indices is None:
             indices = range(1 if np.ndim(data) == 2 else len(data))
-        for index, plane in zip(indices, frames(data, indices), strict=True):
+        planes = zip(indices, frames(data, indices), strict=True)
+        items = ((index, plane, pixel_size_nm) for index, plane in planes)
+        yield from self.predict_each(items, heads, entropy_map, tile, stop)
+
+    def predict_each(
+        self,
+        items: Iterable[tuple[int, np.ndarray, float | None]],
+        heads: Sequence[str] | None = None,
+        entropy_map: bool = False,
+        tile: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple[int, FramePrediction]]:
+        """(index, prediction) of each (index, 2D frame, pixel size) of ``items``, one frame at
+        a time, each at its own pixel size (the images of a series differ). A stop request ends
+        the iteration before the next frame."""
+        for index, plane, pixel_size_nm in items:
             if stop_requested(stop):
                 return
             yield index, self.predict_frame(plane, pixel_size_nm, heads, entropy_map, tile)
