@@ -221,10 +221,11 @@ def train_segmenter(
         ]
 
     torch.manual_seed(config.seed)
-    decoder = UNetDecoder(encoder.stage_channels, len(names))
     if config.continue_head:
         _check_head_classes(model, names)
         decoder = load_segmenter(model, base_path).decoder
+    else:
+        decoder = UNetDecoder(encoder.stage_channels, len(names))
     net = UNet(encoder, decoder).to(device)
     trained = np.concatenate([t[t >= 0] for t in split.train_targets])
     weights = class_weights(trained, len(names)).to(device)
