@@ -52,3 +52,20 @@ def read_outputs(out: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """predictions.csv and every mask, by file name."""
     masks = {p.name: read_image(p).data for p in sorted((out / "masks").glob("*.tif"))}
     return pd.read_csv(out / "predictions.csv"), masks
+
+
+def train_segmenter_args(encoder: Path, folder: Path, *extra: str) -> list[str]:
+    """``train-segmenter`` argv on ``folder``/images and ``folder``/masks, writing
+    ``folder``/s.nwmodel."""
+    return [
+        "train-segmenter",
+        "--encoder",
+        str(encoder),
+        "--images",
+        str(folder / "images"),
+        "--masks",
+        str(folder / "masks"),
+        "--out",
+        str(folder / "s.nwmodel"),
+        *extra,
+    ]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from helpers import encoder_file
+from helpers import encoder_file, train_segmenter_args
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_dataset, write_dataset
 from napari_nanowire.core.io import read_image, write_tiff
@@ -205,18 +205,7 @@ def test_train_classifier_refuses_a_stack_and_an_existing_output(dataset, tmp_pa
 
 def segmenter_args(dataset, folder, *extra: str) -> list[str]:
     """train-segmenter on ``folder``/images and ``folder``/masks with the test encoder."""
-    return [
-        "train-segmenter",
-        "--encoder",
-        str(dataset / "encoder.nwmodel"),
-        "--images",
-        str(folder / "images"),
-        "--masks",
-        str(folder / "masks"),
-        "--out",
-        str(folder / "s.nwmodel"),
-        *extra,
-    ]
+    return train_segmenter_args(dataset / "encoder.nwmodel", folder, *extra)
 
 
 def test_train_segmenter_matching_errors(dataset, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import train_segmenter_args
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.segment import train_segmenter
@@ -21,18 +22,7 @@ def pair(folder, mask: np.ndarray, name: str = "a") -> None:
 
 def segmenter(folder, *extra: str) -> list[str]:
     """train-segmenter on folder (the encoder is never reached: inputs are checked first)."""
-    return [
-        "train-segmenter",
-        "--encoder",
-        str(folder / "missing.nwmodel"),
-        "--images",
-        str(folder / "images"),
-        "--masks",
-        str(folder / "masks"),
-        "--out",
-        str(folder / "s.nwmodel"),
-        *extra,
-    ]
+    return train_segmenter_args(folder / "missing.nwmodel", folder, *extra)
 
 
 def test_a_0_255_mask_is_refused_naming_file_value_and_range(tmp_path, capsys):
