@@ -285,6 +285,7 @@ def fine_tune_rows(
     draws as :func:`classification`; accuracy and ECE over the test images with the model's
     own calibrated probabilities. Slow (an encoder is tuned per draw), so ``splits`` draws."""
     rows = []
+    majority = np.bincount(test_y, minlength=len(CLASSES)).max() / len(test_y)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "fine_tuned.nwmodel"
         for n in s.labels_per_class:
@@ -308,7 +309,6 @@ def fine_tune_rows(
                 )
                 order = [predicted.class_names.index(name) for name in CLASSES]
                 probs = predicted.probabilities[:, order]  # columns in CLASSES order, as test_y
-                majority = np.bincount(test_y, minlength=len(CLASSES)).max() / len(test_y)
                 rows.append(
                     dict(
                         method=f"{path.stem} multi+desc",
