@@ -62,6 +62,7 @@ from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     classifier_input,
     feature_zoom,
+    measured_features,
     train_classifier,
 )
 from napari_nanowire.core.heads.features import multiscale_features
@@ -71,7 +72,7 @@ from napari_nanowire.core.heads.linear import (
     fit_linear_head,
     head_logits,
 )
-from napari_nanowire.core.heads.morph_features import image_descriptors
+from napari_nanowire.core.heads.morph_features import image_descriptors, mask_features
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.io import file_frames
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
@@ -206,6 +207,12 @@ def feature_sets(blocks: dict[str, dict[str, np.ndarray]], raw_descriptors: np.n
     return sets
 
 
+def is_product_like(method: str) -> bool:
+    """Whether a method gets the leave-one-out calibration and the prototype head: the
+    product's feature sets and the baselines, not the single and multi encoder blocks alone."""
+    return not method.endswith((" single", " multi"))
+
+
 def prototype_predict(train_f, train_y, test_f, n_classes: int, weights) -> np.ndarray:
     """Nearest class mean in the head's weighted standardised space (a prototype classifier)."""
     mean = train_f.mean(0)
@@ -230,7 +237,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
     ``sets`` maps a method to ((pool features, test features) or all features, block sizes).
     With ``test_of`` (real data: one pool), the test images are the pool images not labelled.
     Linear head: the product's (fit, leave-one-out temperature; the leave-one-out refits are
-    run for the "multi+desc" and classical features only, to save time); prototype: nearest
+    run for the sets :func:`is_product_like` names only, to save time); prototype: nearest
     class mean, accuracy only. ECE is over the test images with the temperature the labelled images
     gave (1 at one label a class, where nothing can be held out).
     """
@@ -246,7 +253,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                 train_f, train_y = pool_f[picked], pool_y[picked]
                 weights = block_weights(sizes)
                 head, _ = fit_linear_head(train_f, train_y, n_classes, column_weights=weights)
-                calibrated = method.endswith("multi+desc") or method == "classical"
+                calibrated = is_product_like(method)
                 report = (
                     cross_validate(train_f, train_y, n_classes, column_weights=weights)
                     if calibrated
@@ -268,7 +275,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                         confidence=float(probs.max(1).mean()),
                     )
                 )
-                if method.endswith("multi+desc") or method == "classical":
+                if calibrated:
                     pred = prototype_predict(train_f, train_y, test_f, n_classes, weights)
                     rows.append(
                         dict(common, head="prototype", accuracy=float((pred == y_test).mean()))
@@ -402,8 +409,74 @@ def emps_pictures(images, masks, y, sets, s: Settings, path: Path, n: int = 4) -
     plt.close(fig)
 
 
+def emps_measurements(
+    encoder_path: Path, images, masks, n_per_contrast: int, s: Settings, workdir: Path
+) -> dict:
+    """Mask measurements (``MORPH_NAMES``) of every EMPS image, as the classifier's
+    measurement features compute them: from a segmenter and from the true masks (an upper
+    bound: the classes are made from those masks).
+
+    The segmenter is the product's (``SegmenterConfig`` defaults, but 240 steps instead of the
+    90 s cap, so that the machine's load does not set the result) on ``encoder_path``, trained
+    from simulated strokes on ``n_per_contrast`` images of each contrast (dark and bright
+    particles; a fixed seeded pick, independent of the label draws) and 40 more unlabelled
+    images, as a user who strokes a few images of each kind in a mixed collection would.
+    """
+    from real_segmentation import dark_particles, fg_iou, training_mask
+
+    truth = [m > 0 for m in masks]
+    dark = np.array([dark_particles(im, t) for im, t in zip(images, truth, strict=True)])
+    rng = np.random.default_rng(s.seed)
+    stroked = np.concatenate(
+        [rng.choice(np.flatnonzero(dark == d), n_per_contrast, replace=False) for d in (1, 0)]
+    )
+    rest = rng.permutation(np.setdiff1d(np.arange(len(images)), stroked))[:40]
+    out = workdir / "emps_segmenter.nwmodel"
+    start = time.perf_counter()
+    list(
+        train_segmenter(
+            load_model(encoder_path),
+            [images[i] for i in stroked],
+            [training_mask(truth[i], "strokes", seed=int(i)) for i in stroked],
+            out,
+            config=SegmenterConfig(device=s.device, steps=240, max_seconds=None),
+            unlabelled=[images[i] for i in rest],
+        )
+    )
+    train_s = time.perf_counter() - start
+    predictor = Predictor.load(out, device=s.device)
+    working = 4 * s.image_size  # ClassifierConfig's default working size (4 tiles)
+    predicted = []
+
+    def segment(image: np.ndarray, px: float | None) -> np.ndarray:
+        mask = predictor.segment(image, px).mask
+        predicted.append(mask)
+        return mask
+
+    measured = np.stack([measured_features(segment, im, None, working) for im in images])
+    ious = [fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)]
+    held_out = np.setdiff1d(np.arange(len(images)), stroked)
+    true_measured = np.stack([mask_features(t, max(t.shape) / working) for t in truth])
+    print(
+        f"EMPS segmenter: {len(stroked)} stroked images + {len(rest)} unlabelled, trained in "
+        f"{train_s:.0f} s; foreground IoU on the other images median "
+        f"{np.median(np.array(ious)[held_out]):.2f}"
+    )
+    return {
+        "predicted": measured,
+        "truth": true_measured,
+        "segmenter": {
+            "stroked": stroked.tolist(),
+            "train_s": round(train_s, 1),
+            "iou_median": float(np.median(np.array(ious)[held_out])),
+            "iou_q1_q3": np.percentile(np.array(ious)[held_out], [25, 75]).tolist(),
+        },
+    }
+
+
 def run_emps(root: Path, s: Settings, args) -> dict:
-    """The real-data classification run: SSL on the 150 images, then every method."""
+    """The real-data classification run: SSL on the 150 images, then every method (with
+    ``--emps-segmenter N``, also the segmenter's mask measurements)."""
     names, images, masks, y = read_emps(root)
     counts = np.bincount(y, minlength=len(EMPS_CLASSES))
     print(
@@ -417,15 +490,34 @@ def run_emps(root: Path, s: Settings, args) -> dict:
         times.update({f"pretrain {m}": t for m, t in ssl_seconds.items()})
         mark = time.perf_counter()
         blocks = {m: encoder_features(paths[m], images, [None] * len(images), s) for m in paths}
+        times["features"] = time.perf_counter() - mark
+        measured = (
+            emps_measurements(
+                paths[s.ssl_methods[0]], images, masks, args.emps_segmenter, s, workdir
+            )
+            if args.emps_segmenter
+            else None
+        )
     raw = [classifier_input(image, None, None, 1.0, 4 * s.image_size) for image in images]
     sets = feature_sets(blocks, np.stack([image_descriptors(image) for image in raw]))
-    times["features"] = time.perf_counter() - mark
+    if measured:
+        product, sizes = sets[PRODUCT]
+        sets[f"{PRODUCT}+mask"] = (
+            np.concatenate([product, measured["predicted"]], 1),
+            [*sizes, measured["predicted"].shape[1]],
+        )
+        sets["mask"] = (measured["predicted"], [measured["predicted"].shape[1]])
+        sets["mask of true masks"] = (measured["truth"], [measured["truth"].shape[1]])
+        times["segmenter"] = measured["segmenter"]["train_s"]
     mark = time.perf_counter()
     table = classification(sets, y, None, s, len(EMPS_CLASSES), test_of=True)
     times["classification"] = time.perf_counter() - mark
     table.to_csv(OUT / "label_efficiency_emps.csv", index=False)
     emps_pictures(images, masks, y, sets, s, OUT / "emps_predictions.png")
-    return report_classification(table, "EMPS real images", times)
+    result = report_classification(table, "EMPS real images", times)
+    if measured:
+        result["segmenter"] = measured["segmenter"]
+    return result
 
 
 def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
@@ -666,6 +758,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="instead of synthetic data, classify the real EMPS sample in DIR (images/, "
         "segmaps/) into morphology classes made from its true masks (see emps_class)",
+    )
+    p.add_argument(
+        "--emps-segmenter",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --emps: also train a segmenter from strokes on N images of each contrast "
+        "and add its mask measurements to the features (default 0: skip)",
     )
     p.add_argument(
         "--threads",

@@ -12,7 +12,7 @@ SSL encoder (``--ssl MODEL``: an encoder model file, e.g. pretrained on the 120 
 training-pool images); each model scored with and without post-processing. Baselines: Otsu
 thresholding with the better polarity chosen per test image (an oracle choice: generous), and
 with the smaller side taken as foreground (no truth used).
-A working-scale sweep (``--scales``) trains the same rows at several working sizes.
+A working-scale sweep (``--scales``) trains every row at each of several working sizes.
 Columns: foreground IoU median [IQR] over the held-out images, training seconds, and
 prediction seconds per 1024 x 1024 frame at the default working scale (timed separately per
 encoder on an untrained model: the time does not depend on the weights).
@@ -273,7 +273,9 @@ def main() -> None:
         help="emps (all), emps-dark / emps-bright (one contrast, see load_emps), synth<difficulty>",
     )
     parser.add_argument("--ns", default="1,3,10")
-    parser.add_argument("--scales", default="", help="working long sides to sweep, e.g. 256,384")
+    parser.add_argument(
+        "--scales", default="", help="working long sides every row is trained at, e.g. 256,384"
+    )
     parser.add_argument("--time-encoders", default="tiny,resnet18")
     parser.add_argument("--time-full-res", action="store_true", help="also time full resolution")
     parser.add_argument("--tile", type=int, help="training crop (default: from the working scale)")
@@ -336,35 +338,28 @@ def main() -> None:
             flush=True,
         )
         encoders = ["random", "ssl"] if name.startswith("emps") and args.ssl else ["random"]
+        sides = [int(s) for s in args.scales.split(",") if s] or [None]
         for n in ns:
             for labels in [lab for lab in args.labels.split(",") if lab]:
-                for encoder, n_unl in [
-                    (e, int(u)) for e in encoders for u in args.unlabelled.split(",")
+                for encoder, n_unl, side in [
+                    (e, int(u), side)
+                    for e in encoders
+                    for u in args.unlabelled.split(",")
+                    for side in sides
                 ]:
-                    row, raw, clean = run_row(pool, test, n, labels, encoder, args, None, n_unl)
-                    info["rows"].append({**base, "method": "unet", **row})
+                    row, raw, clean = run_row(pool, test, n, labels, encoder, args, side, n_unl)
+                    info["rows"].append({**base, "method": "unet", "working_side": side, **row})
                     save()
                     print(
-                        f"{name} n={n} {labels} {encoder} +{n_unl} unlabelled: IoU raw "
-                        f"{fmt(row['iou_raw'])} "
+                        f"{name} n={n} {labels} {encoder} +{n_unl} unlabelled, working side "
+                        f"{side or 'default'}: IoU raw {fmt(row['iou_raw'])} "
                         f"post {fmt(row['iou_post'])} train {row['train_s']} s "
                         f"pieces {row['pieces_raw']}->{row['pieces_post']}",
                         flush=True,
                     )
+                    tag = f"{name}_n{n}_{labels}_{encoder}_u{n_unl}" + (f"_s{side}" if side else "")
                     for it, m, (_, om) in list(zip(test, clean, otsu_scores, strict=True))[:6]:
-                        folder = args.out / "pictures" / f"{name}_n{n}_{labels}_{encoder}_u{n_unl}"
-                        side_by_side(it, m, om, folder / f"{it['name']}.png")
-        for side in (
-            [int(s) for s in args.scales.split(",") if s] if name.startswith("emps") else []
-        ):
-            row, _, _ = run_row(pool, test, max(ns), "dense", "random", args, side)
-            info["rows"].append({**base, "method": f"unet@{side}", **row})
-            save()
-            print(
-                f"{name} working side {side}: IoU post {fmt(row['iou_post'])} "
-                f"train {row['train_s']} s",
-                flush=True,
-            )
+                        side_by_side(it, m, om, args.out / "pictures" / tag / f"{it['name']}.png")
     save()
     print(f"wrote {args.out / 'results.json'}")
 
@@ -380,7 +375,8 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.6), squeeze=False)
     for ax, name in zip(axes[0], sets, strict=True):
         part = table[(table["set"] == name) & (table["method"] == "unet")]
-        for (labels, encoder), group in part.groupby(["labels", "encoder"]):
+        keys = ["labels", "encoder", "working_side"]
+        for (labels, encoder, side), group in part.groupby(keys, dropna=False):
             group = group.sort_values("n_labelled")
             ax.errorbar(
                 group["n_labelled"],
@@ -391,7 +387,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
                 ],
                 marker="o",
                 capsize=3,
-                label=f"U-Net {encoder}, {labels}",
+                label=f"U-Net {encoder}, {labels}" + ("" if pd.isna(side) else f", {side:.0f} px"),
             )
         for method, style in (("otsu", "--"), ("otsu_minority", ":")):
             otsu_row = table[(table["set"] == name) & (table["method"] == method)]

@@ -8,6 +8,7 @@ import torch
 
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.heads import classify
 from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
 from napari_nanowire.core.heads.morph_features import DESCRIPTOR_SIZE, MORPH_NAMES, mask_features
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
@@ -47,6 +48,29 @@ def test_round_particles_are_circular_and_counted():
     assert abs(f["log_aspect_ratio_median"]) < 0.1 and f["percolates_x"] == 0
 
 
+def test_touching_particles_are_counted_one_by_one():
+    """Two rows of three touching discs: two domains, but six particles, each round."""
+    yy, xx = np.mgrid[:120, :200]
+    mask = np.zeros((120, 200), np.uint8)
+    for cy in (30, 90):
+        for cx in (40, 77, 114):  # radius 20 discs 37 px apart: they overlap at narrow necks
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 20**2] = 1
+    f = features_of(mask)
+    assert np.expm1(f["log_domain_count"]) == pytest.approx(2)
+    assert np.expm1(f["log_particle_count"]) == pytest.approx(6)
+    assert np.exp(f["log_particle_aspect_ratio_median"]) < 1.3
+    assert np.exp(f["log_aspect_ratio_median"]) > 2  # the merged rows look elongated
+
+
+def test_a_subset_of_names_gives_those_columns_and_unknown_names_are_refused():
+    mask = np.zeros((60, 80), np.uint8)
+    mask[20:30, :] = 1
+    older = MORPH_NAMES[:14]  # the columns of classifier files written before particle counts
+    np.testing.assert_array_equal(mask_features(mask, 2.0, older), mask_features(mask, 2.0)[:14])
+    with pytest.raises(NanowireError, match="'hexagonality'.*update napari-nanowire"):
+        mask_features(mask, 2.0, [*older, "hexagonality"])
+
+
 def test_an_empty_mask_gives_zeros():
     assert not mask_features(np.zeros((32, 32), np.uint8)).any()
 
@@ -81,6 +105,25 @@ def test_classifier_appends_its_segmenters_measurements(with_segmenter, tmp_path
     assert model.part("classifier")["linear.weight"].shape == (4, dim)
     prediction = Predictor(model, str(out), "cpu").classify(images, [PX] * 4)
     assert prediction.features.shape == (4, dim)
+    np.testing.assert_allclose(prediction.probabilities.sum(1), 1, atol=1e-5)
+
+
+def test_a_classifier_file_with_fewer_measurements_still_predicts(
+    with_segmenter, tmp_path, monkeypatch
+):
+    """Files written before the particle columns store 14 measurement names: they get those."""
+    base, items = with_segmenter
+    out = tmp_path / "older.nwmodel"
+    images, labels = [i.image for i in items], [i.label for i in items]
+    monkeypatch.setattr(classify, "MORPH_NAMES", MORPH_NAMES[:14])
+    config = ClassifierConfig(epochs=20, measurements=True, device="cpu")
+    list(train_classifier(base, images, labels, out, [PX] * 4, config))
+    monkeypatch.undo()
+    model = load_model(out)
+    assert model.meta.classifier.measurement_names == list(MORPH_NAMES[:14])
+    prediction = Predictor(model, str(out), "cpu").classify(images, [PX] * 4)
+    assert prediction.features.shape[1] == sum(model.meta.classifier.blocks)
+    assert model.meta.classifier.blocks[-1] == 14
     np.testing.assert_allclose(prediction.probabilities.sum(1), 1, atol=1e-5)
 
 

@@ -133,14 +133,15 @@ def measured_features(
     image: np.ndarray,
     pixel_size_nm: float | None,
     working_size: int,
+    names: Sequence[str] = MORPH_NAMES,
 ) -> np.ndarray:
-    """:func:`mask_features` of ``segment``'s mask of one image.
+    """:func:`mask_features` (columns ``names``) of ``segment``'s mask of one image.
 
     Lengths are in nm for a calibrated image, else in px of the working scale, so that
     uncalibrated images of different sizes are measured alike.
     """
     px = pixel_size_nm or max(np.shape(image)) / working_size
-    return mask_features(segment(image, pixel_size_nm), px)
+    return mask_features(segment(image, pixel_size_nm), px, names)
 
 
 def segmenter_for(
@@ -287,7 +288,9 @@ def train_classifier(
             yield Progress(JOB, i, total, message="stopped; nothing saved", done=True)
             return
         prepared.append(classifier_input(image, px, model_px, zoom, working))
-        measured = [measured_features(segment, image, px, working)] if segment else None
+        measured = (
+            [measured_features(segment, image, px, working, MORPH_NAMES)] if segment else None
+        )
         block, blocks = image_features(
             encoder,
             prepared[-1:],

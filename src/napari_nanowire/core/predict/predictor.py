@@ -17,6 +17,7 @@ from ..errors import NanowireError
 from ..heads.classify import classifier_input, image_features, measured_features
 from ..heads.features import encoder_from
 from ..heads.linear import LinearHead, class_probabilities
+from ..heads.morph_features import MORPH_NAMES
 from ..heads.postprocess import PostProcess, postprocess_from_meta, postprocess_mask
 from ..heads.scale import WorkingScale, to_working, upsampled_rows, working_from_meta
 from ..heads.scalebar import Annotation, find_annotations
@@ -123,8 +124,9 @@ class Predictor:
         if settings.measurements:
             self.require("segmenter")
             segment = lambda image, px: self.segment(image, px).mask  # noqa: E731
+            names = settings.measurement_names or MORPH_NAMES
             measured = [
-                measured_features(segment, image, px, working)
+                measured_features(segment, image, px, working, names)
                 for image, px in zip(images, sizes, strict=True)
             ]
         feats, _ = image_features(
