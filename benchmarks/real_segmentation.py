@@ -21,7 +21,8 @@ Usage:
   python benchmarks/real_segmentation.py --emps /work/shared/data/emps_train_sample \
       [--ssl ENCODER.nwmodel] [--steps 150] [--quick] [--out benchmarks/out/real_segmentation]
 Writes OUT/results.json, OUT/results.csv, side-by-side PNGs OUT/pictures/*.png
-(image | truth | prediction | Otsu) and the plot benchmarks/real_segmentation.png.
+(image | truth | prediction | Otsu) and the plot benchmarks/real_segmentation.png (OUT/plot.png
+with another ``--out``, so scratch runs leave the recorded plot alone).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from napari_nanowire.core.model.modelfile import ModelFile, load_model
 from napari_nanowire.core.predict import Predictor
 
 HERE = Path(__file__).parent
+DEFAULT_OUT = HERE / "out" / "real_segmentation"
 
 
 def gray(path: Path) -> np.ndarray:
@@ -284,7 +286,9 @@ def main() -> None:
         "--unlabelled", default="0", help="unlabelled pool images per row, e.g. 0,40"
     )
     parser.add_argument("--n-test", type=int, default=30, help="held-out images used")
-    parser.add_argument("--out", type=Path, default=HERE / "out" / "real_segmentation")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="the plot goes to benchmarks/ only by default"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +309,12 @@ def main() -> None:
         flat = pd.json_normalize(info["rows"])
         flat.to_csv(args.out / "results.csv", index=False)
         if "unet" in set(flat.get("method", [])):
-            plot(flat, HERE / "real_segmentation.png")
+            plot(
+                flat,
+                HERE / "real_segmentation.png"
+                if args.out == DEFAULT_OUT
+                else args.out / "plot.png",
+            )
 
     for enc in [e for e in args.time_encoders.split(",") if e]:
         info["predict_1024_s"][enc] = time_1024(enc)
