@@ -108,6 +108,25 @@ def test_postprocess_removes_specks_and_fills_holes_by_area_in_nm():
     assert (postprocess_mask(mask, PostProcess(min_object_px2=2, enabled=False)) == mask).all()
 
 
+def test_fill_holes_fills_every_enclosed_hole_but_not_open_background():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[10:90, 10:60] = 1
+    mask[20:80, 20:50] = 0  # a 1800 px ring hole, as a net leaves in a large particle
+    mask[0:40, 70:100] = 1
+    mask[10:20, 85:100] = 0  # a notch open to the image edge: background, not a hole
+    sized = postprocess_mask(mask, PostProcess(min_hole_px2=100))
+    assert (sized[20:80, 20:50] == 0).all()  # above the minimum hole: kept
+    filled = postprocess_mask(mask, PostProcess(min_hole_px2=100, fill_holes=True))
+    assert (filled[20:80, 20:50] == 1).all() and (filled[10:20, 85:100] == 0).all()
+    assert (filled[mask > 0] == 1).all() and not filled[95:, :].any()
+    # stored in a model file's settings and read back
+    meta = ModelMeta(
+        encoder="tiny",
+        segmenter=SegmenterMeta(tile=64, postprocess=PostProcess(fill_holes=True).to_meta()),
+    )
+    assert postprocess_from_meta(meta).fill_holes
+
+
 def test_postprocess_defaults_follow_the_working_scale():
     settings = default_postprocess(WorkingScale(0.2, 4.0), 0.05)
     assert settings.min_object_nm2 == pytest.approx(16 * 0.2**2)
@@ -239,3 +258,17 @@ def test_predict_files_passes_segment_options(working_model, tmp_path):
     assert table["ignored"].tolist() == [""]
     list(predict_files(working_model, [tmp_path / "bar.tif"], out / "2", "cpu"))
     assert pd.read_csv(out / "2" / "predictions.csv")["ignored"][0].startswith("bar ")
+
+
+def test_predict_cli_fill_holes_reaches_the_predictor():
+    import argparse
+
+    from napari_nanowire.cli import predict
+    from napari_nanowire.cli.common import segment_options
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    predict.register(sub)
+    parser = sub.choices["predict"]
+    args = parser.parse_args(["m.nwmodel", "x.tif", "--out", "o", "--fill-holes"])
+    assert segment_options(args) == {"fill_holes": True}
+    assert segment_options(parser.parse_args(["m.nwmodel", "x.tif", "--out", "o"])) == {}

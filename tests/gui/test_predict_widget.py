@@ -105,3 +105,39 @@ def test_suggestions_are_spread_over_the_features_not_near_duplicates():
     )
     assert list(plain.index[plain[NEXT_MARK]]) == [1, 2]
     assert list(spread.index[spread[NEXT_MARK]]) == [1, 3]
+
+
+def test_the_clean_up_asked_for_in_the_form_is_what_segmenting_uses(
+    viewer, dock, qtbot, tmp_path, monkeypatch
+):
+    from conftest import wait_for_job
+    from napari_nanowire.core.model.random_models import save_random_model
+    from napari_nanowire.core.predict import Predictor
+
+    widget = dock("Predict")
+    assert widget.cleanup_options() == {"postprocess": True}  # the model's sizes by default
+    widget.min_size.value = 50.0
+    widget.fill_holes.value = True
+    asked = widget.cleanup_options()
+    assert asked == {
+        "postprocess": True,
+        "min_object_nm2": 50.0,
+        "min_hole_nm2": 50.0,
+        "min_object_px2": 50.0,
+        "min_hole_px2": 50.0,
+        "fill_holes": True,
+    }
+    used = []
+    configure = Predictor.configure
+    monkeypatch.setattr(
+        Predictor, "configure", lambda self, **kw: used.append(kw) or configure(self, **kw)
+    )
+    model = save_random_model(tmp_path / "model.nwmodel", tile=32)
+    widget.state.set_model("segmenter", model)
+    widget.reset_choices()
+    widget.image.value = viewer.layers["tiny"]
+    assert widget.segment()
+    wait_for_job(qtbot, widget)
+    assert used == [asked]
+    widget.clean.value = False
+    assert widget.cleanup_options() == {"postprocess": False}

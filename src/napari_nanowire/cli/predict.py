@@ -63,6 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-hole-px2", type=POSITIVE, metavar="PX2", help="as --min-hole-nm2, uncalibrated"
     )
     p.add_argument(
+        "--fill-holes",
+        action="store_true",
+        help="fill every enclosed hole, whatever its size (particles; not for wire networks, "
+        "which enclose background)",
+    )
+    p.add_argument(
         "--no-postprocess", action="store_true", help="keep the raw mask (specks and holes)"
     )
     p.add_argument(

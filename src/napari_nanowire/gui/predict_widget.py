@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_info
@@ -94,8 +94,11 @@ def classify_slices(path: Path, slices: Slices, stop) -> Iterator[Progress]:
     return ClassPrediction(predictor.class_names, np.stack(rows), np.stack(features))
 
 
-def segment_slices(path: Path, slices: Slices, indices: list[int], stop):
-    """Masks of the slices ``indices`` of ``slices`` with the segmenter in ``path``.
+def segment_slices(
+    path: Path, slices: Slices, indices: list[int], stop, options: dict | None = None
+):
+    """Masks of the slices ``indices`` of ``slices`` with the segmenter in ``path``, with the
+    clean-up ``options`` of :meth:`Predictor.configure` (None: the model's).
 
     Slices are read one at a time (see :func:`classify_slices`). Returns (indices, masks,
     mask class names), or None when stopped.
@@ -104,6 +107,7 @@ def segment_slices(path: Path, slices: Slices, indices: list[int], stop):
 
     predictor = Predictor.load(path)
     predictor.require("segmenter")
+    predictor.configure(**(options or {}))
     masks = []
     for _, result in predictor.predict_each(slices.items(indices), ["segmenter"], stop=stop):
         masks.append(result.mask.mask)
@@ -125,7 +129,25 @@ class PredictWidget(QWidget):
         self.image = layer_picker(self.viewer, Image, "images")
         self.suggest = SpinBox(label="suggest next", min=1, max=100, value=5)
         self.scope = ComboBox(label="segment", choices=SCOPES, value="current")
-        self.form = Container(widgets=[self.image, self.suggest, self.scope])
+        self.clean = CheckBox(text="clean up masks (drop specks, fill small holes)", value=True)
+        self.min_size = FloatSpinBox(
+            label="smallest object and hole (nm², px² uncalibrated; 0 = the model's)",
+            min=0.0,
+            max=1e9,
+            step=1.0,
+            value=0.0,
+        )
+        self.fill_holes = CheckBox(text="fill every enclosed hole (particles)", value=False)
+        self.form = Container(
+            widgets=[
+                self.image,
+                self.suggest,
+                self.scope,
+                self.clean,
+                self.min_size,
+                self.fill_holes,
+            ]
+        )
         self.classify_button = QPushButton("Classify all slices")
         self.next_button = QPushButton("Go to next suggestion")
         self.segment_button = QPushButton("Segment")
@@ -210,7 +232,22 @@ class PredictWidget(QWidget):
             if self.scope.value == "current"
             else list(range(slice_count(layer)))
         )
-        return (lambda stop: segment_slices(path, slices, indices, stop)), layer
+        options = self.cleanup_options()
+        return (lambda stop: segment_slices(path, slices, indices, stop, options)), layer
+
+    def cleanup_options(self) -> dict:
+        """The mask clean-up asked for in the form, as :meth:`Predictor.configure` options."""
+        if not self.clean.value:
+            return {"postprocess": False}
+        options: dict = {"postprocess": True}
+        if self.min_size.value > 0:
+            size = float(self.min_size.value)
+            options.update(
+                min_object_nm2=size, min_hole_nm2=size, min_object_px2=size, min_hole_px2=size
+            )
+        if self.fill_holes.value:
+            options["fill_holes"] = True
+        return options
 
     def _on_progress(self, event: Progress) -> None:
         self.panel.show_progress(

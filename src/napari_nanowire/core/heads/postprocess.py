@@ -29,7 +29,9 @@ class PostProcess:
 
     ``*_nm2`` apply to calibrated images, ``*_px2`` (original pixels) to uncalibrated ones;
     0 turns a step off. ``smooth_px`` > 0 opens then closes each class with a disk of that
-    radius in original pixels (off by default: it also erodes thin wires).
+    radius in original pixels (off by default: it also erodes thin wires). ``fill_holes``
+    fills every enclosed hole whatever its size: right for particles, whose rims and shading a
+    net can leave as rings; off by default, since a wire network encloses real background.
     """
 
     min_object_nm2: float = 0.0
@@ -37,6 +39,7 @@ class PostProcess:
     min_object_px2: float = 0.0
     min_hole_px2: float = 0.0
     smooth_px: int = 0
+    fill_holes: bool = False
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -91,8 +94,9 @@ def postprocess_mask(
     """A class mask (0 = background, k = class k) with specks removed and holes filled.
 
     Objects (4-connected pieces of one class) smaller than the minimum object area become
-    background; background pieces smaller than the minimum hole area not touching the image
-    edge take the class that surrounds them most. Works in place on a copy; same dtype.
+    background; background pieces smaller than the minimum hole area (any, with
+    ``fill_holes``) not touching the image edge take the class that surrounds them most.
+    Works on a copy; same dtype.
     """
     mask = np.array(mask, copy=True)
     if not settings.enabled:
@@ -104,7 +108,9 @@ def postprocess_mask(
         if value and min_object >= 1:
             pieces, sizes = _pieces(mask == value)
             mask[(sizes < min_object)[pieces] & (pieces > 0)] = 0
-    if min_hole >= 1:
+    if settings.fill_holes:
+        _fill_holes(mask, np.inf)
+    elif min_hole >= 1:
         _fill_holes(mask, min_hole)
     return mask
 

@@ -69,6 +69,7 @@ class Predictor:
         min_hole_nm2: float | None = None,
         min_object_px2: float | None = None,
         min_hole_px2: float | None = None,
+        fill_holes: bool | None = None,
         ignore_scale_bar: bool | None = None,
     ) -> Predictor:
         """Override the segmenter settings stored in the model file (None keeps them).
@@ -81,15 +82,16 @@ class Predictor:
                 working_pixel_size_nm or self.working.pixel_size_nm,
                 working_downsample or self.working.downsample,
             )
-        sizes = (min_object_nm2, min_hole_nm2, min_object_px2, min_hole_px2)
+        sizes = (min_object_nm2, min_hole_nm2, min_object_px2, min_hole_px2, fill_holes)
         if postprocess is None and any(v is not None for v in sizes):
-            postprocess = True  # sizes given: post-process even if the model file says no
+            postprocess = True  # clean-up asked for: post-process even if the file says no
         self.postprocess = self.postprocess.replace(
             enabled=postprocess,
             min_object_nm2=min_object_nm2,
             min_hole_nm2=min_hole_nm2,
             min_object_px2=min_object_px2,
             min_hole_px2=min_hole_px2,
+            fill_holes=fill_holes,
         )
         if ignore_scale_bar is not None:
             self.ignore_scale_bar = ignore_scale_bar
