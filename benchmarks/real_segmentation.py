@@ -13,6 +13,9 @@ training-pool images); each model scored with and without post-processing. Basel
 thresholding with the better polarity chosen per test image (an oracle choice: generous), and
 with the smaller side taken as foreground (no truth used).
 A working-scale sweep (``--scales``) trains every row at each of several working sizes.
+``--seeds`` repeats every row with other training seeds (which image is held out for
+validation, the random initialisation, the crops): with 3 stroked images one run's median IoU
+moves by up to 0.2 from seed to seed (benchmarks/RESULTS.md).
 Columns: foreground IoU median [IQR] over the held-out images, training seconds, and
 prediction seconds per 1024 x 1024 frame at the default working scale (timed separately per
 encoder on an untrained model: the time does not depend on the weights).
@@ -113,11 +116,11 @@ def training_mask(truth: np.ndarray, labels: str, seed: int) -> np.ndarray:
     return simulate_strokes(truth, seed)
 
 
-def encoder_model(kind: str, ssl: Path | None, name: str) -> ModelFile:
-    """An encoder model file: random-init ``name`` or the SSL file."""
+def encoder_model(kind: str, ssl: Path | None, name: str, seed: int = 0) -> ModelFile:
+    """An encoder model file: random-init ``name`` (weights from ``seed``) or the SSL file."""
     if kind == "ssl":
         return load_model(ssl)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = ModelFile(ModelMeta(encoder=name, image_size=96))
     model.set_part("encoder", build_encoder(name))
     return model
@@ -158,9 +161,10 @@ def run_row(
     args: argparse.Namespace,
     target_side: int | None = None,
     n_unlabelled: int = 0,
+    seed: int = 0,
 ) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
     """Train one segmenter (with ``n_unlabelled`` more pool images for the semi-supervised
-    loss), score it on the test set with and without post-processing."""
+    loss, training seed ``seed``), score it on the test set with and without post-processing."""
     train = pool[:n]
     unlabelled = [it["image"] for it in pool[n : n + n_unlabelled]]
     masks = [training_mask(it["truth"], labels, seed=i) for i, it in enumerate(train)]
@@ -168,11 +172,11 @@ def run_row(
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.max_seconds is not None:
         changes["max_seconds"] = args.max_seconds or None  # 0: no cap, the steps decide
-    config = SegmenterConfig(tile=args.tile, device="cpu", **changes)
+    config = SegmenterConfig(tile=args.tile, device="cpu", seed=seed, **changes)
     if target_side:
         long_side = float(np.median([max(it["image"].shape) for it in train]))
         config.working_downsample = max(1.0, long_side / target_side)
-    base = encoder_model(encoder, args.ssl, args.encoder)
+    base = encoder_model(encoder, args.ssl, args.encoder, seed)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "seg.nwmodel"
         start = time.perf_counter()
@@ -189,6 +193,7 @@ def run_row(
         specks.append(count_specks(raw[-1]) - count_specks(clean[-1]))
     row = {
         "n_labelled": n,
+        "seed": seed,
         "labels": labels,
         "encoder": encoder,
         "unlabelled": len(unlabelled),
@@ -197,6 +202,7 @@ def run_row(
         "train_s": round(train_s, 1),
         "iou_raw": summary([fg_iou(m, it["truth"]) for m, it in zip(raw, test, strict=True)]),
         "iou_post": summary([fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)]),
+        "iou_post_each": [fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)],
         "pieces_raw": float(np.median([count_specks(m) for m in raw])),
         "pieces_post": float(np.median([count_specks(m) for m in clean])),
         "one_px_specks_post": int(sum(count_specks(m, max_size=1) for m in clean)),
@@ -276,6 +282,9 @@ def main() -> None:
     )
     parser.add_argument("--ns", default="1,3,10")
     parser.add_argument(
+        "--seeds", default="0", help="training seeds per row (held-out image, init, crops)"
+    )
+    parser.add_argument(
         "--scales", default="", help="working long sides every row is trained at, e.g. 256,384"
     )
     parser.add_argument("--time-encoders", default="tiny,resnet18")
@@ -348,24 +357,30 @@ def main() -> None:
         )
         encoders = ["random", "ssl"] if name.startswith("emps") and args.ssl else ["random"]
         sides = [int(s) for s in args.scales.split(",") if s] or [None]
+        seeds = [int(s) for s in args.seeds.split(",")]
         for n in ns:
             for labels in [lab for lab in args.labels.split(",") if lab]:
-                for encoder, n_unl, side in [
-                    (e, int(u), side)
+                for encoder, n_unl, side, seed in [
+                    (e, int(u), side, seed)
                     for e in encoders
                     for u in args.unlabelled.split(",")
                     for side in sides
+                    for seed in seeds
                 ]:
-                    row, raw, clean = run_row(pool, test, n, labels, encoder, args, side, n_unl)
+                    row, raw, clean = run_row(
+                        pool, test, n, labels, encoder, args, side, n_unl, seed
+                    )
                     info["rows"].append({**base, "method": "unet", "working_side": side, **row})
                     save()
                     print(
                         f"{name} n={n} {labels} {encoder} +{n_unl} unlabelled, working side "
-                        f"{side or 'default'}: IoU raw {fmt(row['iou_raw'])} "
+                        f"{side or 'default'}, seed {seed}: IoU raw {fmt(row['iou_raw'])} "
                         f"post {fmt(row['iou_post'])} train {row['train_s']} s "
                         f"pieces {row['pieces_raw']}->{row['pieces_post']}",
                         flush=True,
                     )
+                    if seed != seeds[0]:
+                        continue
                     tag = f"{name}_n{n}_{labels}_{encoder}_u{n_unl}" + (f"_s{side}" if side else "")
                     for it, m, (_, om) in list(zip(test, clean, otsu_scores, strict=True))[:6]:
                         side_by_side(it, m, om, args.out / "pictures" / tag / f"{it['name']}.png")
