@@ -72,6 +72,19 @@ def test_consistency_loss_matches_hand_computation_on_confident_pixels_only():
     assert consistency_loss(strong, weak, threshold=0.99).item() == 0.0
 
 
+def test_consistency_loss_weighs_every_confident_class_equally():
+    # Four pixels, all confident: three of class 0, one of class 1. Each class's mean
+    # cross-entropy counts the same, times the confident share (1 here), so the one pixel of
+    # class 1 weighs as much as the three of class 0 (plain FixMatch: a quarter of the loss).
+    weak = torch.tensor([[[[0.95, 0.95, 0.95, 0.05]], [[0.05, 0.05, 0.05, 0.95]]]])
+    strong = torch.tensor([[[[0.0, 0.5, 1.0, 0.0]], [[0.0, 0.0, 0.0, 2.0]]]])
+    ce = -torch.log_softmax(strong, 1)
+    bg = ce[0, 0, 0, :3].mean()
+    fg = ce[0, 1, 0, 3]
+    loss = consistency_loss(strong, weak, threshold=0.9)
+    assert loss.item() == pytest.approx(((bg + fg) / 2).item(), rel=1e-6)
+
+
 def test_early_stop_stops_on_a_plateau_and_keeps_the_best():
     stopper = EarlyStop(patience=3)
     scores = [0.2, 0.5, 0.6, 0.6, 0.59, float("nan"), 0.7]
