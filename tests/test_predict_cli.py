@@ -218,7 +218,7 @@ def test_train_segmenter_matching_errors(dataset, tmp_path, capsys):
     assert "a.tif" in err and "pixel for pixel" in err
 
 
-def test_train_segmenter_uses_images_without_masks_as_unlabelled(dataset, tmp_path, capsys):
+def test_train_segmenter_uses_images_without_masks_only_when_asked(dataset, tmp_path, capsys):
     item = generate_dataset(1, size=64, pixel_size_nm=PX, seed=0)[1]
     write_tiff(tmp_path / "images" / "a.tif", item.image, PX)
     write_tiff(tmp_path / "images" / "lonely.tif", item.image, PX)
@@ -227,13 +227,14 @@ def test_train_segmenter_uses_images_without_masks_as_unlabelled(dataset, tmp_pa
     extra = ("--dense-masks", "--steps", "1", "--tile", "32", "--batch-size", "1")
     args = segmenter_args(dataset, tmp_path, *extra, "--device", "cpu", "--overwrite")
     assert main(args) == 0
-    assert "images without a mask (unlabelled): lonely" in capsys.readouterr().out
-    assert load_model(tmp_path / "s.nwmodel").meta.segmenter.extra["n_unlabelled"] == 1
-    assert main([*args, "--unlabelled", str(tmp_path / "more")]) == 0  # + a 2-frame stack
-    assert load_model(tmp_path / "s.nwmodel").meta.segmenter.extra["n_unlabelled"] == 3
-    assert main([*args, "--unlabelled", str(tmp_path / "more"), "--no-unlabelled"]) == 0
+    assert "images without a mask: lonely" in capsys.readouterr().out
     meta = load_model(tmp_path / "s.nwmodel").meta.segmenter
     assert meta.extra["n_unlabelled"] == 0 and meta.settings["semi_supervised"] is False
+    assert main([*args, "--semi-supervised"]) == 0
+    meta = load_model(tmp_path / "s.nwmodel").meta.segmenter
+    assert meta.extra["n_unlabelled"] == 1 and meta.settings["semi_supervised"] is True
+    assert main([*args, "--unlabelled", str(tmp_path / "more")]) == 0  # + a 2-frame stack
+    assert load_model(tmp_path / "s.nwmodel").meta.segmenter.extra["n_unlabelled"] == 3
     capsys.readouterr()
     assert "not a folder" in run_error([*args, "--unlabelled", str(tmp_path / "no")], capsys)
 

@@ -163,7 +163,7 @@ def test_held_out_image_is_never_cropped_for_training(tmp_path, monkeypatch):
             images,
             strokes,
             out,
-            config=tiny_config(),
+            config=tiny_config(semi_supervised=True),
             unlabelled=[u.image for u in unlabelled],
         )
     )

@@ -196,3 +196,27 @@ def test_a_too_short_pretraining_is_warned_about_in_steps(monkeypatch):
     assert train_widget.warn_few_steps(15, 1)
     assert "only 15 steps" in shown[0] and "about 14" in shown[0]
     assert not train_widget.warn_few_steps(400, 10)
+
+
+def test_unpainted_slices_train_the_segmenter_only_when_ticked(
+    viewer, dock, monkeypatch, tiny_encoder
+):
+    seen = []
+
+    def fake_train(base, images, targets, out, **kwargs):
+        seen.append((kwargs["config"].semi_supervised, len(kwargs.get("unlabelled") or [])))
+        return None
+        yield
+
+    monkeypatch.setattr("napari_nanowire.core.heads.segment.train_segmenter", fake_train)
+    widget = dock("Train")
+    widget.state.set_model("encoder", tiny_encoder)
+    masks = dock("Label").add_masks()
+    masks.data[0, 5:9, 5:9] = 2
+    widget.reset_choices()
+    assert not widget.semi.value  # off by default (benchmarks/RESULTS.md, issue 11)
+    list(widget._segmenter_job(widget._out("segmenter"))(None))
+    widget.semi.value = True
+    list(widget._segmenter_job(widget._out("segmenter"))(None))
+    others = len(masks.data) - 1  # every slice but the painted one
+    assert seen == [(False, 0), (True, others)]

@@ -161,6 +161,14 @@ class TrainWidget(QWidget):
             "Prediction tile of the segmenter, in working pixels (a multiple of 32); training "
             "uses crops of at most 128 px of it. 0: from the working-scale images."
         )
+        self.semi = CheckBox(
+            text="learn from unpainted slices too", value=SegmenterConfig().semi_supervised
+        )
+        self.semi.tooltip = (
+            "Semi-supervised training (FixMatch) on the slices without strokes. Off by "
+            "default: in the benchmarks it did not raise IoU and trained 1.5-2x longer "
+            "(benchmarks/RESULTS.md)."
+        )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.form = Container(
             widgets=[
@@ -175,6 +183,7 @@ class TrainWidget(QWidget):
                 self.steps,
                 self.working,
                 self.tile,
+                self.semi,
                 self.device,
             ]
         )
@@ -357,6 +366,7 @@ class TrainWidget(QWidget):
             tile=self.tile.value // 32 * 32 or None,
             device=self.device.value,
             working_pixel_size_nm=self.working.value or None,
+            semi_supervised=self.semi.value,
         )
 
     def _segmenter_job(self, out: Path) -> Job:
@@ -368,7 +378,7 @@ class TrainWidget(QWidget):
         config = self.segmenter_config()
 
         targets = [masks[i] for i in picked]
-        others = [i for i in range(len(masks)) if i not in picked]
+        others = [i for i in range(len(masks)) if i not in picked] if self.semi.value else []
         return slices_job(
             train_segmenter,
             base,
