@@ -81,6 +81,23 @@ def test_balanced_loss_puts_the_boundary_between_classes_not_at_the_majority():
     assert 0.4 < p_mid < 0.6
 
 
+def test_a_column_constant_on_the_labelled_images_cannot_make_an_unlike_image_sure():
+    # Eight labelled images, two classes told apart by column 0; column 1 is zero on all of
+    # them up to rounding noise (an encoder unit off on these images). An unlike image with
+    # column 1 = 0.5 and column 0 between the classes must stay unsure. With the old 1e-6
+    # floor on the column's spread it scored logit ~9e3 (p = 1.00); now the floor is a share
+    # of the median column's spread, the noise is not blown up and the column gets no say.
+    rng = np.random.default_rng(0)
+    targets = np.repeat([0, 1], 4)
+    informative = targets * 2.0 - 1 + rng.normal(scale=0.3, size=8)
+    features = np.stack([informative, rng.normal(scale=1e-8, size=8)], 1).astype(np.float32)
+    head, _ = fit_linear_head(features, targets, 2)
+    logits = head_logits(head, np.array([[0.0, 0.5]], np.float32))
+    assert np.abs(logits).max() < 5  # measured 0.18 with the floor, 8.7e3 before it
+    # far out along the informative column the answer stays as sure as it should
+    assert head_logits(head, np.array([[3.0, 0.0]], np.float32))[0].argmax() == 1
+
+
 def test_cross_validation_needs_two_images_a_class():
     rng = np.random.default_rng(0)
     targets = np.repeat([0, 1, 2], 4)
