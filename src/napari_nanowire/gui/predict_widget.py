@@ -131,11 +131,11 @@ class PredictWidget(QWidget):
         self.scope = ComboBox(label="segment", choices=SCOPES, value="current")
         self.clean = CheckBox(text="clean up masks (drop specks, fill small holes)", value=True)
         self.min_size = FloatSpinBox(
-            label="smallest object and hole (nm², px² uncalibrated; 0 = the model's)",
-            min=0.0,
-            max=1e9,
-            step=1.0,
-            value=0.0,
+            label="min. object, hole (nm², 0 = model's)", min=0.0, max=1e9, step=1.0, value=0.0
+        )
+        self.min_size.tooltip = (
+            "Objects and holes smaller than this are removed and filled: nm² for calibrated "
+            "images, px² for uncalibrated ones. 0 keeps the model's (16 working pixels)."
         )
         self.fill_holes = CheckBox(text="fill every enclosed hole (particles)", value=False)
         self.form = Container(
