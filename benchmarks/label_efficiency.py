@@ -420,7 +420,8 @@ def emps_measurements(
     90 s cap, so that the machine's load does not set the result) on ``encoder_path``, trained
     from simulated strokes on ``n_per_contrast`` images of each contrast (dark and bright
     particles; a fixed seeded pick, independent of the label draws) and 40 more unlabelled
-    images, as a user who strokes a few images of each kind in a mixed collection would.
+    images (semi-supervised, opt-in since 2026-12-06), as a user who strokes a few images of
+    each kind in a mixed collection would.
     """
     from real_segmentation import dark_particles, fg_iou, training_mask
 
@@ -439,7 +440,9 @@ def emps_measurements(
             [images[i] for i in stroked],
             [training_mask(truth[i], "strokes", seed=int(i)) for i in stroked],
             out,
-            config=SegmenterConfig(device=s.device, steps=240, max_seconds=None),
+            config=SegmenterConfig(
+                device=s.device, steps=240, max_seconds=None, semi_supervised=True
+            ),
             unlabelled=[images[i] for i in rest],
         )
     )
