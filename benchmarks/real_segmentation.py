@@ -172,7 +172,9 @@ def run_row(
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.max_seconds is not None:
         changes["max_seconds"] = args.max_seconds or None  # 0: no cap, the steps decide
-    config = SegmenterConfig(tile=args.tile, device="cpu", seed=seed, **changes)
+    config = SegmenterConfig(
+        tile=args.tile, device="cpu", seed=seed, semi_supervised=bool(unlabelled), **changes
+    )
     if target_side:
         long_side = float(np.median([max(it["image"].shape) for it in train]))
         config.working_downsample = max(1.0, long_side / target_side)
