@@ -8,7 +8,8 @@ is the test set (dense truth) and more images are the unlabelled pool. Recipes:
 - before: the old loop (no augmentation beyond flips/rotations, no validation, fixed steps),
   under the same time cap as the others;
 - after: the new defaults without unlabelled images;
-- after+unl: the new defaults with the unlabelled pool (FixMatch consistency).
+- after+unl: the new defaults with the unlabelled pool (FixMatch consistency, opt-in since
+  2026-12-06).
 
 Each with a random-init encoder and, given --encoder, an SSL-pretrained one; Otsu (polarity
 chosen on the strokes) as the classical baseline. Prints a table, writes JSON and side-by-side
@@ -183,7 +184,7 @@ def benchmark(data, dataset: str, args, encoders: dict) -> list[dict]:
             recipes = {
                 "before": replace(BEFORE, **budget),
                 "after": replace(AFTER, **budget),
-                "after+unl": replace(AFTER, **budget),
+                "after+unl": replace(AFTER, semi_supervised=True, **budget),
             }
             recipes = {k: v for k, v in recipes.items() if k in args.recipes}
             for recipe, config in recipes.items():
