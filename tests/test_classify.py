@@ -98,6 +98,22 @@ def test_a_column_constant_on_the_labelled_images_cannot_make_an_unlike_image_su
     assert head_logits(head, np.array([[3.0, 0.0]], np.float32))[0].argmax() == 1
 
 
+def test_the_confidence_text_says_when_two_labels_a_class_make_the_estimate_cautious():
+    from napari_nanowire.core.heads.calibrate import describe_confidence
+    from napari_nanowire.core.heads.linear import cross_validate
+
+    rng = np.random.default_rng(0)
+    for per_class, cautious in ((2, True), (3, False)):
+        targets = np.repeat([0, 1, 2], per_class)
+        features = (targets[:, None] * 3 + rng.normal(size=(len(targets), 5))).astype(np.float32)
+        metrics = cross_validate(features, targets, 3)
+        assert metrics["cv_fewest_a_class"] == per_class
+        text = describe_confidence(metrics)
+        assert text.startswith("estimated accuracy on new images")
+        assert ("understated" in text) is cautious
+    assert "unknown" in describe_confidence({})
+
+
 def test_cross_validation_needs_two_images_a_class():
     rng = np.random.default_rng(0)
     targets = np.repeat([0, 1, 2], 4)

@@ -125,6 +125,10 @@ def test_unticking_descriptors_trains_an_exportable_classifier(
     model = load_model(widget.state.models["classifier"])
     assert model.meta.classifier.descriptors is False
     check_classifier_exportable(model)  # no refusal
+    # the status line says what the labelled images tell about accuracy and confidence
+    text, metrics = widget.status.text(), model.meta.classifier.metrics
+    assert "ccuracy on new images" in text
+    assert ("unknown" in text) == ("cv_accuracy" not in metrics)
 
 
 def test_out_of_gpu_memory_says_to_lower_the_batch_size(viewer, dock, qtbot, monkeypatch):

@@ -86,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the labelled images, train with a progress bar, report the metrics."""
+    from napari_nanowire.core.heads.calibrate import describe_confidence
     from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
     from napari_nanowire.core.io import output_lock
 
@@ -119,21 +120,6 @@ def run(args: argparse.Namespace) -> int:
     if last is not None and last.done:
         print(describe_confidence(last.metrics))
     return 130 if stop.is_set() else 0
-
-
-def describe_confidence(metrics: dict) -> str:
-    """What the labelled images say about accuracy and confidence, in one sentence."""
-    if "cv_accuracy" not in metrics:
-        return (
-            "accuracy on new images: unknown (label at least 2 images of a class to estimate "
-            "it); confidences are not calibrated"
-        )
-    return (
-        f"estimated accuracy on new images: {metrics['cv_accuracy']:.0%} (each of "
-        f"{metrics['cv_images']} labelled images predicted by a classifier trained without "
-        f"it); confidences calibrated with temperature {metrics['temperature']:.2f}, "
-        f"held-out calibration error {metrics['cv_ece_raw']:.2f} -> {metrics['cv_ece']:.2f}"
-    )
 
 
 def read_labelled_images(paths: list[Path], pixel_size_nm: float | None) -> tuple[list, list]:

@@ -435,7 +435,14 @@ class TrainWidget(QWidget):
         return self.state.model_out(kind, self.state.session_folder())
 
     def _on_progress(self, event: Progress) -> None:
-        self.panel.show_progress(event)
+        from napari_nanowire.core.heads.calibrate import describe_confidence
+        from napari_nanowire.core.heads.classify import JOB as CLASSIFIER_JOB
+
+        if event.job == CLASSIFIER_JOB and event.done and "stopped" not in event.message:
+            text = describe_confidence(event.metrics)
+            self.panel.show_progress(event, f"Saved. {text[:1].upper()}{text[1:]}.")
+        else:
+            self.panel.show_progress(event)
         self.plot.add(event)
         if event.job == "pretrain" and event.step == 1 and event.total_steps:
             warn_few_steps(event.total_steps, self.epochs.value)

@@ -113,4 +113,33 @@ def calibration_report(logits: np.ndarray, targets: np.ndarray) -> dict:
         "cv_ece": expected_calibration_error(scaled, targets),
         "cv_nll_raw": nll(logits, targets),
         "cv_nll": nll(logits, targets, temperature),
+        "cv_fewest_a_class": int(np.bincount(targets)[np.bincount(targets) > 0].min()),
     }
+
+
+def describe_confidence(metrics: dict) -> str:
+    """What the labelled images say about accuracy and confidence, in one or two sentences.
+
+    With two labelled images in a class, each held-out image of it is predicted by a
+    classifier that saw one: on the napari sample that estimate was 0.375 where the classifier
+    got 11 of 12 slices right, and the temperature made every confidence 0.25-0.26 (EMPS, 2 a
+    class: estimate 0.12, held-out accuracy 0.32). So the text says the estimate is cautious.
+    """
+    if "cv_accuracy" not in metrics:
+        return (
+            "accuracy on new images: unknown (label at least 2 images of a class to estimate "
+            "it); confidences are not calibrated"
+        )
+    text = (
+        f"estimated accuracy on new images: {metrics['cv_accuracy']:.0%} (each of "
+        f"{metrics['cv_images']} labelled images predicted by a classifier trained without "
+        f"it); confidences calibrated with temperature {metrics['temperature']:.2f}, "
+        f"held-out calibration error {metrics['cv_ece_raw']:.2f} -> {metrics['cv_ece']:.2f}"
+    )
+    if metrics.get("cv_fewest_a_class") == 2:
+        text += (
+            ". With 2 labelled images in a class the estimate is of a classifier that saw 1 "
+            "of them, so accuracy and confidences tend to be understated; a third labelled "
+            "image of each class makes both more accurate"
+        )
+    return text
