@@ -457,13 +457,13 @@ def emps_measurements(
         return mask
 
     measured = np.stack([measured_features(segment, im, None, working) for im in images])
-    ious = [fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)]
     held_out = np.setdiff1d(np.arange(len(images)), stroked)
+    ious = np.array([fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)])[held_out]
     true_measured = np.stack([mask_features(t, max(t.shape) / working) for t in truth])
     print(
         f"EMPS segmenter: {len(stroked)} stroked images + {len(rest)} unlabelled, trained in "
         f"{train_s:.0f} s; foreground IoU on the other images median "
-        f"{np.median(np.array(ious)[held_out]):.2f}"
+        f"{np.median(ious):.2f}"
     )
     return {
         "predicted": measured,
@@ -471,8 +471,8 @@ def emps_measurements(
         "segmenter": {
             "stroked": stroked.tolist(),
             "train_s": round(train_s, 1),
-            "iou_median": float(np.median(np.array(ious)[held_out])),
-            "iou_q1_q3": np.percentile(np.array(ious)[held_out], [25, 75]).tolist(),
+            "iou_median": float(np.median(ious)),
+            "iou_q1_q3": np.percentile(ious, [25, 75]).tolist(),
         },
     }
 

@@ -91,6 +91,18 @@ optimum: SimCLR and Barlow Twins runs (the paper's included) take thousands of s
 its random start."""
 
 
+def saved_classifier_text(event: Progress) -> str | None:
+    """The confidence sentence for the last event of a classifier training that saved a
+    model; None for any other event (the standard progress line)."""
+    from napari_nanowire.core.heads.calibrate import describe_confidence
+    from napari_nanowire.core.heads.classify import JOB
+
+    if event.job != JOB or "stopped" in event.message:
+        return None
+    text = describe_confidence(event.metrics)
+    return f"Saved. {text[:1].upper()}{text[1:]}."
+
+
 def warn_few_steps(total_steps: int, epochs: int) -> bool:
     """Warn, in steps, when a pretraining is too short to train the encoder; True if so."""
     if total_steps >= MIN_PRETRAIN_STEPS:
@@ -378,7 +390,8 @@ class TrainWidget(QWidget):
         config = self.segmenter_config()
 
         targets = [masks[i] for i in picked]
-        others = [i for i in range(len(masks)) if i not in picked] if self.semi.value else []
+        others = [i for i in range(len(masks)) if i not in picked]
+        others = others if config.semi_supervised else []
         return slices_job(
             train_segmenter,
             base,
@@ -435,14 +448,7 @@ class TrainWidget(QWidget):
         return self.state.model_out(kind, self.state.session_folder())
 
     def _on_progress(self, event: Progress) -> None:
-        from napari_nanowire.core.heads.calibrate import describe_confidence
-        from napari_nanowire.core.heads.classify import JOB as CLASSIFIER_JOB
-
-        if event.job == CLASSIFIER_JOB and event.done and "stopped" not in event.message:
-            text = describe_confidence(event.metrics)
-            self.panel.show_progress(event, f"Saved. {text[:1].upper()}{text[1:]}.")
-        else:
-            self.panel.show_progress(event)
+        self.panel.show_progress(event, saved_classifier_text(event) if event.done else None)
         self.plot.add(event)
         if event.job == "pretrain" and event.step == 1 and event.total_steps:
             warn_few_steps(event.total_steps, self.epochs.value)

@@ -105,6 +105,7 @@ def calibration_report(logits: np.ndarray, targets: np.ndarray) -> dict:
     """Held-out accuracy, fitted temperature, and ECE/NLL before and after it (numbers only)."""
     temperature = fit_temperature(logits, targets)
     raw, scaled = softmax(logits, 1), softmax(logits / temperature, 1)
+    counts = np.bincount(targets)
     return {
         "cv_accuracy": float((logits.argmax(1) == targets).mean()),
         "cv_images": int(len(targets)),
@@ -113,7 +114,7 @@ def calibration_report(logits: np.ndarray, targets: np.ndarray) -> dict:
         "cv_ece": expected_calibration_error(scaled, targets),
         "cv_nll_raw": nll(logits, targets),
         "cv_nll": nll(logits, targets, temperature),
-        "cv_fewest_a_class": int(np.bincount(targets)[np.bincount(targets) > 0].min()),
+        "cv_fewest_a_class": int(counts[counts > 0].min()),
     }
 
 

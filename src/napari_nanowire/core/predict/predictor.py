@@ -82,8 +82,8 @@ class Predictor:
                 working_pixel_size_nm or self.working.pixel_size_nm,
                 working_downsample or self.working.downsample,
             )
-        sizes = (min_object_nm2, min_hole_nm2, min_object_px2, min_hole_px2, fill_holes)
-        if postprocess is None and any(v is not None for v in sizes):
+        cleanup = (min_object_nm2, min_hole_nm2, min_object_px2, min_hole_px2, fill_holes)
+        if postprocess is None and any(v is not None for v in cleanup):
             postprocess = True  # clean-up asked for: post-process even if the file says no
         self.postprocess = self.postprocess.replace(
             enabled=postprocess,
