@@ -124,6 +124,37 @@ def test_the_last_events_reach_the_widget_when_the_job_ends_while_they_are_relay
     assert [event.step for event in shown] == list(range(1, 13))
 
 
+def test_newer_events_arriving_while_older_ones_are_relayed_are_shown_after_them(
+    qtbot, monkeypatch
+):
+    # While _relay processes Qt events, the worker's next events and its end can be handled:
+    # the end flushes the newer events at once. They used to be shown before the older batch,
+    # whose last event then stuck on the bar (a finished Measure job at 50 %).
+    runner, shown = JobRunner(), []
+    relay = runner._relay
+    later = [Progress("test", step, 4) for step in (3, 4)]
+
+    def relay_while_the_job_ends(event):
+        relay(event)
+        if event.step == 2:
+            for newer in later:
+                runner._receive(newer)  # what the worker's "yielded" does
+            runner._flush()  # and its "returned"
+            runner._end()  # and its "finished"
+
+    monkeypatch.setattr(runner, "_relay", relay_while_the_job_ends)
+
+    def job(stop):
+        yield Progress("test", 1, 4)
+        yield Progress("test", 2, 4)
+        stop.wait(30)  # ended by the test, as if the worker had finished
+
+    assert runner.start("Test job", job, on_progress=shown.append)
+    qtbot.waitUntil(lambda: not runner.running, timeout=30_000)
+    runner._stop.set()
+    assert [event.step for event in shown] == [1, 2, 3, 4]
+
+
 def test_the_curve_shows_held_out_figures_not_accuracy_on_the_training_labels(qtbot):
     plot = LossPlot()
     qtbot.addWidget(plot)
