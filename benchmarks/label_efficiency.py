@@ -10,7 +10,7 @@ scale (the classifier before issue 12), "multi" = scales 1, 1/2, 1/4 concatenate
 descriptors alone on the raw image (the baseline). Each point is the median and interquartile
 range over random label draws (the same draws for every method), as in Lu et al. 2022, Fig. 5.
 For the multi+desc and classical features the run also reports the expected calibration error
-(ECE, 10 bins) of the held-out images with the temperature fitted by leave-one-out on the
+(ECE, 10 bins) of the held-out images with the temperature fitted by cross-validation on the
 labelled ones, and the accuracy of a prototype (nearest class mean) head.
 
 Real data (``--emps DIR``, the EMPS sample: ``images/`` and 16-bit instance masks in
@@ -25,7 +25,7 @@ held-out images against labelled images (1, 2, 5, 10), trained from dense masks 
 simulated strokes, on the SimCLR and the random encoder.
 
 Defaults are sized for a 2-core CPU; ``--full`` is the GPU-size run. On a shared machine set
-OPENBLAS_NUM_THREADS=1 too: the leave-one-out refits are many tiny numpy problems.
+OPENBLAS_NUM_THREADS=1 too: the cross-validation refits are many tiny numpy problems.
 
 Usage: .venv/bin/python benchmarks/label_efficiency.py [--full] [--quick] [--classify-only]
        .venv/bin/python benchmarks/label_efficiency.py --emps ../shared/data/emps_train_sample
@@ -208,7 +208,7 @@ def feature_sets(blocks: dict[str, dict[str, np.ndarray]], raw_descriptors: np.n
 
 
 def is_product_like(method: str) -> bool:
-    """Whether a method gets the leave-one-out calibration and the prototype head: the
+    """Whether a method gets the cross-validated calibration and the prototype head: the
     product's feature sets and the baselines, not the single and multi encoder blocks alone."""
     return not method.endswith((" single", " multi"))
 
@@ -236,7 +236,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
 
     ``sets`` maps a method to ((pool features, test features) or all features, block sizes).
     With ``test_of`` (real data: one pool), the test images are the pool images not labelled.
-    Linear head: the product's (fit, leave-one-out temperature; the leave-one-out refits are
+    Linear head: the product's (fit, cross-validated temperature; the refits are
     run for the sets :func:`is_product_like` names only, to save time); prototype: nearest
     class mean, accuracy only. ECE is over the test images with the temperature the labelled images
     gave (1 at one label a class, where nothing can be held out).
@@ -748,6 +748,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ssl-methods", help="comma-separated, default simclr,barlow")
     p.add_argument("--splits", type=int, help="override the random label draws per point")
     p.add_argument("--pool-per-class", type=int, help="override the unlabelled pool size")
+    p.add_argument("--seed", type=int, help="override the seed (data, pretraining, label draws)")
     p.add_argument("--classify-only", action="store_true", help="skip segmentation")
     p.add_argument(
         "--fine-tune-splits",
@@ -781,7 +782,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines show up in logs as they come
     torch.set_num_threads(args.threads)
     s = FULL if args.full else QUICK if args.quick else Settings()
-    overrides = {k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class", "splits")}
+    overrides = {
+        k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class", "splits", "seed")
+    }
     if args.ssl_methods:
         overrides["ssl_methods"] = tuple(args.ssl_methods.split(","))
     s = replace(s, **{k: v for k, v in overrides.items() if v is not None})

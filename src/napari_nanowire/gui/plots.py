@@ -21,7 +21,7 @@ LOSS_COLOR = "#56b4e9"
 ACCURACY_COLORS = ("#e69f00", "#009e73", "#cc79a7")
 ACCURACY_KEYS = ("knn_accuracy", "cv_accuracy", "val_iou")
 """Metrics between 0 and 1 that go on the right axis, in the order of their colours: measured
-on images the head was not fitted to (k-NN on held-out crops, leave-one-out accuracy of the
+on images the head was not fitted to (k-NN on held-out crops, cross-validated accuracy of the
 classifier, IoU of the segmenter on held-out labels), never accuracy on the training labels."""
 
 

@@ -144,7 +144,7 @@ def cross_validate(features: np.ndarray, targets: np.ndarray, n_classes: int, **
     if held is None:
         return {}
     logits, index = held
-    return calibration_report(logits, targets[index])
+    return calibration_report(logits, targets[index], index)
 
 
 def cross_val_accuracy(
