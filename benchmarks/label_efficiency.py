@@ -61,6 +61,7 @@ from napari_nanowire.core.heads.calibrate import expected_calibration_error
 from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     classifier_input,
+    column_weights,
     feature_zoom,
     measured_features,
     train_classifier,
@@ -207,6 +208,14 @@ def feature_sets(blocks: dict[str, dict[str, np.ndarray]], raw_descriptors: np.n
     return sets
 
 
+def set_weights(method: str, sizes: list[int]) -> np.ndarray:
+    """A feature set's column weights: the product's for encoder + descriptor sets (the
+    descriptors weighted by ``ClassifierConfig.descriptor_weight``), equal say per block else."""
+    if "multi+desc" in method:
+        return column_weights(sizes, ClassifierConfig())
+    return block_weights(sizes)
+
+
 def is_product_like(method: str) -> bool:
     """Whether a method gets the cross-validated calibration and the prototype head: the
     product's feature sets and the baselines, not the single and multi encoder blocks alone."""
@@ -251,7 +260,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
             for method, (feats, sizes) in sets.items():
                 pool_f, test_f = (feats, feats[test_idx]) if test_of else feats
                 train_f, train_y = pool_f[picked], pool_y[picked]
-                weights = block_weights(sizes)
+                weights = set_weights(method, sizes)
                 head, _ = fit_linear_head(train_f, train_y, n_classes, column_weights=weights)
                 calibrated = is_product_like(method)
                 report = (
@@ -376,7 +385,7 @@ def emps_pictures(images, masks, y, sets, s: Settings, path: Path, n: int = 4) -
     feats, sizes = sets[PRODUCT]
     picked = label_draws(y, len(EMPS_CLASSES), n, 0, s.seed)
     test = np.setdiff1d(np.arange(len(y)), picked)
-    weights = block_weights(sizes)
+    weights = set_weights(PRODUCT, sizes)
     head, _ = fit_linear_head(feats[picked], y[picked], len(EMPS_CLASSES), column_weights=weights)
     report = cross_validate(feats[picked], y[picked], len(EMPS_CLASSES), column_weights=weights)
     probs = softmax(head_logits(head, feats[test]) / report.get("temperature", 1.0), 1)

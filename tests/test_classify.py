@@ -21,6 +21,7 @@ from napari_nanowire.core.heads.calibrate import (
 from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     check_labels,
+    column_weights,
     feature_zoom,
     train_classifier,
 )
@@ -244,6 +245,17 @@ def test_a_few_confidently_wrong_held_out_answers_do_not_flatten_the_temperature
     wrong = np.zeros((3, 4))
     wrong[:, 1] = 35.0
     assert 0.6 < fit_temperature(np.concatenate([z, wrong]), targets) < 1.4
+
+
+def test_each_feature_block_gets_its_say_and_the_descriptors_their_weight():
+    def say(weights, sizes):  # a block's total squared weight: its share of the L2 budget
+        return [float((part**2).sum()) for part in np.split(weights, np.cumsum(sizes)[:-1])]
+
+    np.testing.assert_allclose(
+        say(column_weights([768, 57, 16], ClassifierConfig()), [768, 57, 16]), [1, 4, 1]
+    )
+    config = ClassifierConfig(descriptors=False)
+    np.testing.assert_allclose(say(column_weights([768, 16], config), [768, 16]), [1, 1])
 
 
 def test_held_out_logits_use_balanced_folds_and_never_hold_out_the_only_image_of_a_class():

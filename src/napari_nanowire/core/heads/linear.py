@@ -117,10 +117,14 @@ def _column_scale(x: np.ndarray) -> np.ndarray:
     return np.maximum(std, max(SCALE_FLOOR * float(np.median(std)), 1e-12))
 
 
-def block_weights(sizes: Sequence[int]) -> np.ndarray:
+def block_weights(sizes: Sequence[int], emphasis: Sequence[float] | None = None) -> np.ndarray:
     """Column weights giving each block of features (e.g. 768 learned, 57 descriptors) the
-    same total say in an L2-regularised head: 1 / sqrt(block size) for each of its columns."""
-    return np.concatenate([np.full(n, 1 / np.sqrt(n)) for n in sizes if n])
+    same total say in an L2-regularised head: 1 / sqrt(block size) for each of its columns,
+    times the block's ``emphasis`` (default 1 for every block)."""
+    emphasis = [1.0] * len(sizes) if emphasis is None else emphasis
+    return np.concatenate(
+        [np.full(n, e / np.sqrt(n)) for n, e in zip(sizes, emphasis, strict=True) if n]
+    )
 
 
 def head_logits(head: LinearHead, features: np.ndarray) -> np.ndarray:
