@@ -11,10 +11,10 @@ import torch
 from helpers import PX, encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
+from napari_nanowire.core.heads.seg_loop import segmentation_loss
 from napari_nanowire.core.heads.segment import (
     SegmenterConfig,
     iou_dice,
-    segmentation_loss,
     train_segmenter,
 )
 from napari_nanowire.core.heads.tiling import assemble, blend_window, sliding_window, tile_starts

@@ -10,7 +10,7 @@ import torch
 
 from helpers import PX, encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strokes
-from napari_nanowire.core.heads import segment
+from napari_nanowire.core.heads import seg_loop, segment
 from napari_nanowire.core.heads.scale import working_from_meta
 from napari_nanowire.core.heads.seg_augment import augment_labelled, consistency_loss, scale_jitter
 from napari_nanowire.core.heads.seg_validation import EarlyStop, holdout_split, stroke_holdout
@@ -149,13 +149,13 @@ def test_held_out_image_is_never_cropped_for_training(tmp_path, monkeypatch):
     images, strokes = stroked_images(3)
     unlabelled = generate_dataset(1, size=48, pixel_size_nm=PX, seed=9)[:2]
     seen = []
-    real_crop = segment.random_crop
+    real_crop = seg_loop.random_crop
 
     def spy(rng, image, *args, **kwargs):
         seen.append(image.copy())
         return real_crop(rng, image, *args, **kwargs)
 
-    monkeypatch.setattr(segment, "random_crop", spy)
+    monkeypatch.setattr(seg_loop, "random_crop", spy)
     out = tmp_path / "seg.nwmodel"
     events = list(
         train_segmenter(
@@ -207,13 +207,13 @@ def test_time_cap_ends_training(tmp_path):
 def test_training_crops_are_smaller_than_a_large_prediction_tile(tmp_path, monkeypatch):
     images, strokes = stroked_images(1, size=320)
     sizes = []
-    real_crop = segment.random_crop
+    real_crop = seg_loop.random_crop
 
     def spy(rng, image, tile, *args, **kwargs):
         sizes.append(tile)
         return real_crop(rng, image, tile, *args, **kwargs)
 
-    monkeypatch.setattr(segment, "random_crop", spy)
+    monkeypatch.setattr(seg_loop, "random_crop", spy)
     out = tmp_path / "seg.nwmodel"
     config = tiny_config(tile=None, steps=1, batch_size=1, validation=False, working_downsample=1)
     list(train_segmenter(encoder_file(), images, strokes, out, config=config))

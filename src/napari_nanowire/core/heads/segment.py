@@ -3,10 +3,10 @@
 Training masks follow the project convention: 0 = not labelled (no loss, no gradient),
 1 = background, 2.. = foreground classes; with ``dense_masks`` 0 = background, 1.. = classes.
 Internally targets are class indices (0 = background) with -1 for unlabelled pixels, which is
-also what predicted masks hold (0 = background, k = foreground class k). The loss is
-class-weighted cross-entropy plus soft Dice over labelled pixels, on augmented crops
-(:mod:`.seg_augment`), plus FixMatch consistency on unlabelled frames. Training is judged on
-held-out labels and stops when they stop improving (:mod:`.seg_validation`) or at a time cap.
+also what predicted masks hold (0 = background, k = foreground class k). The training loop
+(:mod:`.seg_loop`): class-weighted cross-entropy plus soft Dice over labelled pixels, on
+augmented crops (:mod:`.seg_augment`), plus FixMatch consistency on unlabelled frames; judged
+on held-out labels, stopped when they stop improving (:mod:`.seg_validation`) or at a time cap.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..devices import resolve_device
 from ..errors import NanowireError
@@ -28,17 +27,15 @@ from ..masks import IGNORE, check_mask_values, check_shape, class_targets
 from ..model.metadata import SegmenterMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
-from ..progress import Progress, Rate, stop_requested
+from ..progress import Progress, stop_requested
 from .classify import class_weights
-from .features import add_head, encoder_from, freeze_batchnorm, random_crop
+from .features import add_head, encoder_from
 from .postprocess import default_postprocess
 from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
-from .seg_augment import augment_labelled, consistency_loss, strong_view
-from .seg_validation import EarlyStop, Split, holdout_split, iou_dice
+from .seg_loop import JOB, fit_net
+from .seg_validation import Split, holdout_split, iou_dice
 from .unet import UNet, UNetDecoder, load_segmenter, predict_classes
-
-JOB = "segmenter"
 
 
 @dataclass
@@ -95,29 +92,6 @@ class SegmenterConfig:
     continue_head: bool = False
     """Start from ``base``'s segmenter head (same mask classes) instead of a new decoder, as
     the GUI's slice preview does (:mod:`.preview`)."""
-
-
-def segmentation_loss(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    weights: torch.Tensor | None = None,
-    dice_weight: float = 1.0,
-) -> torch.Tensor:
-    """Weighted cross-entropy plus soft Dice over labelled pixels (target -1 is ignored).
-
-    Dice is averaged over the classes labelled in the batch. Unlabelled pixels get exactly
-    zero gradient from both terms.
-    """
-    n_classes = logits.shape[1]
-    ce = F.cross_entropy(logits, targets, weight=weights, ignore_index=IGNORE)
-    valid = (targets != IGNORE).unsqueeze(1)
-    probs = torch.softmax(logits, 1) * valid
-    onehot = F.one_hot(targets.clamp_min(0), n_classes).permute(0, 3, 1, 2) * valid
-    inter = (probs * onehot).sum((0, 2, 3))
-    total = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
-    present = onehot.sum((0, 2, 3)) > 0
-    dice = 1 - (2 * inter[present] + 1.0) / (total[present] + 1.0)
-    return ce + dice_weight * dice.mean()
 
 
 def check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> None:
@@ -233,7 +207,7 @@ def train_segmenter(
     trained = np.concatenate([t[t >= 0] for t in split.train_targets])
     weights = class_weights(trained, len(names)).to(device)
     start = time.perf_counter()
-    fit = yield from _fit(net, prepared, split, pool, weights, config, device, stop)
+    fit = yield from fit_net(net, prepared, split, pool, weights, config, device, stop)
     encoder.requires_grad_(True)
 
     overlap = config.overlap if config.overlap is not None else config.tile // 4
@@ -281,117 +255,6 @@ def train_segmenter(
         message=f"{fit['stop_reason']}; saved {out}{note}",
         done=True,
     )
-
-
-def _fit(
-    net: UNet,
-    frames: list[np.ndarray],
-    split: Split,
-    pool: list[np.ndarray],
-    weights: torch.Tensor,
-    config: SegmenterConfig,
-    device: torch.device,
-    stop: threading.Event | None,
-) -> Generator[Progress, None, dict]:
-    """The training loop: supervised (+ FixMatch) steps, validation, early stop, time cap.
-
-    Yields a Progress per step; returns what the model file records about the run. The net
-    ends with the weights that scored best on validation (the last ones without validation).
-    """
-    encoder = net.encoder
-    groups = [{"params": net.decoder.parameters(), "lr": config.lr}]
-    if config.freeze_encoder:
-        encoder.requires_grad_(False)
-    else:
-        groups.append({"params": encoder.parameters(), "lr": config.lr * config.encoder_lr_factor})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.5, patience=max(config.patience // 2, 1)
-    )
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    targets = split.train_targets
-    usable = [i for i, t in enumerate(targets) if (t >= 0).any()]
-    anchors = [np.flatnonzero(t >= 0) if (t < 0).any() else None for t in targets]
-    overlap = config.overlap if config.overlap is not None else config.tile // 4
-    early = EarlyStop(config.patience)
-    n_classes = len(weights)
-    history: list[float] = []
-    val_history: list[list[float]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    rate = Rate(config.steps)
-    start = time.perf_counter()
-    reason = "max steps"
-    for step in range(1, config.steps + 1):
-        if stop_requested(stop):
-            reason = "stopped"
-            break
-        net.train()
-        freeze_batchnorm(encoder)
-        crops = [
-            random_crop(rng, frames[i], config.crop, targets[i], anchors[i], IGNORE)
-            for i in rng.choice(usable, size=config.batch_size)
-        ]
-        x = torch.from_numpy(np.stack([c for c, _ in crops])[:, None]).to(device)
-        y = torch.from_numpy(np.stack([t for _, t in crops])).to(device)
-        if config.augment:
-            x, y = augment_labelled(x, y, generator, config.scale_jitter)
-        if pool:
-            picks = rng.integers(len(pool), size=config.unlabelled_batch)
-            weak = np.stack([random_crop(rng, pool[j], config.crop)[0] for j in picks])
-            weak = torch.from_numpy(weak[:, None]).to(device)
-            with torch.no_grad():
-                weak_probs = torch.softmax(net(weak), 1)
-            logits = net(torch.cat([x, strong_view(weak, generator)]))
-            ramp = config.unlabelled_weight * min(1.0, step / max(config.rampup_steps, 1))
-            loss = segmentation_loss(logits[: len(x)], y, weights, config.dice_weight)
-            loss = loss + ramp * consistency_loss(logits[len(x) :], weak_probs, config.confidence)
-        else:
-            loss = segmentation_loss(net(x), y, weights, config.dice_weight)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-        metrics, message = {}, ""
-        if split.val_image is not None and step % config.validate_every == 0:
-            pred = predict_classes(net, frames[split.val_image], config.tile, overlap, device)
-            iou, dice = iou_dice(pred, split.val_targets, n_classes, split.val_targets >= 0)
-            val_history.append([step, iou, dice])
-            if early.update(step, iou):
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            plateau.step(0.0 if np.isnan(iou) else iou)
-            metrics = {"val_iou": iou}
-            message = f"validation IoU {iou:.3f} (best {early.best:.3f} at step {early.best_step})"
-        speed, eta = rate.update(config.batch_size)
-        yield Progress(
-            JOB,
-            step,
-            config.steps,
-            loss=history[-1],
-            images_per_s=speed,
-            eta_s=eta,
-            metrics=metrics,
-            message=message,
-        )
-        if early.done:
-            reason = f"validation IoU did not improve for {config.patience} checks"
-            break
-        if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
-            reason = f"time cap of {config.max_seconds:g} s"
-            break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    best = [row for row in val_history if row[0] == early.best_step]
-    metrics = {"val_iou": best[0][1], "val_dice": best[0][2]} if best else {}
-    return {
-        "metrics": metrics,
-        "history": history,
-        "val_history": val_history,
-        "best_step": early.best_step if best else len(history),
-        "steps_run": len(history),
-        "stop_reason": reason,
-        "fit_seconds": time.perf_counter() - start,
-    }
 
 
 def _check_head_classes(model: ModelFile, names: list[str]) -> None:
