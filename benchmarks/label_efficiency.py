@@ -280,6 +280,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                         cv_accuracy=report.get("cv_accuracy", np.nan),
                         temperature=temperature,
                         ece=expected_calibration_error(probs, y_test) if calibrated else np.nan,
+                        ece_floor=ece_floor(probs) if calibrated else np.nan,
                         ece_raw=expected_calibration_error(softmax(logits, 1), y_test),
                         confidence=float(probs.max(1).mean()),
                     )
@@ -291,6 +292,23 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                     )
         print(f"classification: {n} label(s) a class done")
     return pd.DataFrame(rows)
+
+
+def ece_floor(probs: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """Median ECE of a perfectly calibrated classifier with these confidences on as many
+    images: each image is right with probability equal to its confidence. On ~100 test images
+    ECE is not 0 even then (10 bins of a few images each), so this is the level to read the
+    measured ECE against."""
+    rng = np.random.default_rng(seed)
+    guess = probs.argmax(1)
+    other = (guess + 1) % probs.shape[1]
+    values = [
+        expected_calibration_error(
+            probs, np.where(rng.random(len(probs)) < probs.max(1), guess, other)
+        )
+        for _ in range(draws)
+    ]
+    return float(np.median(values))
 
 
 def fine_tune_rows(
@@ -538,6 +556,7 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
     acc = summarise(linear, ["method", "labels_per_class"], "accuracy")
     ece = summarise(linear, ["method", "labels_per_class"], "ece")
     ece_raw = summarise(linear, ["method", "labels_per_class"], "ece_raw")
+    floor = summarise(linear, ["method", "labels_per_class"], "ece_floor")
     proto = summarise(
         table[table["head"] == "prototype"], ["method", "labels_per_class"], "accuracy"
     )
@@ -565,6 +584,8 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
         )
     print(f"\n{title}: ECE of held-out images, calibrated (raw in JSON)")
     print(markdown(ece, "labels_per_class", ["method"]))
+    print(f"\n{title}: ECE a perfectly calibrated classifier with the same confidences would get")
+    print(markdown(floor, "labels_per_class", ["method"]))
     print(f"\nmost-common-class rate of the test images: {majority.round(3).to_dict()}")
     return {
         "accuracy": acc.to_dict("records"),
@@ -577,6 +598,7 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
         else {},
         "ece": ece.to_dict("records"),
         "ece_raw": ece_raw.to_dict("records"),
+        "ece_floor": floor.to_dict("records"),
         "majority_rate": majority.to_dict(),
         "temperature": summarise(linear, ["method", "labels_per_class"], "temperature").to_dict(
             "records"
