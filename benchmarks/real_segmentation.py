@@ -15,7 +15,8 @@ with the smaller side taken as foreground (no truth used).
 A working-scale sweep (``--scales``) trains every row at each of several working sizes.
 ``--seeds`` repeats every row with other training seeds (which image is held out for
 validation, the random initialisation, the crops): with 3 stroked images one run's median IoU
-moves by up to 0.2 from seed to seed (benchmarks/RESULTS.md).
+moves by up to 0.2 from seed to seed (benchmarks/RESULTS.md). ``--draws`` repeats them with
+other labelled images (draw k: pool images k n .. k n + n - 1).
 Columns: foreground IoU median [IQR] over the held-out images, training seconds, and
 prediction seconds per 1024 x 1024 frame at the default working scale (timed separately per
 encoder on an untrained model: the time does not depend on the weights).
@@ -162,11 +163,14 @@ def run_row(
     target_side: int | None = None,
     n_unlabelled: int = 0,
     seed: int = 0,
+    draw: int = 0,
 ) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
-    """Train one segmenter (with ``n_unlabelled`` more pool images for the semi-supervised
-    loss, training seed ``seed``), score it on the test set with and without post-processing."""
-    train = pool[:n]
-    unlabelled = [it["image"] for it in pool[n : n + n_unlabelled]]
+    """Train one segmenter on ``n`` labelled pool images (draw k: images k n .. k n + n - 1)
+    with ``n_unlabelled`` more for the semi-supervised loss and training seed ``seed``; score
+    it on the test set with and without post-processing."""
+    train = pool[draw * n : draw * n + n]
+    rest = pool[: draw * n] + pool[draw * n + n :]
+    unlabelled = [it["image"] for it in rest[:n_unlabelled]]
     masks = [training_mask(it["truth"], labels, seed=i) for i, it in enumerate(train)]
     changes = {"steps": args.steps, "batch_size": args.batch_size}
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -196,6 +200,7 @@ def run_row(
     row = {
         "n_labelled": n,
         "seed": seed,
+        "draw": draw,
         "labels": labels,
         "encoder": encoder,
         "unlabelled": len(unlabelled),
@@ -274,6 +279,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="default: SegmenterConfig's")
     parser.add_argument(
         "--max-seconds", type=float, help="time cap, 0 for none (default: SegmenterConfig's)"
+    )
+    parser.add_argument(
+        "--draws",
+        default="0",
+        help="which labelled images: draw k takes pool images k n .. k n + n - 1",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10 test images, fewer rows")
@@ -362,28 +372,30 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
         for n in ns:
             for labels in [lab for lab in args.labels.split(",") if lab]:
-                for encoder, n_unl, side, seed in [
-                    (e, int(u), side, seed)
+                for encoder, n_unl, side, seed, draw in [
+                    (e, int(u), side, seed, int(d))
                     for e in encoders
                     for u in args.unlabelled.split(",")
                     for side in sides
+                    for d in args.draws.split(",")
                     for seed in seeds
                 ]:
                     row, raw, clean = run_row(
-                        pool, test, n, labels, encoder, args, side, n_unl, seed
+                        pool, test, n, labels, encoder, args, side, n_unl, seed, draw
                     )
                     info["rows"].append({**base, "method": "unet", "working_side": side, **row})
                     save()
                     print(
                         f"{name} n={n} {labels} {encoder} +{n_unl} unlabelled, working side "
-                        f"{side or 'default'}, seed {seed}: IoU raw {fmt(row['iou_raw'])} "
-                        f"post {fmt(row['iou_post'])} train {row['train_s']} s "
-                        f"pieces {row['pieces_raw']}->{row['pieces_post']}",
+                        f"{side or 'default'}, seed {seed}, draw {draw}: IoU raw "
+                        f"{fmt(row['iou_raw'])} post {fmt(row['iou_post'])} train "
+                        f"{row['train_s']} s pieces {row['pieces_raw']}->{row['pieces_post']}",
                         flush=True,
                     )
                     if seed != seeds[0]:
                         continue
                     tag = f"{name}_n{n}_{labels}_{encoder}_u{n_unl}" + (f"_s{side}" if side else "")
+                    tag += f"_d{draw}" if draw else ""
                     for it, m, (_, om) in list(zip(test, clean, otsu_scores, strict=True))[:6]:
                         side_by_side(it, m, om, args.out / "pictures" / tag / f"{it['name']}.png")
     save()
