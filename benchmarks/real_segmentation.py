@@ -191,11 +191,13 @@ def run_row(
         list(train_segmenter(base, images, masks, out, sizes, config=config, unlabelled=unlabelled))
         train_s = time.perf_counter() - start
         predictor = Predictor.load(out, device="cpu").configure(postprocess=False)
-    raw, clean, specks = [], [], []
+    raw, clean, unfilled, specks = [], [], [], []
+    settings = predictor.postprocess.replace(enabled=True)
     for it in test:
         mask = predictor.segment(it["image"], it["px"]).mask
         raw.append(mask)
-        clean.append(postprocess_mask(mask, predictor.postprocess.replace(enabled=True), it["px"]))
+        clean.append(postprocess_mask(mask, settings, it["px"]))
+        unfilled.append(postprocess_mask(mask, settings.replace(fill_holes=False), it["px"]))
         specks.append(count_specks(raw[-1]) - count_specks(clean[-1]))
     row = {
         "n_labelled": n,
@@ -205,11 +207,15 @@ def run_row(
         "encoder": encoder,
         "unlabelled": len(unlabelled),
         "working_downsample": predictor.working.downsample,
+        "fill_holes": predictor.postprocess.fill_holes,
         "tile": predictor.meta.segmenter.tile,
         "train_s": round(train_s, 1),
         "iou_raw": summary([fg_iou(m, it["truth"]) for m, it in zip(raw, test, strict=True)]),
         "iou_post": summary([fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)]),
         "iou_post_each": [fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)],
+        "iou_post_unfilled": summary(
+            [fg_iou(m, it["truth"]) for m, it in zip(unfilled, test, strict=True)]
+        ),
         "pieces_raw": float(np.median([count_specks(m) for m in raw])),
         "pieces_post": float(np.median([count_specks(m) for m in clean])),
         "one_px_specks_post": int(sum(count_specks(m, max_size=1) for m in clean)),
@@ -389,7 +395,9 @@ def main() -> None:
                         f"{name} n={n} {labels} {encoder} +{n_unl} unlabelled, working side "
                         f"{side or 'default'}, seed {seed}, draw {draw}: IoU raw "
                         f"{fmt(row['iou_raw'])} post {fmt(row['iou_post'])} train "
-                        f"{row['train_s']} s pieces {row['pieces_raw']}->{row['pieces_post']}",
+                        f"{row['train_s']} s (fill holes {row['fill_holes']}: without "
+                        f"{fmt(row['iou_post_unfilled'])}) pieces {row['pieces_raw']}->"
+                        f"{row['pieces_post']}",
                         flush=True,
                     )
                     if seed != seeds[0]:

@@ -271,4 +271,6 @@ def test_predict_cli_fill_holes_reaches_the_predictor():
     parser = sub.choices["predict"]
     args = parser.parse_args(["m.nwmodel", "x.tif", "--out", "o", "--fill-holes"])
     assert segment_options(args) == {"fill_holes": True}
+    args = parser.parse_args(["m.nwmodel", "x.tif", "--out", "o", "--no-fill-holes"])
+    assert segment_options(args) == {"fill_holes": False}
     assert segment_options(parser.parse_args(["m.nwmodel", "x.tif", "--out", "o"])) == {}

@@ -13,7 +13,12 @@ from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strok
 from napari_nanowire.core.heads import seg_loop, segment
 from napari_nanowire.core.heads.scale import working_from_meta
 from napari_nanowire.core.heads.seg_augment import augment_labelled, consistency_loss, scale_jitter
-from napari_nanowire.core.heads.seg_validation import EarlyStop, holdout_split, stroke_holdout
+from napari_nanowire.core.heads.seg_validation import (
+    EarlyStop,
+    fill_choice,
+    holdout_split,
+    stroke_holdout,
+)
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.modelfile import load_model
 
@@ -121,6 +126,20 @@ def test_one_stroked_image_holds_out_whole_strokes_of_every_class():
     assert not ((split.train_targets[0] >= 0) & (split.val_targets >= 0)).any()
 
 
+def test_holes_are_filled_when_the_held_out_labels_say_so():
+    ring = np.zeros((40, 40), np.uint8)  # a particle predicted as a ring, as nets do
+    ring[8:32, 8:32] = 1
+    ring[14:26, 14:26] = 0
+    inside = np.full((40, 40), -1)  # held-out strokes: the inside is particle, the outside not
+    inside[18:22, 16:24], inside[2:4, 2:30] = 1, 0
+    fill, scores = fill_choice(ring, inside, 2)
+    assert fill and scores["val_iou_filled"] == 1.0 > scores["val_iou_clean"]
+    enclosed = np.where(inside == 1, 0, inside)  # a network enclosing real background
+    enclosed[9:11, 9:30] = 1
+    fill, scores = fill_choice(ring, enclosed, 2)
+    assert not fill and scores["val_iou_filled"] < scores["val_iou_clean"] == 1.0
+
+
 def test_dense_mask_falls_back_to_blocks():
     target = np.zeros((64, 64), np.int64)
     target[20:40] = 1
@@ -178,6 +197,9 @@ def test_held_out_image_is_never_cropped_for_training(tmp_path, monkeypatch):
     assert sum(any(np.array_equal(s, o) for s in seen) for o in others) == 2
     assert meta["n_unlabelled"] == 2 and len(meta["val_history"]) == 2
     assert [e.step for e in events if "val_iou" in e.metrics] == [2, 4, 4]
+    scores = model_meta.segmenter.metrics  # the fill-holes choice made on the held-out labels
+    filled = scores["val_iou_filled"] > scores["val_iou_clean"]
+    assert model_meta.segmenter.postprocess["fill_holes"] == filled
     best = [row[1] for row in meta["val_history"] if row[0] == meta["best_step"]]
     assert events[-1].metrics["val_iou"] == best[0] >= max(r[1] for r in meta["val_history"]) - 1e-3
 

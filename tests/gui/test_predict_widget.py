@@ -117,7 +117,7 @@ def test_the_clean_up_asked_for_in_the_form_is_what_segmenting_uses(
     widget = dock("Predict")
     assert widget.cleanup_options() == {"postprocess": True}  # the model's sizes by default
     widget.min_size.value = 50.0
-    widget.fill_holes.value = True
+    widget.fill_holes.value = "yes"
     asked = widget.cleanup_options()
     assert asked == {
         "postprocess": True,

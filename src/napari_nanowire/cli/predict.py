@@ -64,9 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--fill-holes",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="fill every enclosed hole, whatever its size (particles; not for wire networks, "
-        "which enclose background)",
+        "which enclose background); default: as the model chose on its held-out labels",
     )
     p.add_argument(
         "--no-postprocess", action="store_true", help="keep the raw mask (specks and holes)"

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 SCOPES = (("slice on screen", "current"), ("all slices", "all"))
 NEXT_MARK = "label next"
+MODELS_CHOICE = "as the model chose"
+FILL_HOLES = {MODELS_CHOICE: None, "yes": True, "no": False}
+"""Fill-holes choices and the ``fill_holes`` option each gives (None keeps the model's)."""
 
 
 def ranked_table(
@@ -137,7 +140,13 @@ class PredictWidget(QWidget):
             "Objects and holes smaller than this are removed and filled: nm² for calibrated "
             "images, px² for uncalibrated ones. 0 keeps the model's (16 working pixels)."
         )
-        self.fill_holes = CheckBox(text="fill every enclosed hole (particles)", value=False)
+        self.fill_holes = ComboBox(
+            label="fill every enclosed hole", choices=list(FILL_HOLES), value=MODELS_CHOICE
+        )
+        self.fill_holes.tooltip = (
+            "Fill holes of any size, as particles left as rings need; not for wire networks, "
+            "which enclose background. The model chose on its held-out labels."
+        )
         self.form = Container(
             widgets=[
                 self.image,
@@ -245,8 +254,9 @@ class PredictWidget(QWidget):
             options.update(
                 min_object_nm2=size, min_hole_nm2=size, min_object_px2=size, min_hole_px2=size
             )
-        if self.fill_holes.value:
-            options["fill_holes"] = True
+        fill = FILL_HOLES[self.fill_holes.value]
+        if fill is not None:
+            options["fill_holes"] = fill
         return options
 
     def _on_progress(self, event: Progress) -> None:

