@@ -75,6 +75,23 @@ def test_pickle_file_is_refused_without_running_it(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.parametrize("start", [b"PK", b"\x80\x02", b"\x80\x05"])
+def test_a_model_whose_header_length_reads_as_a_pickle_signature_loads(tmp_path, start):
+    # A safetensors file starts with its header's length (8 bytes, little-endian); a header of
+    # 19280 bytes starts the file with "PK", as a torch.save zip does. A freshly trained
+    # segmenter was refused as a pickle file that way. Pad a real header to such a length.
+    data = save_model(tiny_model_file(), tmp_path / "m.nwmodel").read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    target = int.from_bytes(start, "little")
+    while target < n:
+        target += 65536  # same first two bytes
+    padded = target.to_bytes(8, "little") + data[8 : 8 + n] + b" " * (target - n) + data[8 + n :]
+    assert padded[:2] == start
+    path = tmp_path / "padded.nwmodel"
+    path.write_bytes(padded)
+    assert load_model(path).meta.class_names == ["a", "b"]
+
+
 @pytest.mark.parametrize("cut", [0, 5, 100, -100])
 def test_empty_or_truncated_file_is_named(tmp_path, cut):
     path = save_model(tiny_model_file(), tmp_path / "m.nwmodel")
