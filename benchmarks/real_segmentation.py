@@ -176,6 +176,8 @@ def run_row(
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.max_seconds is not None:
         changes["max_seconds"] = args.max_seconds or None  # 0: no cap, the steps decide
+    if args.scale_jitter:
+        changes["scale_jitter"] = tuple(float(v) for v in args.scale_jitter.split(","))
     config = SegmenterConfig(
         tile=args.tile, device="cpu", seed=seed, semi_supervised=bool(unlabelled), **changes
     )
@@ -291,6 +293,7 @@ def main() -> None:
         default="0",
         help="which labelled images: draw k takes pool images k n .. k n + n - 1",
     )
+    parser.add_argument("--scale-jitter", help="LO,HI training zoom range (default: config's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10 test images, fewer rows")
     parser.add_argument(
