@@ -110,11 +110,12 @@ def load_synthetic(difficulty: float, quick: bool) -> tuple[list[dict], list[dic
     return [pool[i] for i in order], items(1 if quick else 2, 100)
 
 
-def training_mask(truth: np.ndarray, labels: str, seed: int) -> np.ndarray:
-    """Training convention mask (0 unlabelled, 1 background, 2 object): dense or strokes."""
+def training_mask(truth: np.ndarray, labels: str, seed: int, brush_px: int = 3) -> np.ndarray:
+    """Training convention mask (0 unlabelled, 1 background, 2 object): dense or strokes
+    (painted with a brush ``brush_px`` wide)."""
     if labels == "dense":
         return truth.astype(np.uint8) + 1
-    return simulate_strokes(truth, seed)
+    return simulate_strokes(truth, seed, brush_px=brush_px)
 
 
 def encoder_model(kind: str, ssl: Path | None, name: str, seed: int = 0) -> ModelFile:
@@ -171,13 +172,12 @@ def run_row(
     train = pool[draw * n : draw * n + n]
     rest = pool[: draw * n] + pool[draw * n + n :]
     unlabelled = [it["image"] for it in rest[:n_unlabelled]]
-    masks = [training_mask(it["truth"], labels, seed=i) for i, it in enumerate(train)]
-    changes = {"steps": args.steps, "batch_size": args.batch_size}
-    changes = {k: v for k, v in changes.items() if v is not None}
+    masks = [training_mask(it["truth"], labels, i, args.brush) for i, it in enumerate(train)]
+    jitter = tuple(float(v) for v in args.scale_jitter.split(",")) if args.scale_jitter else None
+    changes = {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop}
+    changes = {k: v for k, v in {**changes, "scale_jitter": jitter}.items() if v is not None}
     if args.max_seconds is not None:
         changes["max_seconds"] = args.max_seconds or None  # 0: no cap, the steps decide
-    if args.scale_jitter:
-        changes["scale_jitter"] = tuple(float(v) for v in args.scale_jitter.split(","))
     config = SegmenterConfig(
         tile=args.tile, device="cpu", seed=seed, semi_supervised=bool(unlabelled), **changes
     )
@@ -294,6 +294,9 @@ def main() -> None:
         help="which labelled images: draw k takes pool images k n .. k n + n - 1",
     )
     parser.add_argument("--scale-jitter", help="LO,HI training zoom range (default: config's)")
+    parser.add_argument(
+        "--brush", type=int, default=3, help="simulated strokes' brush width in px (napari: 10)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10 test images, fewer rows")
     parser.add_argument(
@@ -310,7 +313,8 @@ def main() -> None:
     )
     parser.add_argument("--time-encoders", default="tiny,resnet18")
     parser.add_argument("--time-full-res", action="store_true", help="also time full resolution")
-    parser.add_argument("--tile", type=int, help="training crop (default: from the working scale)")
+    parser.add_argument("--tile", type=int, help="prediction tile (default: from working scale)")
+    parser.add_argument("--crop", type=int, help="training crop (default: config's)")
     parser.add_argument("--labels", default="strokes,dense")
     parser.add_argument(
         "--unlabelled", default="0", help="unlabelled pool images per row, e.g. 0,40"
