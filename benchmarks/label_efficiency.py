@@ -248,7 +248,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
     Linear head: the product's (fit, cross-validated temperature; the refits are
     run for the sets :func:`is_product_like` names only, to save time); prototype: nearest
     class mean, accuracy only. ECE is over the test images with the temperature the labelled images
-    gave (1 at one label a class, where nothing can be held out).
+    gave (the prior temperature at one label a class, where nothing can be held out).
     """
     rows = []
     for n in s.labels_per_class:

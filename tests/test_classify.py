@@ -13,6 +13,7 @@ from helpers import encoder_file
 from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.calibrate import (
+    PRIOR_TEMPERATURE,
     expected_calibration_error,
     fit_temperature,
     held_out_logits,
@@ -112,7 +113,9 @@ def test_the_confidence_text_says_when_two_labels_a_class_make_the_estimate_caut
         text = describe_confidence(metrics)
         assert text.startswith("estimated accuracy on new images")
         assert ("understated" in text) is cautious
-    assert "unknown" in describe_confidence({})
+    one = cross_validate(features[::per_class], targets[::per_class], 3)
+    assert one == {"temperature": PRIOR_TEMPERATURE}  # nothing to hold out: the prior
+    assert "unknown" in describe_confidence(one) and "prior temperature" in describe_confidence(one)
 
 
 def test_cross_validation_needs_two_images_a_class():
@@ -139,6 +142,7 @@ def test_one_image_a_class_is_enough(tmp_path):
     assert meta.pixel_size_nm == PX and meta.classifier.class_counts == [1, 1, 1, 1]
     assert "cv_accuracy" not in events[-1].metrics
     assert events[-1].metrics["train_accuracy"] == 1.0
+    assert meta.classifier.temperature == PRIOR_TEMPERATURE
 
 
 def test_fine_tune_changes_the_encoder_and_drops_a_stale_segmenter(tmp_path):

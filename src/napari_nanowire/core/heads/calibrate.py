@@ -22,6 +22,12 @@ MAX_FOLDS = 10
 CV_FITS = 16
 """Cross-validation refits the head about this many times (folds x redraws)."""
 
+PRIOR_TEMPERATURE = 7.0
+"""The temperature when no labelled image can be held out (one image a class): the median of
+the temperatures fitted at 2 labels a class in six benchmark runs (synthetic 3.3-10.8, EMPS
+10.0-16.6; benchmarks/RESULTS.md, issue 12). Evaluated at 1 label a class on the same runs'
+test images: ECE 0.08-0.14 against 0.32-0.50 with T = 1. A rough guide, not a calibration."""
+
 T_RANGE = (0.05, 100.0)
 """Temperatures searched; the upper end makes every prediction nearly uniform."""
 
@@ -159,7 +165,8 @@ def describe_confidence(metrics: dict) -> str:
     if "cv_accuracy" not in metrics:
         return (
             "accuracy on new images: unknown (label at least 2 images of a class to estimate "
-            "it); confidences are not calibrated"
+            f"it); confidences tempered with a prior temperature of {PRIOR_TEMPERATURE:g}, not "
+            "calibrated on your images"
         )
     text = (
         f"estimated accuracy on new images: {metrics['cv_accuracy']:.0%} (each of "

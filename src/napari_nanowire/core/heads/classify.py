@@ -361,7 +361,7 @@ def train_classifier(
         max_tiles=config.max_tiles,
         n_images=len(images),
         class_counts=np.bincount(targets, minlength=len(class_names)).tolist(),
-        temperature=metrics.get("temperature", 1.0),
+        temperature=metrics["temperature"],
         metrics=metrics,
         history=history,
         stopped_early=stopped,

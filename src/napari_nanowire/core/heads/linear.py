@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from torch import nn
 
-from .calibrate import calibration_report, held_out_logits
+from .calibrate import PRIOR_TEMPERATURE, calibration_report, held_out_logits
 
 
 class LinearHead(nn.Module):
@@ -136,8 +136,8 @@ def head_logits(head: LinearHead, features: np.ndarray) -> np.ndarray:
 def cross_validate(features: np.ndarray, targets: np.ndarray, n_classes: int, **fit_kwargs) -> dict:
     """Held-out accuracy and temperature of the linear head (see :mod:`.calibrate`).
 
-    Empty when no class has two labelled images: then nothing can be held out, the accuracy
-    is unknown and the temperature stays 1.
+    When no class has two labelled images nothing can be held out: the accuracy is unknown and
+    the temperature is :data:`.calibrate.PRIOR_TEMPERATURE`.
     """
 
     def fit(x: np.ndarray, y: np.ndarray):
@@ -146,7 +146,7 @@ def cross_validate(features: np.ndarray, targets: np.ndarray, n_classes: int, **
 
     held = held_out_logits(features, targets, fit)
     if held is None:
-        return {}
+        return {"temperature": PRIOR_TEMPERATURE}
     logits, index = held
     return calibration_report(logits, targets[index], index)
 
