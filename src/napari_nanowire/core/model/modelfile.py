@@ -127,33 +127,27 @@ def load_model(path: str | os.PathLike) -> ModelFile:
 
 
 PICKLE_STARTS = (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-"""First bytes of torch.save files: a zip archive, or a pickle of protocol 2-5."""
-
-
-def _looks_like_safetensors(data: bytes) -> bool:
-    """Whether ``data`` starts as safetensors does: an 8-byte header length that fits, then a
-    JSON object. Checked before the pickle signatures, since a safetensors header of 19280
-    (0x4B50) bytes starts with "PK", and one of 640, 896, 1152 or 1408 with a pickle's bytes:
-    a freshly trained segmenter was once refused as a pickle file that way."""
-    header_len = int.from_bytes(data[:8], "little")
-    return len(data) >= 8 + header_len and data[8:9] == b"{"
+"""First bytes of torch.save files: a zip archive, or a pickle of protocol 2-5. Only looked at
+once the bytes failed to parse as safetensors, to name the problem: a safetensors header of
+19280 (0x4B50) bytes starts the file with "PK" too, and one of 640, 896, 1152 or 1408 bytes
+with a pickle's first bytes (a freshly trained segmenter was once refused as a pickle so)."""
 
 
 def parse_model(data: bytes, path: str | os.PathLike = "(in memory)") -> ModelFile:
     """A model file from its bytes (e.g. shipped to a worker); errors name ``path``."""
     if not data:
         raise ModelFileError(f"Model file {path} is empty; train or copy the model again.")
-    if not _looks_like_safetensors(data) and data[:2] in PICKLE_STARTS:
-        raise ModelFileError(
-            f"Model file {path} is a pickle (torch.save) file. Pickle files can run arbitrary "
-            "code when loaded, so napari-nanowire refuses them. Use a model file written by "
-            "napari-nanowire (safetensors format)."
-        )
     try:
         tensors = st_load(data)
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
     except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+        if data[:2] in PICKLE_STARTS:
+            raise ModelFileError(
+                f"Model file {path} is a pickle (torch.save) file. Pickle files can run "
+                "arbitrary code when loaded, so napari-nanowire refuses them. Use a model file "
+                "written by napari-nanowire (safetensors format)."
+            ) from None
         raise ModelFileError(
             f"Model file {path} is truncated or corrupt ({err}); use another copy or train again."
         ) from None
