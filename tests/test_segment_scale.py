@@ -260,7 +260,7 @@ def test_predict_files_passes_segment_options(working_model, tmp_path):
     assert pd.read_csv(out / "2" / "predictions.csv")["ignored"][0].startswith("bar ")
 
 
-def test_predict_cli_fill_holes_reaches_the_predictor():
+def test_predict_cli_fill_holes_and_refinement_reach_the_predictor():
     import argparse
 
     from napari_nanowire.cli import predict
@@ -273,4 +273,6 @@ def test_predict_cli_fill_holes_reaches_the_predictor():
     assert segment_options(args) == {"fill_holes": True}
     args = parser.parse_args(["m.nwmodel", "x.tif", "--out", "o", "--no-fill-holes"])
     assert segment_options(args) == {"fill_holes": False}
+    args = parser.parse_args(["m.nwmodel", "x.tif", "--out", "o", "--no-refine-intensity"])
+    assert segment_options(args) == {"refine_intensity": False}
     assert segment_options(parser.parse_args(["m.nwmodel", "x.tif", "--out", "o"])) == {}

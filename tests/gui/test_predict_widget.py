@@ -118,6 +118,7 @@ def test_the_clean_up_asked_for_in_the_form_is_what_segmenting_uses(
     assert widget.cleanup_options() == {"postprocess": True}  # the model's sizes by default
     widget.min_size.value = 50.0
     widget.fill_holes.value = "yes"
+    widget.refine.value = "no"
     asked = widget.cleanup_options()
     assert asked == {
         "postprocess": True,
@@ -126,6 +127,7 @@ def test_the_clean_up_asked_for_in_the_form_is_what_segmenting_uses(
         "min_object_px2": 50.0,
         "min_hole_px2": 50.0,
         "fill_holes": True,
+        "refine_intensity": False,
     }
     used = []
     configure = Predictor.configure

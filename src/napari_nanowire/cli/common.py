@@ -106,6 +106,7 @@ def segment_options(args: argparse.Namespace) -> dict:
         working_downsample=args.working_downsample,
         postprocess=False if args.no_postprocess else None,
         fill_holes=args.fill_holes,
+        refine_intensity=args.refine_intensity,
         ignore_scale_bar=False if args.no_ignore_scale_bar else None,
     )
     return {k: v for k, v in options.items() if v is not None}

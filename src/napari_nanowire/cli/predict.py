@@ -69,7 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "which enclose background); default: as the model chose on its held-out labels",
     )
     p.add_argument(
-        "--no-postprocess", action="store_true", help="keep the raw mask (specks and holes)"
+        "--refine-intensity",
+        action=argparse.BooleanOptionalAction,
+        help="refine the net's probabilities with each image's grey levels (sharper borders "
+        "where objects and background differ in grey level); default: as the model chose on "
+        "its held-out labels",
+    )
+    p.add_argument(
+        "--no-postprocess",
+        action="store_true",
+        help="keep the raw mask (no refinement, specks and holes)",
     )
     p.add_argument(
         "--save-uncertainty", action="store_true", help="write OUT/uncertainty/<stem>.tif maps"

@@ -49,8 +49,9 @@ if TYPE_CHECKING:
 SCOPES = (("slice on screen", "current"), ("all slices", "all"))
 NEXT_MARK = "label next"
 MODELS_CHOICE = "as the model chose"
-FILL_HOLES = {MODELS_CHOICE: None, "yes": True, "no": False}
-"""Fill-holes choices and the ``fill_holes`` option each gives (None keeps the model's)."""
+MODEL_OR_FORCED = {MODELS_CHOICE: None, "yes": True, "no": False}
+"""Choices of a setting the model chose in training, and the option each gives (None keeps
+the model's)."""
 
 
 def ranked_table(
@@ -141,11 +142,19 @@ class PredictWidget(QWidget):
             "images, px² for uncalibrated ones. 0 keeps the model's (16 working pixels)."
         )
         self.fill_holes = ComboBox(
-            label="fill every enclosed hole", choices=list(FILL_HOLES), value=MODELS_CHOICE
+            label="fill every enclosed hole", choices=list(MODEL_OR_FORCED), value=MODELS_CHOICE
         )
         self.fill_holes.tooltip = (
             "Fill holes of any size, as particles left as rings need; not for wire networks, "
             "which enclose background. The model chose on its held-out labels."
+        )
+        self.refine = ComboBox(
+            label="refine with grey levels", choices=list(MODEL_OR_FORCED), value=MODELS_CHOICE
+        )
+        self.refine.tooltip = (
+            "Sharpen the net's borders with each image's grey levels (objects and background "
+            "of different brightness, as particles on a support); not where they share grey "
+            "levels. The model chose on its held-out labels."
         )
         self.form = Container(
             widgets=[
@@ -155,6 +164,7 @@ class PredictWidget(QWidget):
                 self.clean,
                 self.min_size,
                 self.fill_holes,
+                self.refine,
             ]
         )
         self.classify_button = QPushButton("Classify all slices")
@@ -254,9 +264,9 @@ class PredictWidget(QWidget):
             options.update(
                 min_object_nm2=size, min_hole_nm2=size, min_object_px2=size, min_hole_px2=size
             )
-        fill = FILL_HOLES[self.fill_holes.value]
-        if fill is not None:
-            options["fill_holes"] = fill
+        for name, box in (("fill_holes", self.fill_holes), ("refine_intensity", self.refine)):
+            if MODEL_OR_FORCED[box.value] is not None:
+                options[name] = MODEL_OR_FORCED[box.value]
         return options
 
     def _on_progress(self, event: Progress) -> None:

@@ -32,6 +32,8 @@ class PostProcess:
     radius in original pixels (off by default: it also erodes thin wires). ``fill_holes``
     fills every enclosed hole whatever its size: right for particles, whose rims and shading a
     net can leave as rings; off by default, since a wire network encloses real background.
+    ``refine_intensity`` refines the net's probabilities with the image's grey levels before
+    the mask is taken (:mod:`.refine`); training turns it on when the held-out labels allow.
     """
 
     min_object_nm2: float = 0.0
@@ -40,6 +42,7 @@ class PostProcess:
     min_hole_px2: float = 0.0
     smooth_px: int = 0
     fill_holes: bool = False
+    refine_intensity: bool = False
     enabled: bool = True
 
     def __post_init__(self) -> None:

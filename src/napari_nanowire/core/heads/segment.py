@@ -31,11 +31,13 @@ from ..progress import Progress, stop_requested
 from .classify import class_weights
 from .features import add_head, encoder_from
 from .postprocess import default_postprocess
+from .refine import refine_probabilities
 from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
 from .seg_loop import JOB, fit_net
-from .seg_validation import Split, fill_choice, holdout_split, iou_dice
-from .unet import UNet, UNetDecoder, load_segmenter, predict_classes
+from .seg_validation import Split, fill_choice, holdout_split, iou_dice, refine_choice
+from .tiling import assemble
+from .unet import UNet, UNetDecoder, load_segmenter, predict_classes, probability_strips
 
 
 @dataclass
@@ -223,10 +225,13 @@ def train_segmenter(
     )
     post = default_postprocess(working, median_known(sizes))
     if split.val_image is not None:
-        val = predict_classes(net, prepared[split.val_image], config.tile, overlap, device)
-        fill, scores = fill_choice(val, split.val_targets, len(names))
-        post = post.replace(fill_holes=fill)
-        metrics.update(scores)
+        image = prepared[split.val_image]
+        probs = assemble(probability_strips(net, image, config.tile, overlap, device=device))
+        refine, scores = refine_choice(image, probs, split.val_targets)
+        val = (refine_probabilities(image, probs) if refine else probs).argmax(0)
+        fill, fill_scores = fill_choice(val, split.val_targets, len(names))
+        post = post.replace(fill_holes=fill, refine_intensity=refine)
+        metrics.update(scores, **fill_scores)
     head_meta = SegmenterMeta(
         settings=asdict(config),
         tile=config.tile,

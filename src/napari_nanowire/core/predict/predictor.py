@@ -19,8 +19,10 @@ from ..heads.features import encoder_from
 from ..heads.linear import LinearHead, class_probabilities
 from ..heads.morph_features import MORPH_NAMES
 from ..heads.postprocess import PostProcess, postprocess_from_meta, postprocess_mask
+from ..heads.refine import refine_probabilities
 from ..heads.scale import WorkingScale, to_working, upsampled_rows, working_from_meta
 from ..heads.scalebar import Annotation, find_annotations
+from ..heads.tiling import assemble
 from ..heads.unet import load_segmenter, probability_strips
 from ..io import frames
 from ..model.modelfile import ModelFile, load_model
@@ -70,6 +72,7 @@ class Predictor:
         min_object_px2: float | None = None,
         min_hole_px2: float | None = None,
         fill_holes: bool | None = None,
+        refine_intensity: bool | None = None,
         ignore_scale_bar: bool | None = None,
     ) -> Predictor:
         """Override the segmenter settings stored in the model file (None keeps them).
@@ -82,7 +85,14 @@ class Predictor:
                 working_pixel_size_nm or self.working.pixel_size_nm,
                 working_downsample or self.working.downsample,
             )
-        cleanup = (min_object_nm2, min_hole_nm2, min_object_px2, min_hole_px2, fill_holes)
+        cleanup = (
+            min_object_nm2,
+            min_hole_nm2,
+            min_object_px2,
+            min_hole_px2,
+            fill_holes,
+            refine_intensity,
+        )
         if postprocess is None and any(v is not None for v in cleanup):
             postprocess = True  # clean-up asked for: post-process even if the file says no
         self.postprocess = self.postprocess.replace(
@@ -92,6 +102,7 @@ class Predictor:
             min_object_px2=min_object_px2,
             min_hole_px2=min_hole_px2,
             fill_holes=fill_holes,
+            refine_intensity=refine_intensity,
         )
         if ignore_scale_bar is not None:
             self.ignore_scale_bar = ignore_scale_bar
@@ -213,10 +224,12 @@ class Predictor:
         batch_size: int = 8,
     ) -> MaskPrediction:
         """Mask of a 2D image: resampled to the working scale, predicted there by blended
-        sliding windows, probabilities resampled back to the image's grid and argmaxed; then
-        burned-in scale bars are set to background and the mask post-processed (the model's
-        settings, see :meth:`configure`). Memory: the working-scale probabilities (when
-        resampled) and blocks or strips of the full-size ones, never the full-size map.
+        sliding windows, refined with the image's grey levels if the model says so
+        (:mod:`~napari_nanowire.core.heads.refine`), resampled back to the image's grid and
+        argmaxed; then burned-in scale bars are set to background and the mask post-processed
+        (the model's settings, see :meth:`configure`). Memory: the working-scale probabilities
+        (when resampled or refined) and blocks or strips of the full-size ones, never the
+        full-size map.
         """
         self.require("segmenter")
         settings = self.meta.segmenter
@@ -225,11 +238,12 @@ class Predictor:
         prepared, _ = to_working(image, None, pixel_size_nm, self.working)
         strips = probability_strips(self.net, prepared, tile, overlap, batch_size, self.device)
         shape = np.shape(image)
-        if prepared.shape != shape:  # keep the (smaller) working map, upsample it in blocks
-            probs = np.empty((len(self.mask_classes), *prepared.shape), np.float32)
-            for row, block in strips:
-                probs[:, row : row + block.shape[1]] = block
-            strips = upsampled_rows(probs, shape)
+        refine = self.postprocess.enabled and self.postprocess.refine_intensity
+        if refine or prepared.shape != shape:  # keep the working map, upsample it in blocks
+            probs = assemble(strips)
+            if refine:
+                probs = refine_probabilities(prepared, probs)
+            strips = upsampled_rows(probs, shape) if prepared.shape != shape else iter([(0, probs)])
         del prepared
         mask = np.empty(shape, np.uint8)
         ent = np.empty(shape, np.float32) if entropy_map else None

@@ -1,0 +1,114 @@
+"""Intensity refinement of segmenter probabilities: what it does, when training keeps it, and
+that prediction applies it (issue 11: borders on real micrographs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_nanowire.core.heads.postprocess import PostProcess, postprocess_from_meta
+from napari_nanowire.core.heads.refine import refine_probabilities
+from napari_nanowire.core.heads.seg_validation import refine_choice
+from napari_nanowire.core.model.metadata import ModelMeta, SegmenterMeta
+from napari_nanowire.core.model.random_models import save_random_model
+from napari_nanowire.core.predict import Predictor
+
+YY, XX = np.mgrid[:96, :96]
+DISC = (YY - 48) ** 2 + (XX - 48) ** 2 < 20**2
+HALO = ndimage.binary_dilation(DISC, iterations=6)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def two_class(p: np.ndarray) -> np.ndarray:
+    return np.stack([1 - p, p]).astype(np.float32)
+
+
+def bright_disc(seed: int = 0) -> np.ndarray:
+    return np.where(DISC, 1.0, 0.0) + np.random.default_rng(seed).normal(0, 0.3, DISC.shape)
+
+
+def loose_probs() -> np.ndarray:
+    """A net's answer that draws the disc with a 6 px halo, as nets from strokes do."""
+    return two_class(np.where(DISC, 0.9, np.where(HALO, 0.7, 0.1)))
+
+
+def test_refinement_pulls_a_loose_border_to_the_grey_level_edge():
+    probs = loose_probs()
+    refined = refine_probabilities(bright_disc(), probs)
+    assert refined.shape == probs.shape and refined.dtype == np.float32
+    np.testing.assert_allclose(refined.sum(0), 1.0, atol=1e-5)
+    assert iou(probs[1] > 0.5, DISC) < 0.65  # 0.62: the halo
+    assert iou(refined[1] > 0.5, DISC) > 0.9  # 0.94 measured
+
+
+def test_refinement_changes_little_where_classes_share_grey_levels():
+    probs = loose_probs()
+    noise = np.random.default_rng(1).normal(0, 1, DISC.shape)
+    refined = refine_probabilities(noise, probs)
+    flipped = ((refined[1] > 0.5) != (probs[1] > 0.5)).mean()
+    assert flipped < 0.02  # 0.005 measured: nothing in the grey levels to follow
+
+
+def test_refinement_handles_more_than_two_classes():
+    image = bright_disc() + np.where(XX > 80, -1.0, 0.0)
+    probs = np.stack(
+        [
+            np.where(DISC | (XX > 80), 0.2, 0.6),
+            np.where(HALO, 0.6, 0.2),
+            np.where(XX > 80, 0.6, 0.2),
+        ]
+    ).astype(np.float32)
+    probs /= probs.sum(0)
+    refined = refine_probabilities(image, probs).argmax(0)
+    assert iou(refined == 1, DISC) > 0.9
+    assert iou(refined == 2, XX > 80) > 0.9
+
+
+def test_training_keeps_the_refinement_only_if_held_out_labels_allow():
+    targets = np.full(DISC.shape, -1)
+    targets[40:56, 40:56] = 1
+    targets[:10] = 0
+    targets[HALO & ~ndimage.binary_dilation(DISC, iterations=2)] = 0  # in the halo
+    keep, scores = refine_choice(bright_disc(), loose_probs(), targets)
+    assert keep and scores["val_iou_refined"] > scores["val_iou_unrefined"]
+
+    # grey levels that contradict the labels: a bright background block, half the object bright
+    square = np.zeros(DISC.shape, bool)
+    square[5:30, 60:90] = True
+    image = square + (DISC & (XX < 48)) + np.random.default_rng(2).normal(0, 0.3, DISC.shape)
+    targets = np.full(DISC.shape, -1)
+    targets[DISC] = 1
+    targets[square] = 0
+    targets[80:] = 0
+    keep, scores = refine_choice(image, two_class(np.where(DISC, 0.6, 0.4)), targets)
+    assert not keep and scores["val_iou_refined"] < scores["val_iou_unrefined"]
+
+
+def test_prediction_refines_as_the_model_file_or_the_caller_says(tmp_path):
+    model = save_random_model(tmp_path / "model.nwmodel", tile=32)
+    image = (np.where(DISC, 200, 60) + np.random.default_rng(3).normal(0, 20, DISC.shape)).astype(
+        np.float32
+    )
+    predictor = Predictor.load(model, device="cpu")
+    assert not predictor.postprocess.refine_intensity  # files without the setting: off
+    raw = predictor.segment(image).mask
+    refined = predictor.configure(refine_intensity=True).segment(image).mask
+    follows = max(iou(refined > 0, DISC), iou(refined == 0, DISC))  # random net: either class
+    assert follows > 0.9  # 0.94 measured
+    assert max(iou(raw > 0, DISC), iou(raw == 0, DISC)) < 0.5
+    assert np.array_equal(predictor.configure(refine_intensity=False).segment(image).mask, raw)
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_the_refinement_setting_travels_in_the_model_file(stored):
+    meta = ModelMeta(
+        encoder="tiny",
+        segmenter=SegmenterMeta(
+            tile=64, postprocess=PostProcess(refine_intensity=stored).to_meta()
+        ),
+    )
+    assert postprocess_from_meta(meta).refine_intensity == stored
