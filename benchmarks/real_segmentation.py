@@ -9,7 +9,8 @@ from another seed.
 Rows: 1, 3 and 10 labelled images; dense masks vs simulated strokes (core.data.synthetic's
 simulate_strokes: pieces of the truth's skeleton and short background lines); random-init vs
 SSL encoder (``--ssl MODEL``: an encoder model file, e.g. pretrained on the 120 unlabelled
-training-pool images); each model scored with and without post-processing. Baselines: Otsu
+training-pool images); each model scored with and without post-processing, and with and
+without the grey-level refinement whichever its held-out labels chose. Baselines: Otsu
 thresholding with the better polarity chosen per test image (an oracle choice: generous), and
 with the smaller side taken as foreground (no truth used).
 A working-scale sweep (``--scales``) trains every row at each of several working sizes.
@@ -48,7 +49,6 @@ from skimage.filters import threshold_otsu
 from skimage.io import imread
 
 from napari_nanowire.core.data.synthetic import generate_dataset, simulate_strokes
-from napari_nanowire.core.heads.postprocess import postprocess_mask
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
@@ -192,15 +192,20 @@ def run_row(
         sizes = [it["px"] for it in train]
         list(train_segmenter(base, images, masks, out, sizes, config=config, unlabelled=unlabelled))
         train_s = time.perf_counter() - start
-        predictor = Predictor.load(out, device="cpu").configure(postprocess=False)
-    raw, clean, unfilled, specks = [], [], [], []
-    settings = predictor.postprocess.replace(enabled=True)
-    for it in test:
-        mask = predictor.segment(it["image"], it["px"]).mask
-        raw.append(mask)
-        clean.append(postprocess_mask(mask, settings, it["px"]))
-        unfilled.append(postprocess_mask(mask, settings.replace(fill_holes=False), it["px"]))
-        specks.append(count_specks(raw[-1]) - count_specks(clean[-1]))
+        predictor = Predictor.load(out, device="cpu")
+    settings = predictor.postprocess
+    refine = settings.refine_intensity
+
+    def masks(post: bool = True, fill: bool = settings.fill_holes, refined: bool = refine):
+        """Test masks with the model's settings but those given."""
+        predictor.postprocess = settings.replace(
+            enabled=post, fill_holes=fill, refine_intensity=refined
+        )
+        return [predictor.segment(it["image"], it["px"]).mask for it in test]
+
+    raw, clean, other = masks(post=False), masks(), masks(refined=not refine)
+    unfilled = masks(fill=False)
+    refined, unrefined = (clean, other) if refine else (other, clean)
     row = {
         "n_labelled": n,
         "seed": seed,
@@ -209,12 +214,19 @@ def run_row(
         "encoder": encoder,
         "unlabelled": len(unlabelled),
         "working_downsample": predictor.working.downsample,
-        "fill_holes": predictor.postprocess.fill_holes,
+        "fill_holes": settings.fill_holes,
+        "refine_intensity": refine,
         "tile": predictor.meta.segmenter.tile,
         "train_s": round(train_s, 1),
         "iou_raw": summary([fg_iou(m, it["truth"]) for m, it in zip(raw, test, strict=True)]),
         "iou_post": summary([fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)]),
         "iou_post_each": [fg_iou(m, it["truth"]) for m, it in zip(clean, test, strict=True)],
+        "iou_post_refined": summary(
+            [fg_iou(m, it["truth"]) for m, it in zip(refined, test, strict=True)]
+        ),
+        "iou_post_unrefined": summary(
+            [fg_iou(m, it["truth"]) for m, it in zip(unrefined, test, strict=True)]
+        ),
         "iou_post_unfilled": summary(
             [fg_iou(m, it["truth"]) for m, it in zip(unfilled, test, strict=True)]
         ),
@@ -403,7 +415,9 @@ def main() -> None:
                         f"{side or 'default'}, seed {seed}, draw {draw}: IoU raw "
                         f"{fmt(row['iou_raw'])} post {fmt(row['iou_post'])} train "
                         f"{row['train_s']} s (fill holes {row['fill_holes']}: without "
-                        f"{fmt(row['iou_post_unfilled'])}) pieces {row['pieces_raw']}->"
+                        f"{fmt(row['iou_post_unfilled'])}; refine {row['refine_intensity']}: "
+                        f"refined {fmt(row['iou_post_refined'])} unrefined "
+                        f"{fmt(row['iou_post_unrefined'])}) pieces {row['pieces_raw']}->"
                         f"{row['pieces_post']}",
                         flush=True,
                     )

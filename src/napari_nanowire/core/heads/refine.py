@@ -27,15 +27,22 @@ SMOOTH_PX = 1.0
 """Gaussian blur (working pixels) of the image before its grey levels are modelled: noise."""
 
 
+BAND_PX = 8
+"""Only pixels within this many working pixels of a border between the net's classes change:
+the net's borders are what is loose, and far from them grey levels shared by object and
+background (shading, a support film, noise) would otherwise flip whole regions. 0: all."""
+
+
 def refine_probabilities(
     image: np.ndarray,
     probs: np.ndarray,
     weight: float = INTENSITY_WEIGHT,
     refits: int = REFITS,
+    band_px: float = BAND_PX,
 ) -> np.ndarray:
     """(C, H, W) class probabilities of a (H, W) image combined with per-class grey-level
-    Gaussians fitted to them; float32, same shape. ``image`` and ``probs`` on one grid (the
-    working scale)."""
+    Gaussians fitted to them, near the net's class borders; float32, same shape. ``image`` and
+    ``probs`` on one grid (the working scale)."""
     grey = ndimage.gaussian_filter(np.asarray(image, np.float32), SMOOTH_PX)
     grey = (grey - grey.mean()) / (grey.std() + 1e-6)
     log_net = np.log(np.clip(probs, 1e-6, 1.0))
@@ -51,4 +58,9 @@ def refine_probabilities(
         score -= score.max(0, keepdims=True)
         refined = np.exp(score)
         refined /= refined.sum(0, keepdims=True)
+    if band_px:
+        classes = probs.argmax(0)
+        border = ndimage.grey_dilation(classes, 3) != ndimage.grey_erosion(classes, 3)
+        far = ndimage.distance_transform_edt(~border) > band_px
+        refined[:, far] = probs[:, far]
     return refined.astype(np.float32)
