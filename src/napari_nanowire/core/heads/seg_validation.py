@@ -18,7 +18,6 @@ from scipy import ndimage
 
 from ..masks import IGNORE
 from .postprocess import MIN_WORKING_PX2, PostProcess, postprocess_mask
-from .refine import refine_probabilities
 
 VAL_SHARE = 0.25
 """Share of one image's labelled pixels held out when it is the only labelled image."""
@@ -124,26 +123,19 @@ def iou_dice(
     return (float(np.mean(ious)), float(np.mean(dices))) if ious else (np.nan, np.nan)
 
 
-REFINE_TOLERANCE = 0.02
-"""Largest fall of the held-out IoU that still keeps the intensity refinement. Held-out
-strokes lie inside objects and far out in the background, not on the borders the refinement
-moves, so a small fall is noise: on 12 EMPS models it fell by up to 0.02 on models whose test
-IoU rose by 0.07-0.17; on hard synthetic wires (difficulty 0.8), where refining lowered the
-test IoU by 0.07, it fell by 0.05 (benchmarks/RESULTS.md, "Intensity refinement")."""
-
-
-def refine_choice(image: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> tuple[bool, dict]:
-    """Whether to refine with the image's grey levels (:mod:`.refine`): unless that lowers
-    the IoU on the held-out labels by more than :data:`REFINE_TOLERANCE`; both IoUs. All
-    arrays at the working scale, ``probs`` (C, H, W)."""
+def refine_scores(probs: np.ndarray, refined: np.ndarray, targets: np.ndarray) -> dict:
+    """IoU on the held-out labels without and with the intensity refinement (:mod:`.refine`),
+    for the record: held-out strokes lie inside objects and far out in the background, away
+    from the borders the refinement moves, and on the EMPS and synthetic models of
+    benchmarks/RESULTS.md their change did not tell whether the refinement helped. ``probs``
+    and ``refined`` (C, H, W) at the working scale."""
     clean = PostProcess(min_object_px2=MIN_WORKING_PX2, min_hole_px2=MIN_WORKING_PX2)
     valid = targets >= 0
-    n_classes = len(probs)
-    plain = iou_dice(postprocess_mask(probs.argmax(0), clean), targets, n_classes, valid)[0]
-    refined = refine_probabilities(image, probs).argmax(0)
-    score = iou_dice(postprocess_mask(refined, clean), targets, n_classes, valid)[0]
-    keep = bool(score >= plain - REFINE_TOLERANCE)
-    return keep, {"val_iou_unrefined": plain, "val_iou_refined": score}
+    scores = [
+        iou_dice(postprocess_mask(p.argmax(0), clean), targets, len(p), valid)[0]
+        for p in (probs, refined)
+    ]
+    return {"val_iou_unrefined": scores[0], "val_iou_refined": scores[1]}
 
 
 def fill_choice(pred: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[bool, dict]:
