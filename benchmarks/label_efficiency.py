@@ -476,32 +476,29 @@ def emps_measurements(
     train_s = time.perf_counter() - start
     predictor = Predictor.load(out, device=s.device)
     working = 4 * s.image_size  # ClassifierConfig's default working size (4 tiles)
-    predicted = []
-
-    def segment(image: np.ndarray, px: float | None) -> np.ndarray:
-        mask = predictor.segment(image, px).mask
-        predicted.append(mask)
-        return mask
-
-    measured = np.stack([measured_features(segment, im, None, working) for im in images])
     held_out = np.setdiff1d(np.arange(len(images)), stroked)
-    ious = np.array([fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)])[held_out]
-    true_measured = np.stack([mask_features(t, max(t.shape) / working) for t in truth])
-    print(
-        f"EMPS segmenter: {len(stroked)} stroked images + {len(rest)} unlabelled, trained in "
-        f"{train_s:.0f} s; foreground IoU on the other images median "
-        f"{np.median(ious):.2f}"
-    )
-    return {
-        "predicted": measured,
-        "truth": true_measured,
-        "segmenter": {
-            "stroked": stroked.tolist(),
-            "train_s": round(train_s, 1),
-            "iou_median": float(np.median(ious)),
-            "iou_q1_q3": np.percentile(ious, [25, 75]).tolist(),
-        },
-    }
+    result: dict = {"segmenter": {"stroked": stroked.tolist(), "train_s": round(train_s, 1)}}
+    for key, refine in (("predicted", True), ("unrefined", False)):
+        predictor.configure(refine_intensity=refine)
+        predicted = []
+
+        def segment(image: np.ndarray, px: float | None, kept: list = predicted) -> np.ndarray:
+            kept.append(predictor.segment(image, px).mask)
+            return kept[-1]
+
+        result[key] = np.stack([measured_features(segment, im, None, working) for im in images])
+        ious = np.array([fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)])[held_out]
+        result["segmenter"][f"iou_{key}"] = {
+            "median": float(np.median(ious)),
+            "q1_q3": np.percentile(ious, [25, 75]).tolist(),
+        }
+        print(
+            f"EMPS segmenter ({key}): {len(stroked)} stroked images + {len(rest)} unlabelled, "
+            f"trained in {train_s:.0f} s; foreground IoU on the other images median "
+            f"{np.median(ious):.2f}"
+        )
+    result["truth"] = np.stack([mask_features(t, max(t.shape) / working) for t in truth])
+    return result
 
 
 def run_emps(root: Path, s: Settings, args) -> dict:
@@ -537,6 +534,7 @@ def run_emps(root: Path, s: Settings, args) -> dict:
             [*sizes, measured["predicted"].shape[1]],
         )
         sets["mask"] = (measured["predicted"], [measured["predicted"].shape[1]])
+        sets["mask, unrefined"] = (measured["unrefined"], [measured["unrefined"].shape[1]])
         sets["mask of true masks"] = (measured["truth"], [measured["truth"].shape[1]])
         times["segmenter"] = measured["segmenter"]["train_s"]
     mark = time.perf_counter()
