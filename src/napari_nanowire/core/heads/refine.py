@@ -4,11 +4,10 @@ A net trained on strokes of three images knows which structures are objects, but
 image it draws their borders loosely (rings, halos, light background beside dark spheres).
 Within one image, the classes usually differ in grey level: after the slowly varying
 illumination is subtracted, each class's grey values are modelled by a Gaussian fitted to the
-pixels the net assigns to it, and the net's probabilities
-are combined with those likelihoods, refitting a few times (an EM loop, as GrabCut refines
-its colour models from a rough segmentation; Rother et al., SIGGRAPH 2004), in a band along
-the net's class borders. Where the classes do not differ in grey level the Gaussians overlap
-and the probabilities hardly change.
+pixels the net assigns to it, and the net's probabilities are combined with those likelihoods
+in a band along the net's class borders, refitting a few times (an EM loop, as GrabCut refines
+its colour models from a rough segmentation; Rother et al., SIGGRAPH 2004). Where the classes
+do not differ in grey level the Gaussians overlap and the probabilities hardly change.
 
 The weight, band and illumination scale were chosen on 16 saved models (EMPS and synthetic)
 and checked on models trained afresh, partly on other labelled images (benchmarks/RESULTS.md,
