@@ -119,6 +119,12 @@ def test_fill_holes_fills_every_enclosed_hole_but_not_open_background():
     filled = postprocess_mask(mask, PostProcess(min_hole_px2=100, fill_holes=True))
     assert (filled[20:80, 20:50] == 1).all() and (filled[10:20, 85:100] == 0).all()
     assert (filled[mask > 0] == 1).all() and not filled[95:, :].any()
+    framed = np.ones((100, 100), np.uint8)
+    framed[2:-2, 2:-2] = 0  # a false frame around the field encloses all of its background
+    framed[40:60, 40:60] = 1
+    framed[45:55, 45:55] = 0  # and a particle's inside
+    out = postprocess_mask(framed, PostProcess(fill_holes=True))
+    assert (out[45:55, 45:55] == 1).all() and (out[10:30, 10:30] == 0).all()
     # stored in a model file's settings and read back
     meta = ModelMeta(
         encoder="tiny",

@@ -21,6 +21,10 @@ from .scale import WorkingScale
 
 MIN_WORKING_PX2 = 16
 """Default smallest object and hole: 16 working pixels (4 x 4)."""
+MAX_FILLED_SHARE = 0.25
+"""``fill_holes`` leaves enclosed background larger than this share of the image: that is
+background a frame of false object encloses (seen on EMPS: a whole SEM field filled), not the
+inside of a particle."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,10 @@ class PostProcess:
     ``*_nm2`` apply to calibrated images, ``*_px2`` (original pixels) to uncalibrated ones;
     0 turns a step off. ``smooth_px`` > 0 opens then closes each class with a disk of that
     radius in original pixels (off by default: it also erodes thin wires). ``fill_holes``
-    fills every enclosed hole whatever its size: right for particles, whose rims and shading a
-    net can leave as rings; off by default, since a wire network encloses real background.
-    ``refine_intensity`` refines the net's probabilities with the image's grey levels before
-    the mask is taken (:mod:`.refine`); training turns it on when the held-out labels allow.
+    fills every enclosed hole up to a quarter of the image: right for particles, whose rims
+    and shading a net can leave as rings; off by default, since a wire network encloses real
+    background. ``refine_intensity`` refines the net's probabilities with the image's grey
+    levels before the mask is taken (:mod:`.refine`; on for models trained since it exists).
     """
 
     min_object_nm2: float = 0.0
@@ -112,7 +116,7 @@ def postprocess_mask(
             pieces, sizes = _pieces(mask == value)
             mask[(sizes < min_object)[pieces] & (pieces > 0)] = 0
     if settings.fill_holes:
-        _fill_holes(mask, np.inf)
+        _fill_holes(mask, MAX_FILLED_SHARE * mask.size)
     elif min_hole >= 1:
         _fill_holes(mask, min_hole)
     return mask
