@@ -93,9 +93,9 @@ class SegmenterConfig:
     """The consistency weight grows linearly to ``unlabelled_weight`` over these steps."""
     refine_intensity: bool = True
     """Refine the net's borders with each image's grey levels when predicting (:mod:`.refine`,
-    stored in the model's post-processing). On: with 3 stroked EMPS images it raised the
-    median test IoU of 14 of 17 models (mean +0.04), left one and lowered two by 0.001 and
-    0.016 (benchmarks/RESULTS.md, "Intensity refinement")."""
+    stored in the model's post-processing). On: with 3 stroked images it raised the median test
+    IoU of 24 of 26 models (EMPS +0.04, synthetic wires +0.03 to +0.12), left one and lowered
+    one by 0.006 (benchmarks/RESULTS.md, "Intensity refinement")."""
     continue_head: bool = False
     """Start from ``base``'s segmenter head (same mask classes) instead of a new decoder, as
     the GUI's slice preview does (:mod:`.preview`)."""
