@@ -72,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--refine-intensity",
         action=argparse.BooleanOptionalAction,
         help="refine the net's probabilities with each image's grey levels (sharper borders "
-        "where objects and background differ in grey level); default: as the model chose on "
-        "its held-out labels",
+        "where objects and background differ in grey level); default: as the model file says "
+        "(on for segmenters trained since the refinement exists)",
     )
     p.add_argument(
         "--no-postprocess",

@@ -145,16 +145,16 @@ class PredictWidget(QWidget):
             label="fill every enclosed hole", choices=list(MODEL_OR_FORCED), value=MODELS_CHOICE
         )
         self.fill_holes.tooltip = (
-            "Fill holes of any size, as particles left as rings need; not for wire networks, "
-            "which enclose background. The model chose on its held-out labels."
+            "Fill holes up to a quarter of the image, as particles left as rings need; not for "
+            "wire networks, which enclose background. The model chose on its held-out labels."
         )
         self.refine = ComboBox(
             label="refine with grey levels", choices=list(MODEL_OR_FORCED), value=MODELS_CHOICE
         )
         self.refine.tooltip = (
             "Sharpen the net's borders with each image's grey levels (objects and background "
-            "of different brightness, as particles on a support); not where they share grey "
-            "levels. The model chose on its held-out labels."
+            "of different brightness, as particles on a support); little changes where they "
+            "share grey levels. Segmenters trained with this version refine by default."
         )
         self.form = Container(
             widgets=[

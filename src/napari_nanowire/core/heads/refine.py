@@ -26,8 +26,6 @@ REFITS = 3
 """Gaussian refits (EM iterations)."""
 SMOOTH_PX = 1.0
 """Gaussian blur (working pixels) of the image before its grey levels are modelled: noise."""
-
-
 FLATTEN_PX = 128
 """Scale (Gaussian sigma, working pixels) of the uneven illumination subtracted before grey
 levels are modelled: one Gaussian per class cannot follow a background that darkens across
