@@ -30,6 +30,10 @@ FLATTEN_PX = 128
 """Scale (Gaussian sigma, working pixels) of the uneven illumination subtracted before grey
 levels are modelled: one Gaussian per class cannot follow a background that darkens across
 the field. Large against particles and wires (a 384 px working side)."""
+SMOOTH_RESULT_PX = 2.0
+"""Gaussian blur (working pixels) of the refined probabilities: per-pixel grey-level decisions
+leave ragged borders and specks on textured surfaces; neighbours should mostly agree (what the
+smoothness term of GrabCut's graph cut asks, approximated)."""
 BAND_PX = 8
 """Only pixels within this many working pixels of a border between the net's classes change:
 the net's borders are what is loose, and far from them grey levels shared by object and
@@ -69,6 +73,8 @@ def refine_probabilities(
         border = ndimage.grey_dilation(classes, 3) != ndimage.grey_erosion(classes, 3)
         far = ndimage.distance_transform_edt(~border) > band_px
         refined[:, far] = probs[:, far]
+    if SMOOTH_RESULT_PX:
+        refined = ndimage.gaussian_filter(refined, (0, SMOOTH_RESULT_PX, SMOOTH_RESULT_PX))
     return refined.astype(np.float32)
 
 
