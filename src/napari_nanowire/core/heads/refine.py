@@ -6,10 +6,11 @@ Within one image, the classes usually differ in grey level: after the slowly var
 illumination is subtracted, each class's grey values are modelled by a Gaussian fitted to the
 pixels the net assigns to it, and the net's probabilities are combined with those likelihoods
 in a band along the net's class borders, refitting a few times (an EM loop, as GrabCut refines
-its colour models from a rough segmentation; Rother et al., SIGGRAPH 2004). Where the classes
-do not differ in grey level the Gaussians overlap and the probabilities hardly change.
+its colour models from a rough segmentation; Rother et al., SIGGRAPH 2004), then lightly
+blurred so that neighbours agree. Where the classes do not differ in grey level the Gaussians
+overlap and the probabilities hardly change.
 
-The weight, band and illumination scale were chosen on 16 saved models (EMPS and synthetic)
+The weight, band, illumination scale and blur were chosen on 16 saved models (EMPS and synthetic)
 and checked on models trained afresh, partly on other labelled images (benchmarks/RESULTS.md,
 "Intensity refinement").
 """
