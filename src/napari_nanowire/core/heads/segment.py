@@ -94,8 +94,8 @@ class SegmenterConfig:
     refine_intensity: bool = True
     """Refine the net's borders with each image's grey levels when predicting (:mod:`.refine`,
     stored in the model's post-processing). On: with 3 stroked images it raised the median test
-    IoU of 24 of 26 models (EMPS +0.04, synthetic wires +0.03 to +0.12), left one and lowered
-    one by 0.006 (benchmarks/RESULTS.md, "Intensity refinement")."""
+    IoU of 23 of 26 models (EMPS +0.03 to +0.05, synthetic wires +0.05 to +0.11), left one and
+    lowered two by at most 0.009 (benchmarks/RESULTS.md, "Intensity refinement")."""
     continue_head: bool = False
     """Start from ``base``'s segmenter head (same mask classes) instead of a new decoder, as
     the GUI's slice preview does (:mod:`.preview`)."""
