@@ -10,7 +10,7 @@ Rows: 1, 3 and 10 labelled images; dense masks vs simulated strokes (core.data.s
 simulate_strokes: pieces of the truth's skeleton and short background lines); random-init vs
 SSL encoder (``--ssl MODEL``: an encoder model file, e.g. pretrained on the 120 unlabelled
 training-pool images); each model scored with and without post-processing, and with and
-without the grey-level refinement whichever its held-out labels chose. Baselines: Otsu
+without the grey-level refinement (on by default) and filling every hole. Baselines: Otsu
 thresholding with the better polarity chosen per test image (an oracle choice: generous), and
 with the smaller side taken as foreground (no truth used).
 A working-scale sweep (``--scales``) trains every row at each of several working sizes.
@@ -198,9 +198,7 @@ def run_row(
 
     def masks(post: bool = True, fill: bool = settings.fill_holes, refined: bool = refine):
         """Test masks with the model's settings but those given."""
-        predictor.postprocess = settings.replace(
-            enabled=post, fill_holes=fill, refine_intensity=refined
-        )
+        predictor.configure(postprocess=post, fill_holes=fill, refine_intensity=refined)
         return [predictor.segment(it["image"], it["px"]).mask for it in test]
 
     raw, clean, other = masks(post=False), masks(), masks(refined=not refine)

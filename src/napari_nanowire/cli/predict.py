@@ -65,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fill-holes",
         action=argparse.BooleanOptionalAction,
-        help="fill every enclosed hole, whatever its size (particles; not for wire networks, "
-        "which enclose background); default: as the model chose on its held-out labels",
+        help="fill every enclosed hole up to a quarter of the image (particles; not for wire "
+        "networks, which enclose background); default: as the model chose on its held-out labels",
     )
     p.add_argument(
         "--refine-intensity",
