@@ -10,6 +10,7 @@ from scipy import ndimage
 from napari_nanowire.core.heads.postprocess import PostProcess, postprocess_from_meta
 from napari_nanowire.core.heads.refine import refine_probabilities
 from napari_nanowire.core.heads.seg_validation import refine_scores
+from napari_nanowire.core.heads.segment import labelled_polarity
 from napari_nanowire.core.model.metadata import ModelMeta, SegmenterMeta
 from napari_nanowire.core.model.random_models import save_random_model
 from napari_nanowire.core.predict import Predictor
@@ -92,12 +93,35 @@ def test_held_out_scores_record_the_refinement_both_ways():
     assert scores["val_iou_refined"] == 1.0
 
 
-def test_refinement_leaves_regions_far_from_the_nets_borders_alone():
-    far = np.zeros(DISC.shape, bool)
-    far[2:14, 2:14] = True  # a bright corner the net calls background, far from its disc
-    image = bright_disc() + far
-    assert (refine_probabilities(image, loose_probs(), band_px=0)[1][far] > 0.5).mean() > 0.9
-    assert (refine_probabilities(image, loose_probs())[1][far] > 0.5).mean() == 0
+def test_the_cut_removes_specks_and_smooths_a_noisy_border():
+    noisy = np.where(DISC, 1.0, 0.0) + np.random.default_rng(3).normal(0, 1.0, DISC.shape)
+    unsure = two_class(np.where(DISC, 0.6, 0.4))  # a net that barely separates them
+    loose, cut = (refine_probabilities(noisy, unsure, smoothness=s).argmax(0) for s in (0, 3))
+    assert ndimage.label(loose)[1] > 5 and ndimage.label(cut)[1] == 1  # measured 13 and 1
+    assert iou(cut == 1, DISC) > iou(loose == 1, DISC) + 0.04  # 0.935 and 0.865
+
+
+def test_an_answer_on_the_wrong_side_of_the_grey_levels_is_replaced_by_a_threshold():
+    swapped = two_class(np.where(DISC, 0.1, 0.9))  # the net calls the dark background object
+    kept = refine_probabilities(bright_disc(), swapped, polarity=0).argmax(0) == 1
+    checked = refine_probabilities(bright_disc(), swapped, polarity=1).argmax(0) == 1
+    assert iou(kept, DISC) < 0.1 and iou(checked, DISC) > 0.9  # measured 0.0 and 0.96
+    same_side = refine_probabilities(bright_disc(), loose_probs(), polarity=-1).argmax(0) == 1
+    assert iou(same_side, ~DISC) > 0.9  # dark objects expected: the bright disc is background
+
+
+def test_the_labelled_images_polarity_needs_them_to_agree():
+    dark = 1.0 - bright_disc()
+    strokes = np.full(DISC.shape, -1)  # unlabelled
+    strokes[44:52, 44:52] = 1  # inside the disc
+    strokes[:4] = 0  # background
+    both = [strokes, strokes]
+    assert labelled_polarity([bright_disc(), bright_disc(1)], both) == 1
+    assert labelled_polarity([dark, dark], both) == -1
+    assert labelled_polarity([bright_disc(), dark], both) == 0  # a mixed collection: no check
+    objects_only = np.where(strokes == 0, -1, strokes)
+    assert labelled_polarity([bright_disc(), dark], [strokes, objects_only]) == 1
+    assert labelled_polarity([dark], [objects_only]) == 0
 
 
 def test_prediction_refines_as_the_model_file_or_the_caller_says(tmp_path, monkeypatch):
@@ -114,12 +138,8 @@ def test_prediction_refines_as_the_model_file_or_the_caller_says(tmp_path, monke
     assert np.array_equal(unrefined, raw)
 
 
-@pytest.mark.parametrize("stored", [True, False])
-def test_the_refinement_setting_travels_in_the_model_file(stored):
-    meta = ModelMeta(
-        encoder="tiny",
-        segmenter=SegmenterMeta(
-            tile=64, postprocess=PostProcess(refine_intensity=stored).to_meta()
-        ),
-    )
-    assert postprocess_from_meta(meta).refine_intensity == stored
+@pytest.mark.parametrize("stored,polarity", [(True, -1), (False, 0)])
+def test_the_refinement_setting_travels_in_the_model_file(stored, polarity):
+    post = PostProcess(refine_intensity=stored, object_polarity=polarity)
+    meta = ModelMeta(encoder="tiny", segmenter=SegmenterMeta(tile=64, postprocess=post.to_meta()))
+    assert postprocess_from_meta(meta) == post

@@ -202,6 +202,7 @@ def test_held_out_image_is_never_cropped_for_training(tmp_path, monkeypatch):
     assert model_meta.segmenter.postprocess["fill_holes"] == filled
     assert {"val_iou_refined", "val_iou_unrefined"} <= set(scores)
     assert model_meta.segmenter.postprocess["refine_intensity"]  # on by default
+    assert model_meta.segmenter.postprocess["object_polarity"] in (-1, 0, 1)  # for its check
     best = [row[1] for row in meta["val_history"] if row[0] == meta["best_step"]]
     assert events[-1].metrics["val_iou"] == best[0] >= max(r[1] for r in meta["val_history"]) - 1e-3
 

@@ -38,6 +38,8 @@ class PostProcess:
     and shading a net can leave as rings; off by default, since a wire network encloses real
     background. ``refine_intensity`` refines the net's probabilities with the image's grey
     levels before the mask is taken (:mod:`.refine`; on for models trained since it exists).
+    ``object_polarity`` is on which side of the grey levels the objects of the labelled images
+    lie (+1 brighter, -1 darker, 0 not known or mixed), for the refinement's check.
     """
 
     min_object_nm2: float = 0.0
@@ -47,6 +49,7 @@ class PostProcess:
     smooth_px: int = 0
     fill_holes: bool = False
     refine_intensity: bool = False
+    object_polarity: int = 0
     enabled: bool = True
 
     def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ from ..progress import Progress, stop_requested
 from .classify import class_weights
 from .features import add_head, encoder_from
 from .postprocess import default_postprocess
-from .refine import refine_probabilities
+from .refine import object_polarity, refine_probabilities
 from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
 from .seg_loop import JOB, fit_net
@@ -228,12 +228,14 @@ def train_segmenter(
         len(names),
         np.concatenate([(t >= 0).ravel() for t in truth]),
     )
-    post = default_postprocess(working, median_known(sizes))
-    post = post.replace(refine_intensity=config.refine_intensity)
+    post = default_postprocess(working, median_known(sizes)).replace(
+        refine_intensity=config.refine_intensity,
+        object_polarity=labelled_polarity(prepared, targets),
+    )
     if split.val_image is not None:
         image = prepared[split.val_image]
         probs = assemble(probability_strips(net, image, config.tile, overlap, device=device))
-        refined = refine_probabilities(image, probs)
+        refined = refine_probabilities(image, probs, post.object_polarity)
         metrics.update(refine_scores(probs, refined, split.val_targets))
         val = (refined if config.refine_intensity else probs).argmax(0)
         fill, scores = fill_choice(val, split.val_targets, len(names))
@@ -273,6 +275,21 @@ def train_segmenter(
         message=f"{fit['stop_reason']}; saved {out}{note}",
         done=True,
     )
+
+
+def labelled_polarity(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> int:
+    """On which side of the grey levels the labelled objects lie (+1 brighter, -1 darker than
+    the labelled background), if every image with both kinds of labels agrees; 0 if they
+    disagree (a mixed-contrast collection, or textured objects whose painted parts are darker
+    on some images) or none has both. From the labels, not the net's answers: a net that
+    confused the classes would confirm itself."""
+    votes = set()
+    for image, target in zip(images, targets, strict=True):
+        if (target == 0).any() and (target > 0).any():
+            labelled = target >= 0
+            votes.add(object_polarity(image[labelled], target[labelled] > 0))
+    votes.discard(0)
+    return votes.pop() if len(votes) == 1 else 0
 
 
 def _check_head_classes(model: ModelFile, names: list[str]) -> None:

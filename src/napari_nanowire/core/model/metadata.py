@@ -162,9 +162,12 @@ def _working(read: Fields) -> dict[str, Any]:
 
 
 def _settings(read: Fields) -> dict[str, Any]:
-    """Flat settings of numbers and switches (post-processing areas), each finite and >= 0."""
+    """Flat settings of numbers and switches (post-processing areas), each finite and >= 0;
+    ``object_polarity`` is -1, 0 or 1."""
     for key, value in read.obj.items():
-        if not isinstance(value, bool):
+        if key == "object_polarity":
+            read.integer(key, -1, 1)
+        elif not isinstance(value, bool):
             read.number(key, -1e-300, 1e15)
     return dict(read.obj)
 

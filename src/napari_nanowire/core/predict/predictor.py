@@ -242,7 +242,7 @@ class Predictor:
         if refine or prepared.shape != shape:  # keep the working map, upsample it in blocks
             probs = assemble(strips)
             if refine:
-                probs = refine_probabilities(prepared, probs)
+                probs = refine_probabilities(prepared, probs, self.postprocess.object_polarity)
             strips = upsampled_rows(probs, shape) if prepared.shape != shape else iter([(0, probs)])
         del prepared
         mask = np.empty(shape, np.uint8)
