@@ -92,10 +92,10 @@ class SegmenterConfig:
     rampup_steps: int = 50
     """The consistency weight grows linearly to ``unlabelled_weight`` over these steps."""
     refine_intensity: bool = True
-    """Refine the net's borders with each image's grey levels when predicting (:mod:`.refine`,
-    stored in the model's post-processing). On: with 3 stroked images it raised the median test
-    IoU of 23 of 26 models (EMPS +0.03 to +0.05, synthetic wires +0.05 to +0.11), left one and
-    lowered two by at most 0.009 (benchmarks/RESULTS.md, "Intensity refinement")."""
+    """Refine the net's borders with each image's grey levels and a graph cut when predicting
+    (:mod:`.refine`, stored in the model's post-processing). On: with 3 stroked images it raised
+    the median test IoU of 26 of 28 models over the net alone (EMPS dark +0.10, bright +0.08,
+    synthetic wires +0.15; benchmarks/RESULTS.md, "Graph cut and polarity check")."""
     continue_head: bool = False
     """Start from ``base``'s segmenter head (same mask classes) instead of a new decoder, as
     the GUI's slice preview does (:mod:`.preview`)."""
