@@ -123,6 +123,11 @@ BAD = {
         "update napari-nanowire",
     ),
     "image_size_bool": (set_field("image_size", True), "'image_size'", "not a whole number"),
+    "polarity_2": (
+        change(lambda m: m["segmenter"].setdefault("postprocess", {}).update(object_polarity=2)),
+        "'segmenter.postprocess.object_polarity'",
+        "outside -1..1",
+    ),
 }
 
 
