@@ -8,9 +8,8 @@ import pytest
 from scipy import ndimage
 
 from napari_nanowire.core.heads.postprocess import PostProcess, postprocess_from_meta
-from napari_nanowire.core.heads.refine import refine_probabilities
+from napari_nanowire.core.heads.refine import labelled_polarity, refine_probabilities
 from napari_nanowire.core.heads.seg_validation import refine_scores
-from napari_nanowire.core.heads.segment import labelled_polarity
 from napari_nanowire.core.model.metadata import ModelMeta, SegmenterMeta
 from napari_nanowire.core.model.random_models import save_random_model
 from napari_nanowire.core.predict import Predictor

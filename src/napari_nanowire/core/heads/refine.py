@@ -23,6 +23,8 @@ afresh (benchmarks/RESULTS.md, "Graph cut and polarity check").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -88,8 +90,8 @@ def refine_probabilities(
         refined = ndimage.gaussian_filter(refined, (0, SMOOTH_RESULT_PX, SMOOTH_RESULT_PX))
     if smoothness:
         objects = cut_objects(grey, 1.0 - refined[0], smoothness)
-        classes = np.where(objects, refined[1:].argmax(0) + 1, 0) if len(refined) > 2 else objects
-        onehot = np.eye(len(refined), dtype=np.float32)[classes.astype(int)].transpose(2, 0, 1)
+        classes = np.where(objects, refined[1:].argmax(0) + 1, 0)  # the net picks the class
+        onehot = np.eye(len(refined), dtype=np.float32)[classes].transpose(2, 0, 1)
         refined = (1 - CUT_SHARE) * refined + CUT_SHARE * onehot
     return refined.astype(np.float32)
 
@@ -104,6 +106,21 @@ def object_polarity(image: np.ndarray, objects: np.ndarray) -> int:
     inside = (objects * grey).sum() / objects.sum()
     outside = ((1 - objects) * grey).sum() / (1 - objects).sum()
     return int(np.sign(inside - outside))
+
+
+def labelled_polarity(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> int:
+    """On which side of the grey levels the labelled objects lie (+1 brighter, -1 darker than
+    the labelled background), if every image with both kinds of labels agrees; 0 if they
+    disagree (a mixed-contrast collection, or textured objects whose painted parts are darker
+    on some images) or none has both. From the labels, not the net's answers: a net that
+    confused the classes would confirm itself."""
+    votes = set()
+    for image, target in zip(images, targets, strict=True):
+        if (target == 0).any() and (target > 0).any():
+            labelled = target >= 0
+            votes.add(object_polarity(image[labelled], target[labelled] > 0))
+    votes.discard(0)
+    return votes.pop() if len(votes) == 1 else 0
 
 
 def threshold_probabilities(grey: np.ndarray, probs: np.ndarray, polarity: int) -> np.ndarray:
@@ -151,5 +168,6 @@ def illumination(image: np.ndarray, sigma_px: float) -> np.ndarray:
     small = resize(image, [max(1, n // step) for n in image.shape], anti_aliasing=True)
     pad = min(int(3 * sigma_px / step), min(small.shape) - 1)
     padded = np.pad(small, pad, mode="reflect", reflect_type="odd")
-    blurred = ndimage.gaussian_filter(padded, sigma_px / step)[pad : pad + small.shape[0]]
-    return resize(blurred[:, pad : pad + small.shape[1]], image.shape, order=1).astype(np.float32)
+    inner = tuple(slice(pad, pad + n) for n in small.shape)
+    blurred = ndimage.gaussian_filter(padded, sigma_px / step)[inner]
+    return resize(blurred, image.shape, order=1).astype(np.float32)

@@ -31,7 +31,7 @@ from ..progress import Progress, stop_requested
 from .classify import class_weights
 from .features import add_head, encoder_from
 from .postprocess import default_postprocess
-from .refine import object_polarity, refine_probabilities
+from .refine import labelled_polarity, refine_probabilities
 from .scale import TRAIN_CROP, WorkingScale, default_tile, default_working_scale, to_working
 from .scalebar import find_annotations
 from .seg_loop import JOB, fit_net
@@ -275,21 +275,6 @@ def train_segmenter(
         message=f"{fit['stop_reason']}; saved {out}{note}",
         done=True,
     )
-
-
-def labelled_polarity(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> int:
-    """On which side of the grey levels the labelled objects lie (+1 brighter, -1 darker than
-    the labelled background), if every image with both kinds of labels agrees; 0 if they
-    disagree (a mixed-contrast collection, or textured objects whose painted parts are darker
-    on some images) or none has both. From the labels, not the net's answers: a net that
-    confused the classes would confirm itself."""
-    votes = set()
-    for image, target in zip(images, targets, strict=True):
-        if (target == 0).any() and (target > 0).any():
-            labelled = target >= 0
-            votes.add(object_polarity(image[labelled], target[labelled] > 0))
-    votes.discard(0)
-    return votes.pop() if len(votes) == 1 else 0
 
 
 def _check_head_classes(model: ModelFile, names: list[str]) -> None:
