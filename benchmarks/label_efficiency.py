@@ -6,10 +6,11 @@ for the classifier's linear head on several feature sets, each from a SimCLR enc
 here on the unlabelled pool (labels unused; ``--ssl-methods`` adds Barlow Twins) and from a
 randomly initialised one (same architecture and input): "single" = pooled tiles at the working
 scale (the classifier before issue 12), "multi" = scales 1, 1/2, 1/4 concatenated, "multi+desc"
-= multi plus the hand-made image descriptors (the classifier's default); and "classical" = the
-descriptors alone on the raw image (the baseline). Each point is the median and interquartile
+= multi plus the hand-made texture descriptors, "multi+desc+spec" = that plus the scale
+spectrum (the classifier's default); "classical" = the texture descriptors alone on the raw
+image (the baseline) and "spectrum" = the scale spectrum alone. Each point is the median and interquartile
 range over random label draws (the same draws for every method), as in Lu et al. 2022, Fig. 5.
-For the multi+desc and classical features the run also reports the expected calibration error
+For the descriptor sets, the spectrum and the classical features the run also reports the expected calibration error
 (ECE, 10 bins) of the held-out images with the temperature fitted by cross-validation on the
 labelled ones, and the accuracy of a prototype (nearest class mean) head.
 
@@ -73,7 +74,11 @@ from napari_nanowire.core.heads.linear import (
     fit_linear_head,
     head_logits,
 )
-from napari_nanowire.core.heads.morph_features import image_descriptors, mask_features
+from napari_nanowire.core.heads.morph_features import (
+    image_descriptors,
+    mask_features,
+    scale_spectrum,
+)
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.io import file_frames
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
@@ -86,7 +91,7 @@ OUT = HERE / "out"
 PLOT = HERE / "label_efficiency.png"
 SEG_COLORS = {"simclr": "#0072b2", "barlow": "#009e73", "random": "#d55e00"}
 SCALES = (1.0, 0.5, 0.25)
-PRODUCT = "simclr multi+desc"
+PRODUCT = "simclr multi+desc+spec"
 """The classifier's default features (multi-scale tiles and descriptors) on a SimCLR encoder."""
 
 
@@ -194,17 +199,26 @@ def encoder_features(path: Path, images, pixel_sizes, s: Settings) -> dict[str, 
     ]
     multi = multiscale_features(encoder, prepared, tile, 16, SCALES, s.device)
     descriptors = np.stack([image_descriptors(image) for image in prepared])
-    return {"single": multi[:, : encoder.out_dim], "multi": multi, "descriptors": descriptors}
+    spectrum = np.stack([scale_spectrum(image) for image in prepared])
+    return {
+        "single": multi[:, : encoder.out_dim],
+        "multi": multi,
+        "descriptors": descriptors,
+        "spectrum": spectrum,
+    }
 
 
 def feature_sets(blocks: dict[str, dict[str, np.ndarray]], raw_descriptors: np.ndarray) -> dict:
     """Method name -> (features, block sizes) compared by the benchmark."""
     sets = {"classical": (raw_descriptors, [raw_descriptors.shape[1]])}
+    spectrum = next(iter(blocks.values()))["spectrum"]  # of the image alone: any encoder's
+    sets["spectrum"] = (spectrum, [spectrum.shape[1]])
     for encoder, b in blocks.items():
         sets[f"{encoder} single"] = (b["single"], [b["single"].shape[1]])
         sets[f"{encoder} multi"] = (b["multi"], [b["multi"].shape[1]])
-        both = np.concatenate([b["multi"], b["descriptors"]], 1)
-        sets[f"{encoder} multi+desc"] = (both, [b["multi"].shape[1], b["descriptors"].shape[1]])
+        for name, parts in (("multi+desc", 2), ("multi+desc+spec", 3)):
+            chosen = [b["multi"], b["descriptors"], b["spectrum"]][:parts]
+            sets[f"{encoder} {name}"] = (np.concatenate(chosen, 1), [c.shape[1] for c in chosen])
     return sets
 
 

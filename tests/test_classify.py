@@ -255,8 +255,12 @@ def test_each_feature_block_gets_its_say_and_the_descriptors_their_weight():
     def say(weights, sizes):  # a block's total squared weight: its share of the L2 budget
         return [float((part**2).sum()) for part in np.split(weights, np.cumsum(sizes)[:-1])]
 
+    blocks = [768, 57, 27, 16]  # encoder, texture descriptors, scale spectrum, measurements
     np.testing.assert_allclose(
-        say(column_weights([768, 57, 16], ClassifierConfig()), [768, 57, 16]), [1, 4, 1]
+        say(column_weights(blocks, ClassifierConfig()), blocks), [1, 4, 4, 1]
+    )
+    np.testing.assert_allclose(
+        say(column_weights([768, 57], ClassifierConfig()), [768, 57]), [1, 4]
     )
     config = ClassifierConfig(descriptors=False)
     np.testing.assert_allclose(say(column_weights([768, 16], config), [768, 16]), [1, 1])

@@ -10,7 +10,14 @@ from napari_nanowire.core.data.synthetic import generate_dataset
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads import classify
 from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifier
-from napari_nanowire.core.heads.morph_features import DESCRIPTOR_SIZE, MORPH_NAMES, mask_features
+from napari_nanowire.core.heads.morph_features import (
+    DESCRIPTOR_SIZE,
+    MORPH_NAMES,
+    SPECTRUM_SIGMAS,
+    SPECTRUM_SIZE,
+    mask_features,
+    scale_spectrum,
+)
 from napari_nanowire.core.heads.segment import SegmenterConfig, train_segmenter
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
@@ -99,9 +106,10 @@ def test_classifier_appends_its_segmenters_measurements(with_segmenter, tmp_path
     settings = model.meta.classifier
     assert model.meta.heads == ["classifier", "segmenter"]
     assert settings.measurements and settings.measurement_names == list(MORPH_NAMES)
-    # tiny encoder: 256 per scale, then the image descriptors and the measurements
-    dim = 256 * len(settings.scales) + DESCRIPTOR_SIZE + len(MORPH_NAMES)
-    assert settings.blocks == [256 * len(settings.scales), DESCRIPTOR_SIZE, len(MORPH_NAMES)]
+    # tiny encoder: 256 per scale, then the image descriptors, the spectrum and the measurements
+    blocks = [256 * len(settings.scales), DESCRIPTOR_SIZE, SPECTRUM_SIZE, len(MORPH_NAMES)]
+    dim = sum(blocks)
+    assert settings.blocks == blocks and settings.spectrum
     assert model.part("classifier")["linear.weight"].shape == (4, dim)
     prediction = Predictor(model, str(out), "cpu").classify(images, [PX] * 4)
     assert prediction.features.shape == (4, dim)
@@ -125,6 +133,48 @@ def test_a_classifier_file_with_fewer_measurements_still_predicts(
     assert prediction.features.shape[1] == sum(model.meta.classifier.blocks)
     assert model.meta.classifier.blocks[-1] == 14
     np.testing.assert_allclose(prediction.probabilities.sum(1), 1, atol=1e-5)
+
+
+def test_a_classifier_file_from_before_the_spectrum_still_predicts(with_segmenter, tmp_path):
+    """Files written before the scale spectrum have no ``spectrum`` field and no such block."""
+    base, items = with_segmenter
+    out = tmp_path / "c.nwmodel"
+    images, labels = [i.image for i in items], [i.label for i in items]
+    list(train_classifier(base, images, labels, out, [PX] * 4, ClassifierConfig(epochs=20)))
+    model = load_model(out)
+    settings = model.meta.classifier
+    encoder, descriptors, spectrum = settings.blocks
+    keep = encoder + descriptors
+    for key in ("mean", "scale", "linear.weight"):
+        model.tensors[f"classifier.{key}"] = model.tensors[f"classifier.{key}"][..., :keep]
+    settings.spectrum, settings.blocks = False, [encoder, descriptors]
+    prediction = Predictor(model, str(out), "cpu").classify(images, [PX] * 4)
+    assert prediction.features.shape == (4, encoder + descriptors)
+    np.testing.assert_allclose(prediction.probabilities.sum(1), 1, atol=1e-5)
+
+
+def disc_field(radius: int, count: int, bright: bool = True, seed: int = 0) -> np.ndarray:
+    """A 256 px field of ``count`` discs of ``radius`` px on a noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:256, :256]
+    image = rng.normal(0, 0.1, (256, 256))
+    for cy, cx in rng.integers(radius, 256 - radius, size=(count, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] += 1.0 if bright else -1.0
+    return image.astype(np.float32)
+
+
+def test_the_scale_spectrum_sees_particle_size_and_elongation_but_not_polarity():
+    centre = len(SPECTRUM_SIGMAS)  # the energy-weighted mean log scale
+    small, large = scale_spectrum(disc_field(4, 40)), scale_spectrum(disc_field(16, 6))
+    assert small.shape == (SPECTRUM_SIZE,)
+    # the centre moves up by 0.72-0.81 (seeds 0-2; noise and edges keep it below the discs'
+    # log size ratio of 1.4)
+    assert large[centre] - small[centre] > 0.5
+    np.testing.assert_allclose(scale_spectrum(-disc_field(4, 40)), small, atol=1e-5)
+    stripes = np.zeros((256, 256), np.float32)
+    stripes[:, ::16] = stripes[:, 1::16] = stripes[:, 2::16] = stripes[:, 3::16] = 1.0
+    at = np.searchsorted(SPECTRUM_SIGMAS, 2.0) + centre + 1  # anisotropy at sigma 2 px
+    assert scale_spectrum(stripes)[at] > 0.9 and small[at] < 0.6  # measured 0.99 and 0.49
 
 
 def test_measurements_need_a_segmenter_and_no_fine_tune(with_segmenter):

@@ -43,10 +43,10 @@ def check_classifier_exportable(model: ModelFile, path: str = "") -> None:
     if "classifier" not in model.meta.heads or settings is None:
         raise NanowireError(f"Model file {path or '(in memory)'} has no classifier head.")
     missing, fixes = [], []
-    if settings.descriptors:
+    if settings.descriptors or settings.spectrum:
         missing.append(
             "hand-made image descriptors (grey-level co-occurrence, local binary patterns, "
-            "Otsu threshold and connected components)"
+            "Otsu threshold and connected components, Hessian scale spectrum)"
         )
         fixes.append(
             "retrain with `train-classifier --no-descriptors` (or untick 'classifier with "

@@ -43,7 +43,7 @@ from .linear import (
     fit_linear_head,
     head_logits,
 )
-from .morph_features import MORPH_NAMES, image_descriptors, mask_features
+from .morph_features import MORPH_NAMES, image_descriptors, mask_features, scale_spectrum
 
 JOB = "classifier"
 
@@ -70,9 +70,10 @@ class ClassifierConfig:
     scales: tuple[float, ...] = (1.0, 0.5, 0.25)
     """Image scales whose pooled tile features are concatenated (1 = the working scale)."""
     descriptors: bool = True
-    """Append hand-made texture and shape descriptors (see :mod:`.morph_features`)."""
+    """Append hand-made descriptors: texture and shape, and the scale spectrum (two blocks, see
+    :mod:`.morph_features`)."""
     descriptor_weight: float = 2.0
-    """The descriptor block's weight relative to the encoder's (see :func:`column_weights`)."""
+    """Each descriptor block's weight relative to the encoder's (see :func:`column_weights`)."""
     measurements: bool = False
     """Append measurements of the base file's segmenter masks (see :mod:`.morph_features`)."""
     device: str = "auto"
@@ -119,12 +120,15 @@ def image_features(
     device: torch.device | str,
     descriptors: bool = False,
     measured: list[np.ndarray] | None = None,
+    spectrum: bool = False,
 ) -> tuple[np.ndarray, list[int]]:
     """The classifier's input and the size of each of its blocks: multi-scale pooled encoder
-    features, then (if asked) image descriptors and mask measurements."""
+    features, then (if asked) image descriptors, the scale spectrum and mask measurements."""
     blocks = [multiscale_features(encoder, prepared, tile, max_tiles, tuple(scales), device)]
     if descriptors:
         blocks.append(np.stack([image_descriptors(image) for image in prepared]))
+    if spectrum:
+        blocks.append(np.stack([scale_spectrum(image) for image in prepared]))
     if measured is not None:
         blocks.append(np.stack(measured))
     return np.concatenate(blocks, 1).astype(np.float32), [b.shape[1] for b in blocks]
@@ -170,7 +174,7 @@ def segmenter_for(
 
 def column_weights(blocks: Sequence[int], config: ClassifierConfig) -> np.ndarray:
     """The head's column weights for :func:`image_features`' blocks: equal say per block, the
-    descriptors' times ``config.descriptor_weight``.
+    two descriptor blocks' (texture and shape, scale spectrum) times ``config.descriptor_weight``.
 
     2 by default: with the tiny SimCLR encoder the 57 descriptors carry more of the morphology
     than 768 encoder features. On synthetic data (4 data and encoder seeds, 1-16 labels a
@@ -178,10 +182,9 @@ def column_weights(blocks: Sequence[int], config: ClassifierConfig) -> np.ndarra
     above them at every count on average (+0.01 to +0.03); on EMPS level within 0.03
     (benchmarks/RESULTS.md, issue 12).
     """
-    emphasis = [1.0] * len(blocks)
-    if config.descriptors:
-        emphasis[1] = config.descriptor_weight
-    return block_weights(blocks, emphasis)
+    weight = config.descriptor_weight if config.descriptors else 1.0
+    emphasis = [1.0, weight, weight] + [1.0] * len(blocks)
+    return block_weights(blocks, emphasis[: len(blocks)])
 
 
 def check_labels(labels: Sequence[str]) -> list[str]:
@@ -318,6 +321,7 @@ def train_classifier(
             device,
             config.descriptors,
             measured,
+            spectrum=config.descriptors,
         )
         feats.append(block)
         speed, eta = rate.update(1)
@@ -335,7 +339,14 @@ def train_classifier(
             history.append(event.loss)
             yield event
         features, _ = image_features(
-            encoder, prepared, tile, config.max_tiles, config.scales, device, config.descriptors
+            encoder,
+            prepared,
+            tile,
+            config.max_tiles,
+            config.scales,
+            device,
+            config.descriptors,
+            spectrum=config.descriptors,
         )
     stopped = stop_requested(stop)
     fit = {
@@ -355,6 +366,7 @@ def train_classifier(
         working_size=working,
         scales=list(config.scales),
         descriptors=config.descriptors,
+        spectrum=config.descriptors,
         blocks=blocks,
         measurements=segment is not None,
         measurement_names=list(MORPH_NAMES) if segment is not None else [],

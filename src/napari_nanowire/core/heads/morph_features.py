@@ -18,6 +18,8 @@ from scipy import ndimage
 from skimage.feature import (
     graycomatrix,
     graycoprops,
+    hessian_matrix,
+    hessian_matrix_eigvals,
     local_binary_pattern,
     structure_tensor,
     structure_tensor_eigenvalues,
@@ -159,3 +161,35 @@ def image_descriptors(image: np.ndarray) -> np.ndarray:
 
 DESCRIPTOR_SIZE = len(image_descriptors(np.arange(64.0).reshape(8, 8)))
 """Length of :func:`image_descriptors`' vector."""
+
+SPECTRUM_SIGMAS = 2.0 ** (np.arange(13) / 2)
+"""Scales of :func:`scale_spectrum` in px of the working scale: 1 to 64, half an octave apart."""
+
+
+def scale_spectrum(image: np.ndarray) -> np.ndarray:
+    """How big and how elongated an image's structures are, without a mask or a polarity.
+
+    For each scale of :data:`SPECTRUM_SIGMAS`: the share of the scale-normalised Laplacian
+    energy (|sigma^2 (l1 + l2)| of the Hessian's eigenvalues, Lindeberg's blob measure), then
+    the energy-weighted mean log scale, then per scale the energy-weighted anisotropy
+    ||l1| - |l2|| / (|l1| + |l2|) (0 for round blobs, 1 for lines). Particle size relative to
+    the field is what separates few from many particles: on the EMPS sample these 27 numbers
+    alone give 0.46 accuracy at 4 labels a class where the texture descriptors give 0.37
+    (benchmarks/RESULTS.md, issue 12).
+    """
+    norm = normalize(image)
+    energy, anisotropy = [], []
+    for sigma in SPECTRUM_SIGMAS:
+        hessian = hessian_matrix(norm, sigma, order="rc", use_gaussian_derivatives=False)
+        l1, l2 = hessian_matrix_eigvals(hessian)
+        blob = np.abs(sigma**2 * (l1 + l2))
+        line = np.abs(np.abs(l1) - np.abs(l2)) / (np.abs(l1) + np.abs(l2) + 1e-12)
+        energy.append(blob.mean())
+        anisotropy.append((line * blob).sum() / (blob.sum() + 1e-12))
+    share = np.array(energy) / (np.sum(energy) + 1e-12)
+    centre = share @ np.log(SPECTRUM_SIGMAS)
+    return np.array([*share, centre, *anisotropy], dtype=np.float32)
+
+
+SPECTRUM_SIZE = 2 * len(SPECTRUM_SIGMAS) + 1
+"""Length of :func:`scale_spectrum`'s vector."""

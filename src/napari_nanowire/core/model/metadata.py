@@ -89,8 +89,10 @@ class ClassifierMeta(HeadMeta):
     """Scales of the pooled tile features (concatenated), relative to the working scale."""
     descriptors: bool = False
     """Hand-made image descriptors appended to the features."""
+    spectrum: bool = False
+    """The scale spectrum appended after the descriptors (files from 2026-12-07 on)."""
     blocks: list[int] | None = None
-    """Sizes of the feature blocks, in order (encoder scales, descriptors, measurements)."""
+    """Sizes of the feature blocks in order: encoder scales, descriptors, spectrum, measurements."""
     measurements: bool = False
     """Measurements of the segmenter's predicted mask appended to the features."""
     measurement_names: list[str] = field(default_factory=list)
@@ -108,6 +110,7 @@ class ClassifierMeta(HeadMeta):
             working_size=read.integer("working_size", 8, MAX_SIDE),
             scales=_scales(read),
             descriptors=bool(read.get("descriptors", False)),
+            spectrum=bool(read.get("spectrum", False)),
             blocks=read.listing("blocks") or None,
             measurements=bool(read.get("measurements", False)),
             measurement_names=read.texts("measurement_names", 0) or [],

@@ -151,6 +151,7 @@ class Predictor:
             self.device,
             settings.descriptors,
             measured,
+            settings.spectrum,
         )
         probs = class_probabilities(self.head, feats, settings.temperature)
         _check_finite_output(probs, self.path)
