@@ -151,8 +151,10 @@ class TrainWidget(QWidget):
             value=ClassifierConfig.descriptors,
         )
         self.descriptors.tooltip = (
-            "Add hand-made texture and shape descriptors to the encoder's features. They "
-            "raised accuracy on synthetic benchmark images (not clearly on a real sample), but "
+            "Add hand-made texture and shape descriptors and a scale spectrum (how big and how "
+            "elongated the structures are) to the encoder's features. They raised accuracy on "
+            "synthetic benchmark images and on a real particle sample (0.45 instead of 0.38 at "
+            "4 labels a class), but "
             "such a classifier cannot be exported to TorchScript or BioImage.IO: untick to "
             "train one that can (napari-nanowire export)."
         )
