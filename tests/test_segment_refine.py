@@ -109,6 +109,13 @@ def test_an_answer_on_the_wrong_side_of_the_grey_levels_is_replaced_by_a_thresho
     assert iou(same_side, ~DISC) > 0.9  # dark objects expected: the bright disc is background
 
 
+def test_an_answer_without_grey_contrast_is_replaced_by_a_threshold_when_the_polarity_is_known():
+    blanket = two_class(np.full(DISC.shape, 0.8))  # a net that calls every pixel object
+    kept = refine_probabilities(bright_disc(), blanket, polarity=0).argmax(0) == 1
+    checked = refine_probabilities(bright_disc(), blanket, polarity=1).argmax(0) == 1
+    assert kept.all() and iou(checked, DISC) > 0.9  # measured: all object, and 0.98
+
+
 def test_the_labelled_images_polarity_needs_them_to_agree():
     dark = 1.0 - bright_disc()
     strokes = np.full(DISC.shape, -1)  # unlabelled

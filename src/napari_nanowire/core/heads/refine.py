@@ -13,9 +13,10 @@ contrast-sensitive Potts term (Boykov and Jolly, ICCV 2001), which removes speck
 borders. Where the classes do not differ in grey level the Gaussians overlap and the net decides.
 
 A model trained on labelled images knows on which side of the grey levels its objects lie
-there (:func:`object_polarity`, stored in the model file). Where its answer on a new image has
-the objects on the other side, it has confused the classes there, and the refinement starts
-from a threshold of the image (Otsu, the labelled images' polarity) instead of the net.
+there (:func:`object_polarity`, stored in the model file). Where its answer on a new image does
+not put the objects clearly on that side (:data:`MIN_SEPARATION`), it has confused the classes
+there (objects on the other side) or called almost everything one class, and the refinement
+starts from a threshold of the image (Otsu, the labelled images' polarity) instead of the net.
 
 The settings were chosen on 18 saved models (EMPS and synthetic) and checked on models trained
 afresh (benchmarks/RESULTS.md, "Graph cut and polarity check").
@@ -45,6 +46,13 @@ SMOOTHNESS = 3.0
 """Weight of the graph cut's pairwise term (per neighbour pair, where the image is flat) against
 the data term -log p: larger gives smoother borders and removes larger specks. 1, 2 and 3 were
 compared; 3 was best on EMPS and on synthetic wires."""
+MIN_SEPARATION = 0.25
+"""Least grey-level difference (standard deviations of the flattened image) between the net's
+objects and its background, on the labelled images' side, for the net's answer to be kept when
+the model knows its polarity. Below it the answer is replaced by a threshold: objects on the
+other side (a swap), or no contrast at all (a net that calls nearly every pixel object). 0 (a
+sign check) and 0.25 and 0.5 were compared: 0.25 and 0.5 raised the bright EMPS models from
+0.758 to 0.788 and 0.785 and left dark ones at 0.816 (0.818) (benchmarks/RESULTS.md)."""
 THRESHOLD_CONFIDENCE = 0.8
 """Probability given to the threshold's side when the net's answer is replaced by it."""
 CUT_SHARE = 0.55
@@ -64,14 +72,14 @@ def refine_probabilities(
     """(C, H, W) class probabilities (class 0 background) of a (H, W) image combined with
     per-class grey-level Gaussians, then cut between objects and background along the image's
     edges; float32, same shape. ``polarity`` (+1 objects brighter, -1 darker, 0 unknown) is the
-    labelled images' (:func:`object_polarity`); an answer on the other side is replaced by a
-    threshold. ``image`` and ``probs`` on one grid (the working scale)."""
+    labelled images' (:func:`object_polarity`); an answer not clearly on that side is replaced
+    by a threshold. ``image`` and ``probs`` on one grid (the working scale)."""
     grey = ndimage.gaussian_filter(np.asarray(image, np.float32), SMOOTH_PX)
     if flatten_px:
         grey = grey - illumination(grey, flatten_px)
     grey = (grey - grey.mean()) / (grey.std() + 1e-6)
     probs = np.asarray(probs, np.float32)
-    if polarity and object_polarity(image, 1.0 - probs[0]) == -polarity:
+    if polarity and polarity * separation(grey, 1.0 - probs[0]) < MIN_SEPARATION:
         probs = threshold_probabilities(grey, probs, polarity)
     log_net = np.log(np.clip(probs, 1e-6, 1.0))
     refined = probs
@@ -96,16 +104,22 @@ def refine_probabilities(
     return refined.astype(np.float32)
 
 
-def object_polarity(image: np.ndarray, objects: np.ndarray) -> int:
-    """+1 if the objects (a mask, or each pixel's object probability) are brighter on average
-    than the rest of ``image``, -1 if darker, 0 if either is empty."""
+def separation(image: np.ndarray, objects: np.ndarray) -> float:
+    """Mean grey level of the objects (a mask, or each pixel's object probability) minus that
+    of the rest of ``image``; 0 if either is empty."""
     grey = np.asarray(image, np.float64)
     objects = np.asarray(objects, np.float64)
     if objects.sum() < 1 or (1 - objects).sum() < 1:
-        return 0
+        return 0.0
     inside = (objects * grey).sum() / objects.sum()
     outside = ((1 - objects) * grey).sum() / (1 - objects).sum()
-    return int(np.sign(inside - outside))
+    return float(inside - outside)
+
+
+def object_polarity(image: np.ndarray, objects: np.ndarray) -> int:
+    """+1 if the objects are brighter on average than the rest of ``image``, -1 if darker, 0 if
+    either is empty (see :func:`separation`)."""
+    return int(np.sign(separation(image, objects)))
 
 
 def labelled_polarity(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> int:
