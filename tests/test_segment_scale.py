@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.postprocess import (
@@ -169,6 +170,17 @@ def test_scale_bar_and_its_text_are_found_and_nothing_else():
         assert find_annotations(micrograph_with_bar(seed, bar=False))[1] == []
 
 
+def test_the_soft_bar_of_a_resized_figure_is_found_and_an_elongated_highlight_is_not():
+    for seed in range(3):  # a bar blurred by resizing: its top and bottom rows are soft
+        soft = ndimage.gaussian_filter(micrograph_with_bar(seed).astype(float), 1.5)
+        assert [a.kind for a in find_annotations(soft)[1]] == ["bar"]  # the area rule: none
+    yy, xx = np.mgrid[:256, :320]
+    for half_height in (3, 4, 5, 6):  # a saturated ellipse, 8-12 x longer than tall
+        image = micrograph_with_bar(bar=False)
+        image[((yy - 230) / half_height) ** 2 + ((xx - 250) / 36) ** 2 <= 1] = 255
+        assert find_annotations(image)[1] == []
+
+
 def test_databar_is_found():
     image = micrograph_with_bar(bar=False)
     image[236:] = 0
@@ -206,8 +218,6 @@ def test_model_file_records_working_scale_tile_and_postprocessing(working_model)
 
 
 def test_predictor_segments_at_working_scale_and_cleans_the_mask(working_model):
-    from scipy import ndimage
-
     from helpers import PX
     from napari_nanowire.core.data.synthetic import generate_dataset
     from napari_nanowire.core.heads.segment import iou_dice
