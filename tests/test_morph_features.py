@@ -13,6 +13,7 @@ from napari_nanowire.core.heads.classify import ClassifierConfig, train_classifi
 from napari_nanowire.core.heads.morph_features import (
     DESCRIPTOR_SIZE,
     MORPH_NAMES,
+    SPECTRUM_CROP,
     SPECTRUM_SIGMAS,
     SPECTRUM_SIZE,
     mask_features,
@@ -191,3 +192,10 @@ def test_measurements_need_a_segmenter_and_no_fine_tune(with_segmenter):
     config = ClassifierConfig(measurements=True, fine_tune=True)
     with pytest.raises(NanowireError, match="exclude each other"):
         list(train_classifier(base, images, labels, "x.nwmodel", config=config))
+
+
+def test_a_large_images_spectrum_comes_from_crops_and_matches_the_same_texture_small():
+    small = disc_field(8, 25)
+    large = np.tile(small, (6, 6))  # 1536 px: four 512 px crops, not 2.4 million pixels
+    assert large.shape[0] > 2 * SPECTRUM_CROP
+    np.testing.assert_allclose(scale_spectrum(large), scale_spectrum(small), atol=0.05)  # 0.017
