@@ -6,7 +6,8 @@ align and whether they span the image. When a model file has a segmenter, the cl
 append these numbers to its learned features (the linear head standardises every column).
 All foreground classes are measured together as one phase, so the vector has the same length
 for every segmenter. Without a segmenter, :func:`image_descriptors` gives texture, orientation
-and dark-phase shape statistics computed from the image alone.
+and dark-phase shape statistics computed from the image alone, and :func:`scale_spectrum` how
+big and how elongated its structures are.
 """
 
 from __future__ import annotations
