@@ -8,11 +8,12 @@ randomly initialised one (same architecture and input): "single" = pooled tiles 
 scale (the classifier before issue 12), "multi" = scales 1, 1/2, 1/4 concatenated, "multi+desc"
 = multi plus the hand-made texture descriptors, "multi+desc+spec" = that plus the scale
 spectrum (the classifier's default); "classical" = the texture descriptors alone on the raw
-image (the baseline) and "spectrum" = the scale spectrum alone. Each point is the median and interquartile
-range over random label draws (the same draws for every method), as in Lu et al. 2022, Fig. 5.
-For the descriptor sets, the spectrum and the classical features the run also reports the expected calibration error
-(ECE, 10 bins) of the held-out images with the temperature fitted by cross-validation on the
-labelled ones, and the accuracy of a prototype (nearest class mean) head.
+image (the baseline) and "spectrum" = the scale spectrum alone. Each point is the median and
+interquartile range over random label draws (the same draws for every method), as in Lu et
+al. 2022, Fig. 5. For the descriptor sets, the spectrum and the classical features the run also
+reports the expected calibration error (ECE, 10 bins) of the held-out images with the
+temperature fitted by cross-validation on the labelled ones, and the accuracy of a prototype
+(nearest class mean) head.
 
 Real data (``--emps DIR``, the EMPS sample: ``images/`` and 16-bit instance masks in
 ``segmaps/``): image classes are made from the true masks (see :func:`emps_class`: elongated,
