@@ -93,17 +93,17 @@ def test_postprocess_removes_specks_and_fills_holes_by_area_in_nm():
     mask = np.zeros((100, 100), np.uint8)
     mask[20:60, 20:60] = 1
     mask[30:32, 30:32] = 0  # 4 px hole
-    mask[40:46, 40:46] = 0  # 36 px hole
+    mask[40:46, 21:27] = 0  # 36 px hole by the edge (inside solid object it would be filled)
     mask[80, 80] = 1  # 1 px speck
     mask[5:10, 80:90] = 2  # 50 px object of class 2
     settings = PostProcess(min_object_nm2=4 * 10.0, min_hole_nm2=4 * 10.0)
     out = postprocess_mask(mask, settings, pixel_size_nm=2.0)  # 4 nm^2 per px: 10 px minimum
     assert out[80, 80] == 0 and (out[30:32, 30:32] == 1).all()
-    assert (out[40:46, 40:46] == 0).all() and (out[5:10, 80:90] == 2).all()
+    assert (out[40:46, 21:27] == 0).all() and (out[5:10, 80:90] == 2).all()
     assert out.dtype == np.uint8 and mask[80, 80] == 1  # input untouched
     # at 0.5 nm/px the same nm^2 are 160 px: the 50 px object and the 36 px hole go as well
     finer = postprocess_mask(mask, settings, pixel_size_nm=0.5)
-    assert (finer[5:10, 80:90] == 0).all() and (finer[40:46, 40:46] == 1).all()
+    assert (finer[5:10, 80:90] == 0).all() and (finer[40:46, 21:27] == 1).all()
     # uncalibrated images use the px^2 sizes; disabled settings change nothing
     assert postprocess_mask(mask, PostProcess(min_object_px2=2))[80, 80] == 0
     assert (postprocess_mask(mask, PostProcess(min_object_px2=2, enabled=False)) == mask).all()
@@ -132,6 +132,20 @@ def test_fill_holes_fills_every_enclosed_hole_but_not_open_background():
         segmenter=SegmenterMeta(tile=64, postprocess=PostProcess(fill_holes=True).to_meta()),
     )
     assert postprocess_from_meta(meta).fill_holes
+
+
+def test_a_hole_inside_a_solid_particle_is_filled_and_a_network_opening_is_not():
+    yy, xx = np.mgrid[:200, :200]
+    particle = ((yy - 60) ** 2 + (xx - 60) ** 2 < 40**2).astype(np.uint8)
+    particle[(yy - 60) ** 2 + (xx - 60) ** 2 < 12**2] = 0  # a bright centre the net left out
+    mesh = np.zeros((200, 200), np.uint8)
+    mesh[110:200:30, 100:200] = mesh[110:200, 100:200:30] = 1  # wires 1 px wide, 29 px openings
+    mesh = ndimage.binary_dilation(mesh, iterations=2).astype(np.uint8)  # 5 px wide
+    out = postprocess_mask(np.maximum(particle, mesh), PostProcess(min_hole_px2=100))
+    assert (out[55:65, 55:65] == 1).all()  # 450 px hole, far above the minimum, filled
+    assert (out[120:135, 110:125] == 0).all()  # the mesh's openings stay background
+    unclean = postprocess_mask(np.maximum(particle, mesh), PostProcess(min_hole_px2=0))
+    assert (unclean[55:65, 55:65] == 0).all()  # no hole filling asked for: none
 
 
 def test_postprocess_defaults_follow_the_working_scale():
