@@ -127,15 +127,15 @@ def test_one_stroked_image_holds_out_whole_strokes_of_every_class():
 
 
 def test_holes_are_filled_when_the_held_out_labels_say_so():
-    ring = np.zeros((40, 40), np.uint8)  # a particle predicted as a ring, as nets do
+    ring = np.zeros((60, 60), np.uint8)  # a particle predicted as a thin ring, as nets do
     ring[8:32, 8:32] = 1
-    ring[14:26, 14:26] = 0
-    inside = np.full((40, 40), -1)  # held-out strokes: the inside is particle, the outside not
+    ring[10:30, 10:30] = 0  # a 2 px wall: not solid enough to be filled by the ring rule
+    inside = np.full((60, 60), -1)  # held-out strokes: the inside is particle, the outside not
     inside[18:22, 16:24], inside[2:4, 2:30] = 1, 0
     fill, scores = fill_choice(ring, inside, 2)
     assert fill and scores["val_iou_filled"] == 1.0 > scores["val_iou_clean"]
     enclosed = np.where(inside == 1, 0, inside)  # a network enclosing real background
-    enclosed[9:11, 9:30] = 1
+    enclosed[8:10, 9:30] = 1
     fill, scores = fill_choice(ring, enclosed, 2)
     assert not fill and scores["val_iou_filled"] < scores["val_iou_clean"] == 1.0
 
