@@ -146,6 +146,11 @@ def test_a_hole_inside_a_solid_particle_is_filled_and_a_network_opening_is_not()
     assert (out[120:135, 110:125] == 0).all()  # the mesh's openings stay background
     unclean = postprocess_mask(np.maximum(particle, mesh), PostProcess(min_hole_px2=0))
     assert (unclean[55:65, 55:65] == 0).all()  # no hole filling asked for: none
+    bundle = np.zeros((200, 200), np.uint8)
+    bundle[20:28, 20:180] = bundle[31:39, 20:180] = 1  # two touching wires, a 3 px gap
+    bundle[28:31, 20:24] = bundle[28:31, 176:180] = 1  # joined at both ends
+    out = postprocess_mask(bundle, PostProcess(min_hole_px2=100))
+    assert (out[28:31, 30:170] == 0).all()  # the long sliver between them stays background
 
 
 def test_postprocess_defaults_follow_the_working_scale():

@@ -30,8 +30,13 @@ SOLID_RING = 0.9
 ring around it, as wide as its inscribed radius, is object: the inside of a particle (a bright
 centre in a dark TEM particle, a shadow in an SEM sphere), not an opening of a wire network,
 whose ring holds thin wires and the next openings. On 33 saved models (benchmarks/RESULTS.md,
-issue 11): dark EMPS particles 0.816 -> 0.835, synthetic wires and bright spheres within 0.002;
+issue 11): dark EMPS particles 0.816 -> 0.835 (0.831 with :data:`COMPACT_AREA`), synthetic
+wires and bright spheres within 0.002;
 0.5 and 0.7 cost synthetic networks 0.04 and 0.016."""
+COMPACT_AREA = 3.0
+"""Only holes whose area is at most this many discs of their inscribed radius are filled by
+the ring rule: a particle's centre is compact, the sliver between two touching wires of a
+bundle is long and thin and ringed by wire, but background (seen in the demo's bundles)."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,12 @@ def _fill_holes(mask: np.ndarray, min_hole: float, max_hole: float) -> None:
 
 
 def _inside_solid(mask: np.ndarray, pieces: np.ndarray, k: int, box: tuple[slice, slice]) -> bool:
-    """Whether background piece ``k`` is ringed by object (:data:`SOLID_RING`)."""
+    """Whether background piece ``k`` is compact (at most :data:`COMPACT_AREA` discs of its
+    inscribed radius: not a sliver between touching wires) and ringed by object
+    (:data:`SOLID_RING`)."""
     radius = float(ndimage.distance_transform_edt(np.pad(pieces[box] == k, 1)).max())
+    if (pieces[box] == k).sum() > COMPACT_AREA * np.pi * radius**2:
+        return False
     grow = int(np.ceil(radius)) + 1
     window = tuple(
         slice(max(s.start - grow, 0), min(s.stop + grow, n))
