@@ -153,7 +153,7 @@ def _fill_holes(mask: np.ndarray, min_hole: float, max_hole: float) -> None:
     candidates[border] = False
     slices = ndimage.find_objects(pieces)
     for k in np.flatnonzero(candidates):
-        if sizes[k] >= min_hole and not _inside_solid(mask, pieces, k, slices[k - 1]):
+        if sizes[k] >= min_hole and not _inside_solid(mask, pieces, k, slices[k - 1], sizes[k]):
             continue
         sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in slices[k - 1])
         hole = pieces[sl] == k
@@ -164,12 +164,14 @@ def _fill_holes(mask: np.ndarray, min_hole: float, max_hole: float) -> None:
             mask[sl][hole] = np.bincount(classes).argmax()
 
 
-def _inside_solid(mask: np.ndarray, pieces: np.ndarray, k: int, box: tuple[slice, slice]) -> bool:
-    """Whether background piece ``k`` is compact (at most :data:`COMPACT_AREA` discs of its
-    inscribed radius: not a sliver between touching wires) and ringed by object
+def _inside_solid(
+    mask: np.ndarray, pieces: np.ndarray, k: int, box: tuple[slice, slice], area: int
+) -> bool:
+    """Whether background piece ``k`` (``area`` px) is compact (at most :data:`COMPACT_AREA`
+    discs of its inscribed radius: not a sliver between touching wires) and ringed by object
     (:data:`SOLID_RING`)."""
     radius = float(ndimage.distance_transform_edt(np.pad(pieces[box] == k, 1)).max())
-    if (pieces[box] == k).sum() > COMPACT_AREA * np.pi * radius**2:
+    if area > COMPACT_AREA * np.pi * radius**2:
         return False
     grow = int(np.ceil(radius)) + 1
     window = tuple(
