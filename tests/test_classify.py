@@ -26,8 +26,9 @@ from napari_nanowire.core.heads.classify import (
     feature_zoom,
     train_classifier,
 )
-from napari_nanowire.core.heads.features import add_head, tile_grid
+from napari_nanowire.core.heads.features import add_head
 from napari_nanowire.core.heads.linear import cross_val_accuracy, fit_linear_head, head_logits
+from napari_nanowire.core.heads.tiling import tile_grid
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ClassifierMeta, ModelMeta, SegmenterMeta, SSLMeta
 from napari_nanowire.core.model.modelfile import load_model

@@ -28,8 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import NanowireError
-from ..heads.features import encoder_from, tile_grid
+from ..heads.features import encoder_from
 from ..heads.linear import LinearHead
+from ..heads.tiling import tile_grid
 from ..model.modelfile import ModelFile
 from .torchscript import normalize_batch
 

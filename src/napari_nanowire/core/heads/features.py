@@ -25,7 +25,7 @@ from ..model.encoders import Encoder, load_encoder
 from ..model.metadata import CLASS_KEYS, HEADS, HeadMeta
 from ..model.modelfile import ModelFile
 from ..model.preprocess import normalize
-from .tiling import pad_to, spread, tile_starts
+from .tiling import pad_to, tile_grid
 
 MAX_PIXELS = 2**28
 """Largest image (in pixels, after rescaling) that prediction accepts: 16k x 16k."""
@@ -74,16 +74,6 @@ def resize_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return resize(labels, shape, order=0, anti_aliasing=False, preserve_range=True).astype(
         labels.dtype
     )
-
-
-def tile_grid(shape: tuple[int, int], tile: int, max_tiles: int) -> list[tuple[int, int, int, int]]:
-    """Up to ``max_tiles`` non-overlapping (y, x, h, w) tiles spread over an image.
-
-    Tiles are ``tile`` pixels square, or the whole side where the image is smaller.
-    """
-    h, w = min(tile, shape[0]), min(tile, shape[1])
-    grid = [(y, x) for y in tile_starts(shape[0], h) for x in tile_starts(shape[1], w)]
-    return [(y, x, h, w) for y, x in spread(grid, max_tiles)]
 
 
 @torch.inference_mode()

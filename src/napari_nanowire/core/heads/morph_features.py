@@ -32,7 +32,7 @@ from ..errors import NanowireError
 from ..measure import MeasureOptions, measure_domains, summarize_image
 from ..measure.domains import class_domains
 from ..model.preprocess import normalize
-from .features import tile_grid
+from .tiling import tile_grid
 
 MORPH_NAMES: tuple[str, ...] = (
     "area_fraction",

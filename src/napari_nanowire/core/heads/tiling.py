@@ -45,6 +45,16 @@ def spread(items: list, limit: int) -> list:
     return [items[round(i * step)] for i in range(limit)]
 
 
+def tile_grid(shape: tuple[int, int], tile: int, max_tiles: int) -> list[tuple[int, int, int, int]]:
+    """Up to ``max_tiles`` non-overlapping (y, x, h, w) tiles spread over an image.
+
+    Tiles are ``tile`` pixels square, or the whole side where the image is smaller.
+    """
+    h, w = min(tile, shape[0]), min(tile, shape[1])
+    grid = [(y, x) for y in tile_starts(shape[0], h) for x in tile_starts(shape[1], w)]
+    return [(y, x, h, w) for y, x in spread(grid, max_tiles)]
+
+
 def blend_window(tile: int) -> np.ndarray:
     """A (tile, tile) weight map, highest in the middle and falling smoothly to the rim."""
     ramp = np.sin(np.pi * (np.arange(tile) + 0.5) / tile) ** 2
