@@ -119,6 +119,22 @@ def test_the_confidence_text_says_when_two_labels_a_class_make_the_estimate_caut
     assert "unknown" in describe_confidence(one) and "prior temperature" in describe_confidence(one)
 
 
+def test_confidence_text_compares_with_guessing():
+    """Features that carry no class say so; features that do, do not; the guessing rate is the
+    most common labelled class's share."""
+    from napari_nanowire.core.heads.calibrate import describe_confidence
+    from napari_nanowire.core.heads.linear import cross_validate
+
+    rng = np.random.default_rng(1)
+    targets = np.repeat([0, 1, 2], [6, 4, 4])
+    noise = rng.normal(size=(len(targets), 5)).astype(np.float32)
+    for signal, warned in ((0.0, True), (3.0, False)):
+        metrics = cross_validate(noise + signal * targets[:, None], targets, 3)
+        assert metrics["cv_guess_rate"] == pytest.approx(6 / 14)
+        assert (metrics["cv_accuracy"] <= 6 / 14) is warned
+        assert ("no better than always answering" in describe_confidence(metrics)) is warned
+
+
 def test_cross_validation_needs_two_images_a_class():
     rng = np.random.default_rng(0)
     targets = np.repeat([0, 1, 2], 4)

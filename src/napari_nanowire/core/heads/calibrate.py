@@ -151,6 +151,7 @@ def calibration_report(
         "cv_brier_raw": brier(logits, targets),
         "cv_brier": brier(logits, targets, temperature),
         "cv_fewest_a_class": int(counts[counts > 0].min()),
+        "cv_guess_rate": float(counts.max() / counts.sum()),
     }
 
 
@@ -160,7 +161,9 @@ def describe_confidence(metrics: dict) -> str:
     With two labelled images in a class, each held-out image of it is predicted by a
     classifier that saw one: on the napari sample that estimate was 0.67 where the classifier
     got 11 of 12 slices right (EMPS, 2 a class: estimate 0.30, held-out accuracy 0.32). So the
-    text says the estimate is cautious.
+    text says the estimate is cautious. An estimate no better than always answering the most
+    common labelled class says so (from 3 labelled images a class on, where the estimate is not
+    understated): "35 %" alone does not tell that guessing gives 33 %.
     """
     if "cv_accuracy" not in metrics:
         return (
@@ -174,10 +177,17 @@ def describe_confidence(metrics: dict) -> str:
         f"it); confidences calibrated with temperature {metrics['temperature']:.2f}, "
         f"held-out calibration error {metrics['cv_ece_raw']:.2f} -> {metrics['cv_ece']:.2f}"
     )
+    guess = metrics.get("cv_guess_rate")
     if metrics.get("cv_fewest_a_class") == 2:
         text += (
             ". With 2 labelled images in a class the estimate is of a classifier that saw 1 "
             "of them, so accuracy and confidences tend to be understated; a third labelled "
             "image of each class makes both more accurate"
+        )
+    elif guess is not None and metrics["cv_accuracy"] <= guess:
+        text += (
+            ". That is no better than always answering the most common labelled class "
+            f"({guess:.0%}): the features do not yet tell these classes apart; label more "
+            "images, or check that the classes differ in what the images show"
         )
     return text
