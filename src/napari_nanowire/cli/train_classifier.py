@@ -31,8 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Writes one model file with the encoder and the classifier. If the --encoder file "
             "already holds a segmenter, it is kept (unless --fine-tune changes the encoder). "
             "Images may differ in size: those without a pixel size are resized to a common "
-            "working size. Prints the accuracy estimated by leaving each labelled image out; "
-            "the confidences of later predictions are calibrated on those held-out predictions."
+            "working size. Prints the accuracy estimated by predicting each labelled image "
+            "with classifiers fitted without it, and how it compares with always answering "
+            "the most common class; the confidences of later predictions are calibrated on "
+            "those held-out predictions."
         ),
     )
     p.add_argument("--encoder", required=True, type=Path, metavar="MODEL", help="encoder model")
