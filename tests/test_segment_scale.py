@@ -200,6 +200,22 @@ def test_the_soft_bar_of_a_resized_figure_is_found_and_an_elongated_highlight_is
         assert find_annotations(image)[1] == []
 
 
+def test_a_label_box_near_an_edge_is_found_and_a_lettered_square_in_the_middle_is_not():
+    """A white box with a dark letter a few pixels in from the corner (as panel letters of
+    real figures sit 1.4-4.3 % in) is an annotation; the same box in the middle is not."""
+
+    def with_box(y: int, x: int) -> np.ndarray:
+        image = micrograph_with_bar(bar=False)
+        image[y : y + 30, x : x + 30] = 255
+        image[y + 8 : y + 22, x + 10 : x + 20] = 30  # the letter
+        return image
+
+    for y, x in ((0, 0), (8, 10), (220, 280)):  # on the edge, 3 % in, 3 % from the far corner
+        region, found = find_annotations(with_box(y, x))
+        assert [a.kind for a in found] == ["box"] and region[y + 15, x + 15]
+    assert find_annotations(with_box(110, 140))[1] == []
+
+
 def test_databar_is_found():
     image = micrograph_with_bar(bar=False)
     image[236:] = 0
