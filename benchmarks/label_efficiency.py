@@ -395,8 +395,9 @@ def emps_class(instances: np.ndarray) -> str:
         return "few"
     inner = regionprops(clear_border(instances)) or every
     ratios = np.array([p.axis_major_length / max(p.axis_minor_length, 1.0) for p in inner])
-    areas = np.array([p.area for p in inner], float)[np.argsort(ratios)]
-    median = np.sort(ratios)[np.searchsorted(np.cumsum(areas), areas.sum() / 2)]
+    order = np.argsort(ratios)
+    areas = np.array([p.area for p in inner], float)[order]
+    median = ratios[order][np.searchsorted(np.cumsum(areas), areas.sum() / 2)]
     if median >= 1.8:
         return "elongated"
     if len(every) <= 3:
