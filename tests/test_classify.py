@@ -135,6 +135,23 @@ def test_confidence_text_compares_with_guessing():
         assert ("no better than always answering" in describe_confidence(metrics)) is warned
 
 
+def test_estimated_accuracy_comes_with_a_range_that_narrows_with_more_labels():
+    """The range is the Wilson score interval of the held-out count (5 of 10 right: 0.24-0.76,
+    the textbook value) and holds the estimate; the sentence says it."""
+    from napari_nanowire.core.heads.calibrate import accuracy_interval, describe_confidence
+    from napari_nanowire.core.heads.linear import cross_validate
+
+    assert accuracy_interval(0.5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert np.ptp(accuracy_interval(0.5, 40)) < np.ptp(accuracy_interval(0.5, 10))
+    rng = np.random.default_rng(2)
+    targets = np.repeat([0, 1, 2], 5)
+    features = (targets[:, None] + rng.normal(size=(len(targets), 5))).astype(np.float32)
+    metrics = cross_validate(features, targets, 3)
+    low, high = metrics["cv_accuracy_low"], metrics["cv_accuracy_high"]
+    assert low < metrics["cv_accuracy"] < high
+    assert f"likely {low:.0%} to {high:.0%}" in describe_confidence(metrics)
+
+
 def test_cross_validation_needs_two_images_a_class():
     rng = np.random.default_rng(0)
     targets = np.repeat([0, 1, 2], 4)

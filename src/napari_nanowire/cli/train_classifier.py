@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "already holds a segmenter, it is kept (unless --fine-tune changes the encoder). "
             "Images may differ in size: those without a pixel size are resized to a common "
             "working size. Prints the accuracy estimated by predicting each labelled image "
-            "with classifiers fitted without it, and how it compares with always answering "
+            "with classifiers fitted without it, the range of accuracies that leaves "
+            "plausible (95 %), and how it compares with always answering "
             "the most common class; the confidences of later predictions are calibrated on "
             "those held-out predictions."
         ),
