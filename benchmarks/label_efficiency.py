@@ -12,8 +12,10 @@ image (the baseline) and "spectrum" = the scale spectrum alone. Each point is th
 interquartile range over random label draws (the same draws for every method), as in Lu et
 al. 2022, Fig. 5. For the descriptor sets, the spectrum and the classical features the run also
 reports the expected calibration error (ECE, 10 bins) of the held-out images with the
-temperature fitted by cross-validation on the labelled ones, and the accuracy of a prototype
-(nearest class mean) head.
+temperature fitted by cross-validation on the labelled ones (and, to tell estimation noise from
+what one temperature can do, with the temperature that suits the test images best), how often
+the accuracy on the test images lies in the range the labelled images give for it, and the
+accuracy of a prototype (nearest class mean) head.
 
 Real data (``--emps DIR``, the EMPS sample: ``images/`` and 16-bit instance masks in
 ``segmaps/``): image classes are made from the true masks (see :func:`emps_class`: elongated,
@@ -60,7 +62,7 @@ from skimage.morphology import skeletonize
 from skimage.segmentation import clear_border
 
 from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
-from napari_nanowire.core.heads.calibrate import expected_calibration_error
+from napari_nanowire.core.heads.calibrate import expected_calibration_error, fit_temperature
 from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
     classifier_input,
@@ -297,6 +299,22 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                         temperature=temperature,
                         ece=expected_calibration_error(probs, y_test) if calibrated else np.nan,
                         ece_floor=ece_floor(probs) if calibrated else np.nan,
+                        ece_best_t=(
+                            expected_calibration_error(
+                                softmax(logits / fit_temperature(logits, y_test), 1), y_test
+                            )
+                            if calibrated
+                            else np.nan
+                        ),
+                        in_range=(
+                            float(
+                                report["cv_accuracy_low"]
+                                <= (probs.argmax(1) == y_test).mean()
+                                <= report["cv_accuracy_high"]
+                            )
+                            if "cv_accuracy_low" in report
+                            else np.nan
+                        ),
                         ece_raw=expected_calibration_error(softmax(logits, 1), y_test),
                         confidence=float(probs.max(1).mean()),
                     )
@@ -580,6 +598,8 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
     ece = summarise(linear, ["method", "labels_per_class"], "ece")
     ece_raw = summarise(linear, ["method", "labels_per_class"], "ece_raw")
     floor = summarise(linear, ["method", "labels_per_class"], "ece_floor")
+    best_t = summarise(linear, ["method", "labels_per_class"], "ece_best_t")
+    in_range = linear.groupby(["method", "labels_per_class"])["in_range"].mean().unstack()
     proto = summarise(
         table[table["head"] == "prototype"], ["method", "labels_per_class"], "accuracy"
     )
@@ -609,6 +629,10 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
     print(markdown(ece, "labels_per_class", ["method"]))
     print(f"\n{title}: ECE a perfectly calibrated classifier with the same confidences would get")
     print(markdown(floor, "labels_per_class", ["method"]))
+    print(f"\n{title}: ECE with the one temperature that suits the test images best")
+    print(markdown(best_t, "labels_per_class", ["method"]))
+    print(f"\n{title}: share of draws whose accuracy lies in the estimate's range")
+    print(in_range.dropna(how="all").round(2).to_string())
     print(f"\nmost-common-class rate of the test images: {majority.round(3).to_dict()}")
     return {
         "accuracy": acc.to_dict("records"),
@@ -622,6 +646,10 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
         "ece": ece.to_dict("records"),
         "ece_raw": ece_raw.to_dict("records"),
         "ece_floor": floor.to_dict("records"),
+        "ece_best_temperature": best_t.to_dict("records"),
+        "accuracy_in_estimated_range": in_range.stack()
+        .reset_index(name="share")
+        .to_dict("records"),
         "majority_rate": majority.to_dict(),
         "temperature": summarise(linear, ["method", "labels_per_class"], "temperature").to_dict(
             "records"
