@@ -68,7 +68,6 @@ from napari_nanowire.core.heads.classify import (
     classifier_input,
     column_weights,
     feature_zoom,
-    measured_features,
     train_classifier,
 )
 from napari_nanowire.core.heads.features import multiscale_features
@@ -523,13 +522,8 @@ def emps_measurements(
     result: dict = {"segmenter": {"stroked": stroked.tolist(), "train_s": round(train_s, 1)}}
     for key, refine in (("predicted", True), ("unrefined", False)):
         predictor.configure(refine_intensity=refine)
-        predicted = []
-
-        def segment(image: np.ndarray, px: float | None, kept: list = predicted) -> np.ndarray:
-            kept.append(predictor.segment(image, px).mask)
-            return kept[-1]
-
-        result[key] = np.stack([measured_features(segment, im, None, working) for im in images])
+        predicted = [predictor.segment(image, None).mask for image in images]
+        result[key] = np.stack([mask_features(m, max(m.shape) / working) for m in predicted])
         ious = np.array([fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)])[held_out]
         result["segmenter"][f"iou_{key}"] = {
             "median": float(np.median(ious)),
