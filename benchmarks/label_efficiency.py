@@ -15,7 +15,8 @@ reports the expected calibration error (ECE, 10 bins) of the held-out images wit
 temperature fitted by cross-validation on the labelled ones (and, to tell estimation noise from
 what one temperature can do, with the temperature that suits the test images best), how often
 the accuracy on the test images lies in the range the labelled images give for it, and the
-accuracy of a prototype (nearest class mean) head.
+accuracy of a prototype (nearest class mean) head. "Label next": accuracy as a user labels the
+Predict widget's suggestions, from one image a class, against random and class-balanced picks.
 
 Real data (``--emps DIR``, the EMPS sample: ``images/`` and 16-bit instance masks in
 ``segmaps/``): image classes are made from the true masks (see :func:`emps_class`: elongated,
@@ -86,7 +87,7 @@ from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_
 from napari_nanowire.core.io import file_frames
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
 from napari_nanowire.core.model.modelfile import load_model, save_model
-from napari_nanowire.core.predict import Predictor
+from napari_nanowire.core.predict import Predictor, entropy, label_next
 from napari_nanowire.core.ssl.pretrain import PretrainConfig, pretrain
 
 HERE = Path(__file__).parent
@@ -325,6 +326,80 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                     )
         print(f"classification: {n} label(s) a class done")
     return pd.DataFrame(rows)
+
+
+SUGGESTION_ROUNDS = 3
+"""Rounds of "label next" in :func:`suggestion_rows`, each adding one image per class."""
+
+
+def suggestion_rows(
+    feats: np.ndarray,
+    sizes: list[int],
+    y: np.ndarray,
+    s: Settings,
+    n_classes: int,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Accuracy as a user labels the Predict widget's "label next" picks, against other picks.
+
+    From one random labelled image a class, :data:`SUGGESTION_ROUNDS` rounds each label as
+    many images as there are classes: *suggested* = :func:`label_next` on the calibrated
+    classifier's entropy and features (the widget's rule), *random* = any unlabelled images,
+    *balanced* = one more random image of each class (a user who labels every class alike).
+    ``test`` (features, classes) is scored; without it (real data: one collection) each draw
+    splits the images in halves, labels from one and accuracy on the other, so suggestions
+    cannot take the hard images out of the test set. The default features only.
+    """
+    weights = set_weights(PRODUCT, sizes)
+    classes = range(n_classes)
+    rows = []
+    for split in range(s.splits):
+        rng = np.random.default_rng([s.seed, 7, split])
+        if test is None:
+            order = rng.permutation(len(y))
+            pool, held = order[: len(y) // 2], order[len(y) // 2 :]
+            pool_f, pool_y, test_f, test_y = feats[pool], y[pool], feats[held], y[held]
+        else:
+            pool_f, pool_y, (test_f, test_y) = feats, y, test
+        start = label_draws(pool_y, n_classes, 1, split, s.seed)
+        for strategy in ("suggested", "random", "balanced"):
+            picked = list(start)
+            for round_ in range(SUGGESTION_ROUNDS + 1):
+                train_f, train_y = pool_f[picked], pool_y[picked]
+                head, _ = fit_linear_head(train_f, train_y, n_classes, column_weights=weights)
+                rows.append(
+                    dict(
+                        strategy=strategy,
+                        split=split,
+                        labelled=len(picked),
+                        accuracy=float((head_logits(head, test_f).argmax(1) == test_y).mean()),
+                        fewest_a_class=int(np.bincount(train_y, minlength=n_classes).min()),
+                    )
+                )
+                if round_ == SUGGESTION_ROUNDS:
+                    break
+                free = ~np.isin(np.arange(len(pool_y)), picked)
+                if strategy == "suggested":
+                    report = cross_validate(train_f, train_y, n_classes, column_weights=weights)
+                    probs = softmax(head_logits(head, pool_f) / report["temperature"], 1)
+                    new = label_next(entropy(probs, 1), n_classes, ~free, pool_f)
+                elif strategy == "random":
+                    new = rng.choice(np.flatnonzero(free), n_classes, replace=False)
+                else:
+                    new = [rng.choice(np.flatnonzero(free & (pool_y == c))) for c in classes]
+                picked += [int(i) for i in new]
+    return pd.DataFrame(rows)
+
+
+def report_suggestions(table: pd.DataFrame, title: str) -> dict:
+    """Print accuracy by labelled images and strategy, and the least-labelled class; for JSON."""
+    acc = summarise(table, ["strategy", "labelled"], "accuracy")
+    fewest = table.groupby(["strategy", "labelled"])["fewest_a_class"].mean().unstack(0)
+    print(f'\n{title}: accuracy as labels are added, from 1 a class ("label next" or not)')
+    print(markdown(acc, "labelled", ["strategy"]))
+    print(f"\n{title}: mean labelled images of the least-labelled class")
+    print(fewest.round(2).to_string())
+    return {"accuracy": acc.to_dict("records"), "fewest_a_class": fewest.to_dict()}
 
 
 def ece_floor(probs: np.ndarray, draws: int = 200, seed: int = 0) -> float:
@@ -580,6 +655,8 @@ def run_emps(root: Path, s: Settings, args) -> dict:
     table.to_csv(OUT / "label_efficiency_emps.csv", index=False)
     emps_pictures(images, masks, y, sets, s, OUT / "emps_predictions.png")
     result = report_classification(table, "EMPS real images", times)
+    picks = suggestion_rows(*sets[PRODUCT], y, s, len(EMPS_CLASSES))
+    result["suggestions"] = report_suggestions(picks, "EMPS real images")
     if measured:
         result["segmenter"] = measured["segmenter"]
     return result
@@ -935,6 +1012,9 @@ def run_synthetic(s: Settings, args) -> dict:
         times["classification"] = time.perf_counter() - mark
         cls.to_csv(OUT / "label_efficiency_classification.csv", index=False)
         result["classification"] = report_classification(cls, "Synthetic", times)
+        (pool_f, test_f), sizes = sets[PRODUCT]
+        picks = suggestion_rows(pool_f, sizes, pool_y, s, len(CLASSES), (test_f, test_y))
+        result["suggestions"] = report_suggestions(picks, "Synthetic")
         if not args.classify_only:
             mark = time.perf_counter()
             picks = np.linspace(0, len(test) - 1, s.seg_test).round().astype(int)
