@@ -330,23 +330,25 @@ def test_held_out_accuracy_is_at_chance_on_features_without_class_information():
     assert abs(np.mean(estimates) - 0.25) < 0.07  # 0.07: 3.5 standard errors of the mean
 
 
-def test_label_next_spreads_its_picks_over_the_feature_space():
-    # 12 images: 8 near-duplicates in one cluster (uncertainty 0.9-0.97) and two other
-    # clusters of 2 (0.8, 0.7). Ranking by uncertainty alone picks 3 duplicates; the k-center
-    # pick takes one from each cluster.
-    rng = np.random.default_rng(1)
-    centres = np.array([[0, 0], [10, 0], [0, 10]], float)
-    cluster = np.array([0] * 8 + [1, 1, 2, 2])
-    features = centres[cluster] + rng.normal(0, 0.1, (12, 2))
-    score = np.array([0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.91, 0.9, 0.8, 0.79, 0.7, 0.69])
+def test_label_next_picks_the_typical_image_of_each_cluster_no_label_covers():
+    # 13 images: a cluster of 9 (image 4 at its centre, the most uncertain at its rim) and two
+    # of 2. Ranking by uncertainty alone picks 3 of the big cluster; the cover rule takes one
+    # image of each cluster, the big one's first and at its centre.
+    rim = [[0.3, 0], [0, 0.3], [0.2, 0.2], [0.2, -0.2]]
+    big = np.array([*rim, [0, 0], *(-np.array(rim))])
+    features = np.concatenate([big, [[10, 0], [10.1, 0], [0, 10], [0, 10.1]]])
+    cluster = np.array([0] * 9 + [1, 1, 2, 2])
+    score = np.array([0.97, 0.96, 0.95, 0.94, 0.5, 0.93, 0.92, 0.91, 0.9, 0.8, 0.79, 0.7, 0.6])
     assert set(cluster[label_next(score, 3)]) == {0}
-    picked = label_next(score, 3, features=features, pool=4)
-    assert picked[0] == 0 and sorted(cluster[picked]) == [0, 1, 2]
-    # A labelled image stands for its cluster: the picks avoid it.
-    labelled = np.zeros(12, bool)
-    labelled[8] = True
-    picked = label_next(score, 2, labelled, features=features, pool=6)
-    assert sorted(cluster[picked]) == [0, 2]
+    picked = label_next(score, 3, features=features)
+    assert picked[0] == 4 and sorted(cluster[picked]) == [0, 1, 2]
+    # A labelled image stands for its cluster: the picks cover the others.
+    labelled = np.zeros(13, bool)
+    labelled[9] = True
+    assert sorted(cluster[label_next(score, 2, labelled, features=features)]) == [0, 2]
+    # Repeated images leave k-means clusters empty: the most uncertain fill the places.
+    picked = label_next(score[:6], 3, features=np.zeros((6, 3)))
+    assert len(set(picked)) == 3 and 0 in picked
 
 
 def test_classifier_stores_a_held_out_accuracy_and_the_predictor_applies_its_temperature(

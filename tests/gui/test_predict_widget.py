@@ -104,7 +104,8 @@ def test_suggestions_are_spread_over_the_features_not_near_duplicates():
         ClassPrediction(["a", "b"], probabilities, features), list("vwxyz"), labels, 2
     )
     assert list(plain.index[plain[NEXT_MARK]]) == [1, 2]
-    assert list(spread.index[spread[NEXT_MARK]]) == [1, 3]
+    picked = set(spread.index[spread[NEXT_MARK]])
+    assert 3 in picked and len(picked & {1, 2}) == 1
 
 
 def test_the_clean_up_asked_for_in_the_form_is_what_segmenting_uses(

@@ -1,8 +1,8 @@
 """Predict dock widget: a class and a confidence for every slice, "label these next", masks.
 
 Classifying writes each slice's predicted class and confidence onto the canvas (a Points layer
-whose text comes from its features table) and into a table; the least certain unlabelled slices
-are marked "label next", because labelling those helps the classifier most. Segmenting adds
+whose text comes from its features table) and into a table; unlabelled slices typical of what
+no labelled slice covers yet are marked "label next" (:func:`label_next`). Segmenting adds
 the predicted mask (0 = background, 1.. = mask classes) as a Labels layer over the image.
 """
 
@@ -60,9 +60,10 @@ def ranked_table(
     """One row per slice: prediction, confidence, "label next", the user's label, and the
     probabilities and uncertainty (normalised entropy, margin) of the prediction.
 
-    The ``suggest`` unlabelled slices the classifier is least sure about are marked "label
-    next": their labels teach it most. With the prediction's features the picks are also
-    spread over the feature space, not near-duplicates (:func:`label_next`).
+    ``suggest`` unlabelled slices are marked "label next": with the prediction's features, the
+    most typical slice of each part of the collection no labelled slice covers yet (with few
+    labels these teach the classifier more than the least certain ones); without, the least
+    certain (:func:`label_next`).
     """
     from napari_nanowire.core.predict import label_next
 
@@ -285,7 +286,8 @@ class PredictWidget(QWidget):
             series.paged.connect(self._paged)
         marked = int(self.predictions[NEXT_MARK].sum())
         self.status.setText(
-            f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (least certain)."
+            f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (typical of what no "
+            "label covers yet)."
         )
 
     def _show_on_canvas(self, layer: Image) -> Points:
