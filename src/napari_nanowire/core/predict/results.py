@@ -49,8 +49,8 @@ def label_next(
     labels, typical images of uncovered regions teach a classifier more than the most
     uncertain ones, which are often odd ones. From one label a class plus three rounds of
     suggestions it reached 0.66 on synthetic data where the most uncertain images (spread over
-    the features) gave 0.62, as random picks did; on the EMPS images 0.45 against 0.435
-    (random 0.465; benchmarks/RESULTS.md, issue 12). Without ``features``: the ``n`` images of
+    the features) gave 0.62 and random picks 0.63; on the EMPS images 0.45 against 0.43
+    (random 0.47; benchmarks/RESULTS.md, issue 12). Without ``features``: the ``n`` images of
     highest ``uncertainty``, most uncertain first.
     """
     score = np.asarray(uncertainty, dtype=float)
