@@ -69,6 +69,7 @@ from napari_nanowire.core.heads.classify import (
     classifier_input,
     column_weights,
     feature_zoom,
+    measurement_pixel_size,
     train_classifier,
 )
 from napari_nanowire.core.heads.features import multiscale_features
@@ -289,12 +290,13 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                 temperature = report.get("temperature", 1.0)
                 logits = head_logits(head, test_f)
                 probs = softmax(logits / temperature, 1)
+                accuracy = float((probs.argmax(1) == y_test).mean())
                 common = dict(method=method, labels_per_class=n, split=split, majority=majority)
                 rows.append(
                     dict(
                         common,
                         head="linear",
-                        accuracy=float((probs.argmax(1) == y_test).mean()),
+                        accuracy=accuracy,
                         cv_accuracy=report.get("cv_accuracy", np.nan),
                         temperature=temperature,
                         ece=expected_calibration_error(probs, y_test) if calibrated else np.nan,
@@ -308,9 +310,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                         ),
                         in_range=(
                             float(
-                                report["cv_accuracy_low"]
-                                <= (probs.argmax(1) == y_test).mean()
-                                <= report["cv_accuracy_high"]
+                                report["cv_accuracy_low"] <= accuracy <= report["cv_accuracy_high"]
                             )
                             if "cv_accuracy_low" in report
                             else np.nan
@@ -598,7 +598,9 @@ def emps_measurements(
     for key, refine in (("predicted", True), ("unrefined", False)):
         predictor.configure(refine_intensity=refine)
         predicted = [predictor.segment(image, None).mask for image in images]
-        result[key] = np.stack([mask_features(m, max(m.shape) / working) for m in predicted])
+        result[key] = np.stack(
+            [mask_features(m, measurement_pixel_size(m, None, working)) for m in predicted]
+        )
         ious = np.array([fg_iou(m, t) for m, t in zip(predicted, truth, strict=True)])[held_out]
         result["segmenter"][f"iou_{key}"] = {
             "median": float(np.median(ious)),
@@ -609,7 +611,9 @@ def emps_measurements(
             f"trained in {train_s:.0f} s; foreground IoU on the other images median "
             f"{np.median(ious):.2f}"
         )
-    result["truth"] = np.stack([mask_features(t, max(t.shape) / working) for t in truth])
+    result["truth"] = np.stack(
+        [mask_features(t, measurement_pixel_size(t, None, working)) for t in truth]
+    )
     return result
 
 

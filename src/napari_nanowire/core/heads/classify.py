@@ -141,13 +141,18 @@ def measured_features(
     working_size: int,
     names: Sequence[str] = MORPH_NAMES,
 ) -> np.ndarray:
-    """:func:`mask_features` (columns ``names``) of ``segment``'s mask of one image.
-
-    Lengths are in nm for a calibrated image, else in px of the working scale, so that
-    uncalibrated images of different sizes are measured alike.
-    """
-    px = pixel_size_nm or max(np.shape(image)) / working_size
+    """:func:`mask_features` (columns ``names``) of ``segment``'s mask of one image, at
+    :func:`measurement_pixel_size`."""
+    px = measurement_pixel_size(image, pixel_size_nm, working_size)
     return mask_features(segment(image, pixel_size_nm), px, names)
+
+
+def measurement_pixel_size(
+    image: np.ndarray, pixel_size_nm: float | None, working_size: int
+) -> float:
+    """The pixel size mask measurements are given in: nm for a calibrated image, else px of
+    the working scale, so that uncalibrated images of different sizes are measured alike."""
+    return pixel_size_nm or max(np.shape(image)) / working_size
 
 
 def segmenter_for(
