@@ -69,8 +69,10 @@ def label_next(
     covered = np.isin(np.arange(k), cluster[mask])
     picked = []
     for c in np.lexsort((-sizes, covered)):
+        if len(picked) == n:
+            break
         members = free[cluster[free] == c]
-        if len(members) and len(picked) < n:
+        if len(members):
             distance = np.linalg.norm(feats[members] - centres[c], axis=1)
             picked.append(int(members[np.argmin(distance)]))
     return picked + [i for i in by_uncertainty if i not in picked][: n - len(picked)]
