@@ -60,10 +60,10 @@ def ranked_table(
     """One row per slice: prediction, confidence, "label next", the user's label, and the
     probabilities and uncertainty (normalised entropy, margin) of the prediction.
 
-    ``suggest`` unlabelled slices are marked "label next": with the prediction's features, the
-    most typical slice of each part of the collection no labelled slice covers yet (with few
-    labels these teach the classifier more than the least certain ones); without, the least
-    certain (:func:`label_next`).
+    ``suggest`` unlabelled slices get a "label next" rank (1 first, 0 for the others): with the
+    prediction's features, the most typical slice of each part of the collection no labelled
+    slice covers yet, largest part first (with few labels these teach the classifier more than
+    the least certain ones); without, the least certain first (:func:`label_next`).
     """
     from napari_nanowire.core.predict import label_next
 
@@ -72,7 +72,9 @@ def ranked_table(
     table.insert(1, "image", names)
     labelled = [label is not None for label in labels]
     picked = label_next(prediction.entropy, suggest, labelled, prediction.features)
-    table.insert(4, NEXT_MARK, np.isin(table["slice"], picked))
+    rank = np.zeros(len(names), int)
+    rank[picked] = np.arange(1, len(picked) + 1)
+    table.insert(4, NEXT_MARK, rank)
     table.insert(5, "your label", [label or "" for label in labels])
     return table
 
@@ -284,7 +286,7 @@ class PredictWidget(QWidget):
         series = series_of(layer)
         if series is not None and self._paged not in series.paged:
             series.paged.connect(self._paged)
-        marked = int(self.predictions[NEXT_MARK].sum())
+        marked = int((self.predictions[NEXT_MARK] > 0).sum())
         self.status.setText(
             f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (typical of what no "
             "label covers yet)."
@@ -294,8 +296,8 @@ class PredictWidget(QWidget):
         """A text per slice at its top-left corner: class, confidence, and the suggestion."""
         table = self.predictions
         text = [
-            f"{cls} {conf:.0%}" + ("  ← label next" if mark else "")
-            for cls, conf, mark in zip(
+            f"{cls} {conf:.0%}" + (f"  ← label next ({rank})" if rank else "")
+            for cls, conf, rank in zip(
                 table["predicted"], table["confidence"], table[NEXT_MARK], strict=True
             )
         ]
@@ -380,13 +382,14 @@ class PredictWidget(QWidget):
             self._show_on_canvas(layer)
 
     def next_suggestion(self) -> int | None:
-        """Show the next slice marked "label next" that is still unlabelled; its index."""
+        """Show the first slice by "label next" rank that is still unlabelled; its index."""
         layer = self.image.value
         if layer is None or self.predictions.empty:
             show_info("Classify the slices first: suggestions come from the predictions.")
             return None
         labels = slice_labels(layer)
-        for index in self.predictions.loc[self.predictions[NEXT_MARK], "slice"]:
+        ranked = self.predictions[self.predictions[NEXT_MARK] > 0].sort_values(NEXT_MARK)
+        for index in ranked["slice"]:
             if labels[index] is None:
                 go_to_slice(self.viewer, layer, int(index))
                 return int(index)
