@@ -143,6 +143,9 @@ def test_estimated_accuracy_comes_with_a_range_that_narrows_with_more_labels():
 
     assert accuracy_interval(0.5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert np.ptp(accuracy_interval(0.5, 40)) < np.ptp(accuracy_interval(0.5, 10))
+    # an average over fold draws (6.5 of 16 right) lies between 6 and 7 right, not at 6
+    six, half, seven = (accuracy_interval(k / 16, 16) for k in (6, 6.5, 7))
+    assert six[0] < half[0] < seven[0] and six[1] < half[1] < seven[1]
     rng = np.random.default_rng(2)
     targets = np.repeat([0, 1, 2], 5)
     features = (targets[:, None] + rng.normal(size=(len(targets), 5))).astype(np.float32)
