@@ -14,8 +14,8 @@ def test_the_least_certain_unlabelled_slices_are_suggested():
     prediction = ClassPrediction(["a", "b"], probabilities)
     table = ranked_table(prediction, list("vwxyz"), labels, suggest=2)
     # slice 0 is the least certain but already labelled: slices 3 (0.55) and 2 (0.6) follow
-    assert list(table.index[table[NEXT_MARK] > 0]) == [2, 3]
-    assert list(table[NEXT_MARK]) == [0, 0, 2, 1, 0]  # the least certain first
+    assert list(table.index[table[NEXT_MARK].notna()]) == [2, 3]
+    assert list(table[NEXT_MARK].fillna(0)) == [0, 0, 2, 1, 0]  # the least certain first
     assert list(table["predicted"]) == ["a"] * 5
     np.testing.assert_allclose(table["confidence"], probabilities.max(1))
     np.testing.assert_allclose(table["prob_b"], probabilities[:, 1])
@@ -34,6 +34,7 @@ def test_predicting_without_a_model_says_to_train_one(viewer, dock, monkeypatch)
 
 def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock):
     from napari_nanowire.gui.state import LABELS_KEY
+    from napari_nanowire.gui.table import format_cell
 
     layer = viewer.add_image(np.zeros((5, 16, 16), np.float32), name="stack")
     widget = dock("Predict")
@@ -43,7 +44,9 @@ def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock
     widget.predictions = ranked_table(
         ClassPrediction(["a", "b"], probabilities), list("vwxyz"), labels, suggest=3
     )
-    assert list(widget.predictions[NEXT_MARK]) == [0, 3, 2, 1, 0]
+    assert list(widget.predictions[NEXT_MARK].fillna(0)) == [0, 3, 2, 1, 0]
+    shown = [format_cell(rank) for rank in widget.predictions[NEXT_MARK]]
+    assert shown == ["", "3", "2", "1", ""]  # no rank for slices not suggested
     assert widget.next_suggestion() == 3  # rank 1, though slices 1 and 2 come first
     assert viewer.dims.point[0] == 3
     layer.metadata[LABELS_KEY] = ["a", None, None, "b", None]  # the user labelled it
@@ -122,8 +125,8 @@ def test_suggestions_are_spread_over_the_features_not_near_duplicates():
     spread = ranked_table(
         ClassPrediction(["a", "b"], probabilities, features), list("vwxyz"), labels, 2
     )
-    assert list(plain.index[plain[NEXT_MARK] > 0]) == [1, 2]
-    picked = set(spread.index[spread[NEXT_MARK] > 0])
+    assert list(plain.index[plain[NEXT_MARK].notna()]) == [1, 2]
+    picked = set(spread.index[spread[NEXT_MARK].notna()])
     assert 3 in picked and len(picked & {1, 2}) == 1
 
 

@@ -60,7 +60,7 @@ def ranked_table(
     """One row per slice: prediction, confidence, "label next", the user's label, and the
     probabilities and uncertainty (normalised entropy, margin) of the prediction.
 
-    ``suggest`` unlabelled slices get a "label next" rank (1 first, 0 for the others): with the
+    ``suggest`` unlabelled slices get a "label next" rank (1 first, empty for the others): with the
     prediction's features, the most typical slice of each part of the collection no labelled
     slice covers yet, largest part first (with few labels these teach the classifier more than
     the least certain ones); without, the least certain first (:func:`label_next`).
@@ -72,7 +72,7 @@ def ranked_table(
     table.insert(1, "image", names)
     labelled = [label is not None for label in labels]
     picked = label_next(prediction.entropy, suggest, labelled, prediction.features)
-    rank = np.zeros(len(names), int)
+    rank = pd.array([pd.NA] * len(names), dtype="Int64")
     rank[picked] = np.arange(1, len(picked) + 1)
     table.insert(4, NEXT_MARK, rank)
     table.insert(5, "your label", [label or "" for label in labels])
@@ -286,7 +286,7 @@ class PredictWidget(QWidget):
         series = series_of(layer)
         if series is not None and self._paged not in series.paged:
             series.paged.connect(self._paged)
-        marked = int((self.predictions[NEXT_MARK] > 0).sum())
+        marked = int(self.predictions[NEXT_MARK].notna().sum())
         self.status.setText(
             f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (typical of what no "
             "label covers yet)."
@@ -296,7 +296,7 @@ class PredictWidget(QWidget):
         """A text per slice at its top-left corner: class, confidence, and the suggestion."""
         table = self.predictions
         text = [
-            f"{cls} {conf:.0%}" + (f"  ← label next ({rank})" if rank else "")
+            f"{cls} {conf:.0%}" + ("" if pd.isna(rank) else f"  ← label next ({rank})")
             for cls, conf, rank in zip(
                 table["predicted"], table["confidence"], table[NEXT_MARK], strict=True
             )
@@ -388,8 +388,7 @@ class PredictWidget(QWidget):
             show_info("Classify the slices first: suggestions come from the predictions.")
             return None
         labels = slice_labels(layer)
-        ranked = self.predictions[self.predictions[NEXT_MARK] > 0].sort_values(NEXT_MARK)
-        for index in ranked["slice"]:
+        for index in self.predictions.dropna(subset=NEXT_MARK).sort_values(NEXT_MARK)["slice"]:
             if labels[index] is None:
                 go_to_slice(self.viewer, layer, int(index))
                 return int(index)

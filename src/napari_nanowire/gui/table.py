@@ -13,7 +13,9 @@ from qtpy.QtWidgets import QAbstractItemView, QTableView
 
 
 def format_cell(value) -> str:
-    """Numbers with four significant digits, flags as yes/no, NaN as an empty cell."""
+    """Numbers with four significant digits, flags as yes/no, NaN and missing as an empty cell."""
+    if value is pd.NA:
+        return ""
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, float | np.floating):
