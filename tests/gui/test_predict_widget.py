@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_nanowire.core.predict import ClassPrediction
-from napari_nanowire.gui.predict_widget import NEXT_MARK, ranked_table
+from napari_nanowire.core.predict import NEXT_MARK, ClassPrediction, ranked_table
 
 
 def test_the_least_certain_unlabelled_slices_are_suggested():

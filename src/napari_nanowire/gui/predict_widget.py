@@ -47,36 +47,10 @@ if TYPE_CHECKING:
     from napari_nanowire.core.predict import ClassPrediction
 
 SCOPES = (("slice on screen", "current"), ("all slices", "all"))
-NEXT_MARK = "label next"
 MODELS_CHOICE = "as the model chose"
 MODEL_OR_FORCED = {MODELS_CHOICE: None, "yes": True, "no": False}
 """Choices of a setting the model chose in training, and the option each gives (None keeps
 the model's)."""
-
-
-def ranked_table(
-    prediction: ClassPrediction, names: list[str], labels: list[str | None], suggest: int
-) -> pd.DataFrame:
-    """One row per slice: prediction, confidence, "label next", the user's label, and the
-    probabilities and uncertainty (normalised entropy, margin) of the prediction.
-
-    ``suggest`` unlabelled slices get a "label next" rank (1 first, empty for the others): with the
-    prediction's features, the most typical slice of each part of the collection no labelled
-    slice covers yet, largest part first (with few labels these teach the classifier more than
-    the least certain ones); without, the least certain first (:func:`label_next`).
-    """
-    from napari_nanowire.core.predict import label_next
-
-    table = prediction.table().rename(columns={"class": "predicted"})
-    table.insert(0, "slice", np.arange(len(names)))
-    table.insert(1, "image", names)
-    labelled = [label is not None for label in labels]
-    picked = label_next(prediction.entropy, suggest, labelled, prediction.features)
-    rank = pd.array([pd.NA] * len(names), dtype="Int64")
-    rank[picked] = np.arange(1, len(picked) + 1)
-    table.insert(4, NEXT_MARK, rank)
-    table.insert(5, "your label", [label or "" for label in labels])
-    return table
 
 
 def classify_slices(path: Path, slices: Slices, stop) -> Iterator[Progress]:
@@ -86,19 +60,9 @@ def classify_slices(path: Path, slices: Slices, stop) -> Iterator[Progress]:
     whole and the images of a series are read from their files, each with its pixel size.
     Returns the :class:`ClassPrediction`, or None when stopped.
     """
-    from napari_nanowire.core.predict import ClassPrediction, Predictor
+    from napari_nanowire.core.predict import Predictor, classify_frames
 
-    predictor = Predictor.load(path)
-    predictor.require("classifier")
-    count = len(slices)
-    rows, features = [], []
-    for _, result in predictor.predict_each(slices.items(), ["classifier"], stop=stop):
-        rows.append(result.classes.probabilities[0])
-        features.append(result.classes.features[0])
-        yield Progress("predict", len(rows), count, message="classified")
-    if len(rows) < count:  # stopped
-        return None
-    return ClassPrediction(predictor.class_names, np.stack(rows), np.stack(features))
+    return (yield from classify_frames(Predictor.load(path), slices.items(), len(slices), stop))
 
 
 def segment_slices(
@@ -279,6 +243,8 @@ class PredictWidget(QWidget):
 
     def _show_classes(self, layer: Image, prediction: ClassPrediction) -> None:
         """Table, canvas text and suggestions from the prediction of every slice."""
+        from napari_nanowire.core.predict import NEXT_MARK, ranked_table
+
         names = self.state.names_of(layer)
         self.predictions = ranked_table(prediction, names, slice_labels(layer), self.suggest.value)
         self.model.set_frame(self.predictions)
@@ -294,6 +260,8 @@ class PredictWidget(QWidget):
 
     def _show_on_canvas(self, layer: Image) -> Points:
         """A text per slice at its top-left corner: class, confidence, and the suggestion."""
+        from napari_nanowire.core.predict import NEXT_MARK
+
         table = self.predictions
         text = [
             f"{cls} {conf:.0%}" + ("" if pd.isna(rank) else f"  ← label next ({rank})")
@@ -387,6 +355,8 @@ class PredictWidget(QWidget):
         if layer is None or self.predictions.empty:
             show_info("Classify the slices first: suggestions come from the predictions.")
             return None
+        from napari_nanowire.core.predict import NEXT_MARK  # loaded with the classifier
+
         labels = slice_labels(layer)
         for index in self.predictions.dropna(subset=NEXT_MARK).sort_values(NEXT_MARK)["slice"]:
             if labels[index] is None:
