@@ -117,12 +117,12 @@ def given_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing model file unless asked to, and never a folder."""
+def check_out(out: Path, overwrite: bool, what: str = "model file") -> None:
+    """Refuse to replace an existing output file unless asked to, and never a folder."""
     from napari_nanowire.core.errors import NanowireError
 
     if out.is_dir():
-        raise NanowireError(f"--out {out} is a folder; give the path of a model file to write.")
+        raise NanowireError(f"--out {out} is a folder; give the path of a {what} to write.")
     if out.exists() and not overwrite:
         raise NanowireError(
             f"{out} exists; pass --overwrite to replace it or choose another --out."

@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "measure",
     "predict",
     "pretrain",
+    "suggest",
     "synth",
     "train-classifier",
     "train-segmenter",
