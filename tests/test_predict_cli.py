@@ -196,7 +196,8 @@ def test_train_classifier_label_table_errors(dataset, tmp_path, capsys, header, 
 
 def test_train_classifier_refuses_a_stack_and_an_existing_output(dataset, tmp_path, capsys):
     write_tiff(tmp_path / "s.tif", np.zeros((2, 32, 32), np.float32), PX)
-    labels = write_labels(tmp_path / "labels.csv", ["s.tif,a", "s.tif,b"])
+    write_tiff(tmp_path / "t.tif", np.zeros((32, 32), np.float32), PX)
+    labels = write_labels(tmp_path / "labels.csv", ["s.tif,a", "t.tif,b"])
     enc = str(dataset / "encoder.nwmodel")
     args = ["train-classifier", "--encoder", enc, "--labels", str(labels), "--out"]
     assert "stack of 2 images" in run_error([*args, str(tmp_path / "c.nwmodel")], capsys)

@@ -205,6 +205,17 @@ def check_under_root(paths: list[Path], root: Path, labels: Path) -> None:
             )
 
 
+def read_labelled_paths(labels: Path, images_root: Path | None) -> tuple[Any, list[Path]]:
+    """A labels table (:func:`read_label_table`, checked by :func:`check_label_rows`) and the
+    path of each row's image under ``images_root`` (default: the table's folder)."""
+    table = read_label_table(labels)
+    check_label_rows(table, labels)
+    root = images_root or labels.parent
+    paths = [root / cell.strip() for cell in table["image"]]
+    check_under_root(paths, root, labels)
+    return table, paths
+
+
 def show_progress(events: Any, stop: threading.Event, *, enabled: bool) -> Any:
     """Drive a job's Progress events with a tqdm bar; return the last event.
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 from napari_nanowire.cli.common import (
     POSITIVE,
-    check_label_rows,
     check_out,
-    check_under_root,
     int_range,
-    read_label_table,
+    read_labelled_paths,
     run_job,
 )
 
@@ -69,11 +67,7 @@ def labelled_files(args: argparse.Namespace) -> dict[Path, str]:
     """Resolved path -> label of every image the --labels table names (none without it)."""
     if args.labels is None:
         return {}
-    table = read_label_table(args.labels)
-    root = args.images_root or args.labels.parent
-    paths = [root / p.strip() for p in table["image"]]
-    check_under_root(paths, root, args.labels)
-    check_label_rows(table, args.labels)
+    table, paths = read_labelled_paths(args.labels, args.images_root)
     return {p.resolve(): label for p, label in zip(paths, table["label"], strict=True)}
 
 

@@ -9,12 +9,10 @@ from pathlib import Path
 from napari_nanowire.cli.common import (
     STEPS,
     add_common_options,
-    check_label_rows,
     check_out,
-    check_under_root,
     given_options,
     int_range,
-    read_label_table,
+    read_labelled_paths,
     show_progress,
 )
 
@@ -94,12 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_nanowire.core.io import output_lock
 
     check_out(args.out, args.overwrite)
-    table = read_label_table(args.labels)
-    root = args.images_root or args.labels.parent
-    paths = [root / p for p in table["image"]]
-    check_under_root(paths, root, args.labels)
+    table, paths = read_labelled_paths(args.labels, args.images_root)
     images, sizes = read_labelled_images(paths, args.pixel_size)
-    check_label_rows(table, args.labels)
     given = given_options(
         args, ("epochs", "fine_tune_epochs", "tile", "working_size", "device", "seed")
     )
