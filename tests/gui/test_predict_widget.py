@@ -52,6 +52,30 @@ def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock
     assert widget.next_suggestion() == 2
 
 
+def test_the_table_sorts_by_a_column_and_a_row_click_shows_that_slice(viewer, dock):
+    from qtpy.QtCore import Qt
+
+    layer = viewer.add_image(np.zeros((5, 16, 16), np.float32), name="stack")
+    widget = dock("Predict")
+    widget.image.value = layer
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.5, 0.5], [0.99, 0.01]])
+    labels = ["a", None, None, None, None]
+    widget.predictions = ranked_table(
+        ClassPrediction(["a", "b"], probabilities), list("vwxyz"), labels, suggest=3
+    )
+    widget.model.set_frame(widget.predictions)
+    assert list(widget.model.frame["slice"]) == [0, 1, 2, 3, 4]  # as given until asked
+    column = list(widget.predictions.columns).index(NEXT_MARK)
+    widget.table.sortByColumn(column, Qt.SortOrder.AscendingOrder)
+    assert list(widget.model.frame["slice"]) == [3, 2, 1, 0, 4]  # ranks 1-3, then the rest
+    widget._go_to_row(widget.model.index(0, 0))
+    assert viewer.dims.point[0] == 3
+    widget.model.set_frame(widget.predictions)  # a refresh (a new label) keeps the order
+    assert list(widget.model.frame["slice"]) == [3, 2, 1, 0, 4]
+    widget.table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    assert list(widget.model.frame["slice"])[:3] == [1, 2, 3]
+
+
 def test_a_lazy_stack_is_predicted_slice_by_slice_never_loaded_whole(
     viewer, dock, qtbot, tmp_path, monkeypatch
 ):

@@ -374,5 +374,5 @@ class PredictWidget(QWidget):
 
     def _go_to_row(self, index) -> None:
         layer = self.image.value
-        if layer is not None and not self.predictions.empty:
-            go_to_slice(self.viewer, layer, int(self.predictions["slice"].iat[index.row()]))
+        if layer is not None and not self.predictions.empty:  # the rows as shown (sorted)
+            go_to_slice(self.viewer, layer, int(self.model.frame["slice"].iat[index.row()]))

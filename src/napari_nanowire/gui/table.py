@@ -24,17 +24,35 @@ def format_cell(value) -> str:
 
 
 class DataFrameModel(QAbstractTableModel):
-    """Shows a DataFrame; replace it with :meth:`set_frame`."""
+    """Shows a DataFrame; replace it with :meth:`set_frame`. A click on a column header sorts
+    the rows by it (empty cells last), and a new frame keeps that order."""
 
     def __init__(self, frame: pd.DataFrame | None = None) -> None:
         super().__init__()
         self.frame = frame if frame is not None else pd.DataFrame()
+        self.order: tuple[str, bool] | None = None  # (column, ascending) the rows are sorted by
 
     def set_frame(self, frame: pd.DataFrame) -> None:
-        """Show ``frame`` instead of the current table."""
+        """Show ``frame`` instead of the current table, in the chosen order."""
         self.beginResetModel()
-        self.frame = frame.reset_index(drop=True)
+        self.frame = self._sorted(frame)
         self.endResetModel()
+
+    def _sorted(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` in the chosen order (as given when none is chosen or its column is gone)."""
+        if self.order is not None and self.order[0] in frame.columns:
+            column, ascending = self.order
+            frame = frame.sort_values(column, ascending=ascending, kind="stable")
+        return frame.reset_index(drop=True)
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Sort the rows by column ``column`` (Qt calls this on a header click)."""
+        if not 0 <= column < len(self.frame.columns):
+            return
+        self.layoutAboutToBeChanged.emit()
+        self.order = (self.frame.columns[column], order == Qt.SortOrder.AscendingOrder)
+        self.frame = self._sorted(self.frame)
+        self.layoutChanged.emit()
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(self.frame)
@@ -72,6 +90,8 @@ def frame_view(model: DataFrameModel) -> QTableView:
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     view.verticalHeader().setVisible(False)
+    view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # as given
+    view.setSortingEnabled(True)
     view.setMinimumHeight(120)
     model.modelReset.connect(lambda: fit_columns(view))
     view.verticalHeader().setDefaultSectionSize(20)
