@@ -39,9 +39,12 @@ def test_demo_writes_models_tables_figures_and_report(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 12
     assert 0 <= summary["held_out_accuracy"] <= 1
+    estimate = summary["estimated_accuracy"]  # the classifier's own, from its 8 labels
+    assert 0 <= estimate["low"] <= estimate["estimate"] <= estimate["high"] <= 1
     predictions = pd.read_csv(out / "predictions.csv")
     assert len(predictions) == 12
     assert {"image", "true_class", "class", "confidence"} <= set(predictions.columns)
     domains = pd.read_csv(out / "measurements" / "domains.csv")
     assert {"image", "width_median_nm", "length_nm"} <= set(domains.columns)
-    assert "held-out classification accuracy" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "held-out classification accuracy" in report and "own estimate" in report

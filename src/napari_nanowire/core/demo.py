@@ -26,6 +26,7 @@ from .data.synthetic import (
     simulate_strokes,
     write_dataset,
 )
+from .heads.calibrate import describe_confidence
 from .heads.classify import ClassifierConfig, train_classifier
 from .heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from .io import read_images, write_bytes_atomic, write_csv
@@ -138,7 +139,7 @@ def run_demo(
     test_idx = np.setdiff1d(np.arange(len(images)), train_idx)
     classifier_path = out / "models" / "classifier.nwmodel"
     log(f"3/5 classifier from {config.labels_per_class} labelled images per class")
-    _drain(
+    trained = _drain(
         train_classifier(
             encoder_path,
             [images[i] for i in train_idx],
@@ -159,6 +160,7 @@ def run_demo(
     write_csv(out / "predictions.csv", predictions)
     held_out = predictions.iloc[test_idx]
     accuracy = float((held_out["class"] == held_out["true_class"]).mean())
+    log(f"  {describe_confidence(trained.metrics)}")
     log(f"  held-out accuracy {accuracy:.2f} on {len(test_idx)} images")
     lap("classify", t0)
 
@@ -226,6 +228,10 @@ def run_demo(
         "pixel_size_nm": stack.pixel_size_nm,
         "labelled_images_per_class": config.labels_per_class,
         "held_out_accuracy": round(accuracy, 3),
+        "estimated_accuracy": {
+            key: round(float(trained.metrics[f"cv_accuracy{end}"]), 3)
+            for key, end in (("estimate", ""), ("low", "_low"), ("high", "_high"))
+        },
         "ssl_final": {k: round(float(v), 4) for k, v in ssl_metrics.items()},
         "segmenter_stroke_images": len(stroke_idx),
         "median_iou": round(iou, 3),
@@ -251,7 +257,7 @@ def _report(result: dict, predictions: pd.DataFrame, test_idx: np.ndarray) -> st
     """The demo's report as Markdown."""
     held_out = predictions.iloc[test_idx]
     confusion = pd.crosstab(held_out["true_class"], held_out["class"])
-    widths = result["median_width_nm"]
+    widths, estimate = result["median_width_nm"], result["estimated_accuracy"]
     return "\n".join(
         [
             "# napari-nanowire demo report",
@@ -261,7 +267,9 @@ def _report(result: dict, predictions: pd.DataFrame, test_idx: np.ndarray) -> st
             f"trained from strokes on {result['segmenter_stroke_images']} images.",
             "",
             f"- held-out classification accuracy: **{result['held_out_accuracy']:.2f}** "
-            f"(chance {1 / predictions['true_class'].nunique():.2f})",
+            f"(chance {1 / predictions['true_class'].nunique():.2f}); the classifier's own "
+            f"estimate from its labelled images, before seeing these: {estimate['estimate']:.2f}"
+            f", likely {estimate['low']:.2f} to {estimate['high']:.2f}",
             f"- median IoU of predicted wire masks: **{result['median_iou']:.2f}**",
             f"- median wire width: predicted {widths['predicted']} nm, measured on true masks "
             f"{widths['true_masks']} nm, generator truth {widths['generator']} nm (domains "
