@@ -31,10 +31,9 @@ def test_predicting_without_a_model_says_to_train_one(viewer, dock, monkeypatch)
     assert widget.next_suggestion() is None  # nothing classified yet: a notice, no error
 
 
-def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock):
-    from napari_nanowire.gui.state import LABELS_KEY
-    from napari_nanowire.gui.table import format_cell
-
+def ranked_widget(viewer, dock):
+    """The Predict widget on a 5-slice stack after classifying it: slice 0 labelled, slices 3,
+    2, 1 (least certain first) ranked "label next" 1, 2, 3."""
     layer = viewer.add_image(np.zeros((5, 16, 16), np.float32), name="stack")
     widget = dock("Predict")
     widget.image.value = layer
@@ -43,6 +42,14 @@ def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock
     widget.predictions = ranked_table(
         ClassPrediction(["a", "b"], probabilities), list("vwxyz"), labels, suggest=3
     )
+    return layer, widget
+
+
+def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock):
+    from napari_nanowire.gui.state import LABELS_KEY
+    from napari_nanowire.gui.table import format_cell
+
+    layer, widget = ranked_widget(viewer, dock)
     assert list(widget.predictions[NEXT_MARK].fillna(0)) == [0, 3, 2, 1, 0]
     shown = [format_cell(rank) for rank in widget.predictions[NEXT_MARK]]
     assert shown == ["", "3", "2", "1", ""]  # no rank for slices not suggested
@@ -55,14 +62,7 @@ def test_go_to_next_suggestion_follows_the_rank_not_the_slice_order(viewer, dock
 def test_the_table_sorts_by_a_column_and_a_row_click_shows_that_slice(viewer, dock):
     from qtpy.QtCore import Qt
 
-    layer = viewer.add_image(np.zeros((5, 16, 16), np.float32), name="stack")
-    widget = dock("Predict")
-    widget.image.value = layer
-    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.5, 0.5], [0.99, 0.01]])
-    labels = ["a", None, None, None, None]
-    widget.predictions = ranked_table(
-        ClassPrediction(["a", "b"], probabilities), list("vwxyz"), labels, suggest=3
-    )
+    _, widget = ranked_widget(viewer, dock)
     widget.model.set_frame(widget.predictions)
     assert list(widget.model.frame["slice"]) == [0, 1, 2, 3, 4]  # as given until asked
     column = list(widget.predictions.columns).index(NEXT_MARK)
