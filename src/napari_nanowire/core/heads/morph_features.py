@@ -170,7 +170,7 @@ SPECTRUM_CROP = 512
 is computed from: a bounded cost (~0.16 s a crop on one core) whatever the image's size."""
 
 
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+def _gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(image, sigma, mode="constant")`` (zeros outside, 4 sigma
     kernels) of a 2D image (float32 or float64), axis by axis by the cheaper exact route.
 
@@ -196,9 +196,9 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 def hessian(image: np.ndarray, sigma: float) -> list[np.ndarray]:
     """The Hessian's (rr, rc, cc) elements of the image smoothed at ``sigma``, as
     ``skimage.feature.hessian_matrix(image, sigma, use_gaussian_derivatives=False)`` gives
-    them (finite differences of :func:`gaussian_blur`), in a fraction of its time at large
+    them (finite differences of :func:`_gaussian_filter`), in a fraction of its time at large
     sigma."""
-    d_r, d_c = np.gradient(gaussian_blur(image, sigma))
+    d_r, d_c = np.gradient(_gaussian_filter(image, sigma))
     return [np.gradient(d_r, axis=0), np.gradient(d_r, axis=1), np.gradient(d_c, axis=1)]
 
 
