@@ -74,7 +74,13 @@ def labelled_files(args: argparse.Namespace) -> dict[Path, str]:
 def run(args: argparse.Namespace) -> int:
     """Classify the collection with a progress bar; print the suggestions, write the table."""
     from napari_nanowire.core.io import atomic_path, file_frames, input_files
-    from napari_nanowire.core.predict import NEXT_MARK, Predictor, classify_frames, ranked_table
+    from napari_nanowire.core.predict import (
+        NEXT_MARK,
+        Predictor,
+        classify_frames,
+        ranked_table,
+        suggestions,
+    )
     from napari_nanowire.core.predict.files import frame_count
 
     if args.out is not None:
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if run_job(events(), stop) or result.get("prediction") is None:
         return 130
     table = ranked_table(result["prediction"], names, given, args.count)
-    ranked = table.dropna(subset=NEXT_MARK).sort_values(NEXT_MARK)
+    ranked = suggestions(table)
     done = sum(label is not None for label in given)
     print(
         f"{len(table)} image(s), {done} labelled; label these next (typical of what no label "

@@ -355,10 +355,10 @@ class PredictWidget(QWidget):
         if layer is None or self.predictions.empty:
             show_info("Classify the slices first: suggestions come from the predictions.")
             return None
-        from napari_nanowire.core.predict import NEXT_MARK  # loaded with the classifier
+        from napari_nanowire.core.predict import suggestions  # loaded with the classifier
 
         labels = slice_labels(layer)
-        for index in self.predictions.dropna(subset=NEXT_MARK).sort_values(NEXT_MARK)["slice"]:
+        for index in suggestions(self.predictions)["slice"]:
             if labels[index] is None:
                 go_to_slice(self.viewer, layer, int(index))
                 return int(index)

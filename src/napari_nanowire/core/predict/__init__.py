@@ -8,7 +8,7 @@
 - ``cluster``: the same prediction as one dask task per file
 """
 
-from .collection import NEXT_MARK, classify_frames, ranked_table
+from .collection import NEXT_MARK, classify_frames, ranked_table, suggestions
 from .files import predict_files, predict_frames
 from .predictor import Predictor
 from .results import (
@@ -35,4 +35,5 @@ __all__ = [
     "predict_files",
     "predict_frames",
     "ranked_table",
+    "suggestions",
 ]

@@ -64,3 +64,8 @@ def ranked_table(
     table.insert(4, NEXT_MARK, rank)
     table.insert(5, "your label", [label or "" for label in labels])
     return table
+
+
+def suggestions(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`ranked_table` that have a "label next" rank, in rank order."""
+    return table.dropna(subset=NEXT_MARK).sort_values(NEXT_MARK)
