@@ -48,3 +48,15 @@ def test_demo_writes_models_tables_figures_and_report(tmp_path):
     assert {"image", "width_median_nm", "length_nm"} <= set(domains.columns)
     report = (out / "report.md").read_text()
     assert "held-out classification accuracy" in report and "own estimate" in report
+
+
+def test_demo_with_one_label_a_class_reports_that_it_cannot_estimate_accuracy(tmp_path):
+    from napari_nanowire.core.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        n_per_class=2, size=96, labels_per_class=1, pretrain_epochs=1, pretrain_steps_per_epoch=2,
+        classifier_epochs=20, segmenter_steps=2, stroke_images=2, device="cpu",
+    )  # fmt: skip
+    summary = run_demo(tmp_path / "demo", config, log=lambda _: None)
+    assert summary["estimated_accuracy"] == {}
+    assert "own estimate: none" in (tmp_path / "demo" / "report.md").read_text()

@@ -228,9 +228,10 @@ def run_demo(
         "pixel_size_nm": stack.pixel_size_nm,
         "labelled_images_per_class": config.labels_per_class,
         "held_out_accuracy": round(accuracy, 3),
-        "estimated_accuracy": {
+        "estimated_accuracy": {  # empty with one labelled image a class: nothing held out
             key: round(float(trained.metrics[f"cv_accuracy{end}"]), 3)
             for key, end in (("estimate", ""), ("low", "_low"), ("high", "_high"))
+            if f"cv_accuracy{end}" in trained.metrics
         },
         "ssl_final": {k: round(float(v), 4) for k, v in ssl_metrics.items()},
         "segmenter_stroke_images": len(stroke_idx),
@@ -268,8 +269,13 @@ def _report(result: dict, predictions: pd.DataFrame, test_idx: np.ndarray) -> st
             "",
             f"- held-out classification accuracy: **{result['held_out_accuracy']:.2f}** "
             f"(chance {1 / predictions['true_class'].nunique():.2f}); the classifier's own "
-            f"estimate from its labelled images, before seeing these: {estimate['estimate']:.2f}"
-            f", likely {estimate['low']:.2f} to {estimate['high']:.2f}",
+            + (
+                f"estimate from its labelled images, before seeing these: "
+                f"{estimate['estimate']:.2f}, likely {estimate['low']:.2f} to "
+                f"{estimate['high']:.2f}"
+                if estimate
+                else "estimate: none (one labelled image a class leaves none to hold out)"
+            ),
             f"- median IoU of predicted wire masks: **{result['median_iou']:.2f}**",
             f"- median wire width: predicted {widths['predicted']} nm, measured on true masks "
             f"{widths['true_masks']} nm, generator truth {widths['generator']} nm (domains "
