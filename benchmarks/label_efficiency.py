@@ -199,7 +199,7 @@ def encoder_features(path: Path, images, pixel_sizes, s: Settings) -> dict[str, 
     zoom = feature_zoom(model.meta, tile)
     model_px = model.meta.pixel_size_nm
     prepared = [
-        classifier_input(image, px, model_px, zoom, 4 * tile)
+        classifier_input(image, px, model_px, zoom, 4 * tile, ClassifierConfig.ignore_annotations)
         for image, px in zip(images, pixel_sizes, strict=True)
     ]
     multi = multiscale_features(encoder, prepared, tile, 16, SCALES, s.device)

@@ -306,6 +306,7 @@ def test_train_classifier_no_descriptors_gives_an_exportable_classifier(tmp_path
     import torch
 
     from napari_nanowire.cli.main import main
+    from napari_nanowire.core.export.classifier import classifier_metadata
     from napari_nanowire.core.export.torchscript import EXTRA_FILE
     from napari_nanowire.core.io import write_tiff
     from napari_nanowire.core.model.encoders import build_encoder
@@ -330,6 +331,10 @@ def test_train_classifier_no_descriptors_gives_an_exportable_classifier(tmp_path
     assert main(command) == 0
     settings = load_model(model).meta.classifier
     assert settings.descriptors is False and settings.measurements is False
+    assert settings.ignore_annotations  # painted over: the export's metadata must say it is not
+    assert "scale bars" in classifier_metadata(load_model(model))["not_included"]
+    assert main([*command, "--no-ignore-scale-bar", "--overwrite"]) == 0
+    assert not load_model(model).meta.classifier.ignore_annotations
 
     out = tmp_path / "c.pt"
     export = ["export", str(model), "--format", "torchscript", "--out", str(out)]
@@ -337,7 +342,9 @@ def test_train_classifier_no_descriptors_gives_an_exportable_classifier(tmp_path
     assert f"wrote {out}" in capsys.readouterr().out
     extra = {EXTRA_FILE: ""}
     module = torch.jit.load(str(out), _extra_files=extra)
-    assert json.loads(extra[EXTRA_FILE])["class_names"] == sorted(i.label for i in items)
+    meta = json.loads(extra[EXTRA_FILE])
+    assert meta["class_names"] == sorted(i.label for i in items)
+    assert "scale bars" not in meta["not_included"]  # the module does all napari-nanowire does
     images = [item.image.astype(np.float32) for item in items]
     with torch.no_grad():
         probs = module(torch.from_numpy(np.stack(images))[:, None]).numpy()

@@ -166,7 +166,12 @@ def test_round_trip_of_every_typed_field(tmp_path):
         class_names=["bundle", "network"],
         mask_classes=["background", "wire", "droplet"],
         classifier=ClassifierMeta(
-            tile=64, max_tiles=9, zoom=0.5, class_counts=[3, 4], metrics={"cv_accuracy": 0.75}
+            tile=64,
+            max_tiles=9,
+            zoom=0.5,
+            class_counts=[3, 4],
+            ignore_annotations=True,
+            metrics={"cv_accuracy": 0.75},
         ),
         segmenter=SegmenterMeta(
             tile=96,
@@ -219,6 +224,7 @@ def test_version_1_files_load_and_save_back_the_same_metadata(tmp_path, name):
     if name == "classifier":
         assert meta.classifier.zoom == written["classifier"]["zoom"]
         assert meta.classifier.tile == 32 and meta.classifier.max_tiles == 16
+        assert not meta.classifier.ignore_annotations  # classified as it was written
         image = np.random.default_rng(0).random((40, 40)).astype(np.float32)
         probs = Predictor(load_model(path), str(path), "cpu").classify([image]).probabilities
         assert probs.shape == (1, 4) and np.isclose(probs.sum(), 1.0)

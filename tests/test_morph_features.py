@@ -154,6 +154,28 @@ def test_a_classifier_file_from_before_the_spectrum_still_predicts(with_segmente
     np.testing.assert_allclose(prediction.probabilities.sum(1), 1, atol=1e-5)
 
 
+def test_the_classifier_sees_past_a_burned_in_scale_bar(with_segmenter, tmp_path):
+    """A classifier trained with the defaults paints over a scale bar and its text before its
+    features: they stay near those of the clean image, unlike a file's from before."""
+    from test_segment_scale import micrograph_with_bar
+
+    base, items = with_segmenter
+    out = tmp_path / "c.nwmodel"
+    images, labels = [i.image for i in items], [i.label for i in items]
+    list(train_classifier(base, images, labels, out, [PX] * 4, ClassifierConfig(epochs=20)))
+    model = load_model(out)
+    assert model.meta.classifier.ignore_annotations
+    clean, barred = micrograph_with_bar(bar=False), micrograph_with_bar()
+
+    def shift() -> float:
+        features = Predictor(model, str(out), "cpu").classify([clean, barred]).features
+        return float(np.abs(features[1] - features[0]).sum())
+
+    painted_over = shift()
+    model.meta.classifier.ignore_annotations = False  # as a file from before reads
+    assert painted_over < shift() / 20  # measured 0.44 against 55
+
+
 def disc_field(radius: int, count: int, bright: bool = True, seed: int = 0) -> np.ndarray:
     """A 256 px field of ``count`` discs of ``radius`` px on a noisy background."""
     rng = np.random.default_rng(seed)

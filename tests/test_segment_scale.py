@@ -22,7 +22,7 @@ from napari_nanowire.core.heads.scale import (
     to_working,
     working_from_meta,
 )
-from napari_nanowire.core.heads.scalebar import find_annotations
+from napari_nanowire.core.heads.scalebar import fill_annotations, find_annotations
 from napari_nanowire.core.model.metadata import ModelMeta, SegmenterMeta
 
 
@@ -214,6 +214,27 @@ def test_a_label_box_near_an_edge_is_found_and_a_lettered_square_in_the_middle_i
         region, found = find_annotations(with_box(y, x))
         assert [a.kind for a in found] == ["box"] and region[y + 15, x + 15]
     assert find_annotations(with_box(110, 140))[1] == []
+
+
+def test_fill_annotations_paints_over_the_bar_and_its_text_with_the_surrounding_grey():
+    image = micrograph_with_bar()
+    region, _ = find_annotations(image)
+    filled = fill_annotations(image)
+    assert filled.dtype == np.float32 and find_annotations(filled)[1] == []
+    np.testing.assert_array_equal(filled[~region], image[~region])  # the specimen untouched
+    # the background around the bar is grey 120 (noise 15); its dark blobs lie elsewhere
+    assert abs(float(np.median(filled[region])) - 120) < 10
+    assert filled[region].std() < 8  # smooth: no bar, no glyphs (measured 3.4-3.6, 3 seeds)
+    plain = micrograph_with_bar(bar=False)
+    assert fill_annotations(plain) is plain
+
+
+def test_a_databar_is_filled_across_its_whole_height():
+    image = micrograph_with_bar(bar=False)
+    image[236:] = 0
+    image[242:250, 20:200:6] = 255
+    filled = fill_annotations(image)
+    assert filled[236:].min() > 60 and filled[236:].max() < 180  # grey, neither black nor white
 
 
 def test_databar_is_found():

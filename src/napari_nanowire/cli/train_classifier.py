@@ -69,6 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "count, widths, lengths, shape, order, percolation) to the features (such a "
         "classifier cannot be exported)",
     )
+    p.add_argument(
+        "--no-ignore-scale-bar",
+        dest="ignore_annotations",
+        action="store_false",
+        help="show the classifier burned-in scale bars, databars and label boxes as they are "
+        "(by default they are painted over with the surrounding grey before features are "
+        "computed, as the segmenter ignores them)",
+    )
     p.add_argument("--epochs", type=STEPS, metavar="N", help="linear head steps (default 300)")
     p.add_argument("--fine-tune-epochs", type=STEPS, metavar="N", help="fine-tune passes (20)")
     p.add_argument(
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         fine_tune=args.fine_tune,
         descriptors=args.descriptors,
         measurements=args.measurements,
+        ignore_annotations=args.ignore_annotations,
         **given,
     )
     counts = table["label"].value_counts().sort_index()

@@ -15,7 +15,9 @@ with a square image of that size and no pixel size (it is the classifier's worki
 with an image at ``pixel_size_nm`` of the export. Step (5) has no exact TorchScript form (grey-
 level co-occurrence, local binary patterns, Otsu thresholds and connected components; the
 measurements need the segmenter and the measuring code), so a classifier that uses descriptors
-or measurements is refused rather than exported without them.
+or measurements is refused rather than exported without them. Painting over burned-in scale
+bars and labels before (1) is not exported either: it changes only images that carry them, and
+the metadata says to crop those off (as the segmenter's export leaves them to the user).
 """
 
 from __future__ import annotations
@@ -237,5 +239,12 @@ def classifier_metadata(model: ModelFile) -> dict:
         "max_tiles": settings.max_tiles,
         "temperature": settings.temperature,
         "encoder": model.meta.encoder,
-        "not_included": "resampling images of other sizes or pixel sizes to the input size",
+        "not_included": "resampling images of other sizes or pixel sizes to the input size"
+        + (
+            "; painting over burned-in scale bars, databars and label boxes, which "
+            "napari-nanowire does before classifying: crop them off first, or the "
+            "probabilities of such images differ"
+            if settings.ignore_annotations
+            else ""
+        ),
     }

@@ -44,6 +44,7 @@ from .linear import (
     head_logits,
 )
 from .morph_features import MORPH_NAMES, image_descriptors, mask_features, scale_spectrum
+from .scalebar import fill_annotations
 
 JOB = "classifier"
 
@@ -76,6 +77,9 @@ class ClassifierConfig:
     """Each descriptor block's weight relative to the encoder's (see :func:`column_weights`)."""
     measurements: bool = False
     """Append measurements of the base file's segmenter masks (see :mod:`.morph_features`)."""
+    ignore_annotations: bool = True
+    """Paint over burned-in scale bars, databars and label boxes before features are computed
+    (see :func:`.scalebar.fill_annotations`)."""
     device: str = "auto"
     seed: int = 0
 
@@ -97,8 +101,10 @@ def classifier_input(
     model_pixel_size_nm: float | None,
     zoom: float,
     working_size: int | None,
+    ignore_annotations: bool = False,
 ) -> np.ndarray:
-    """An image as the classifier sees it, whatever its size (see :func:`prepare_image`).
+    """An image as the classifier sees it, whatever its size (see :func:`prepare_image`),
+    with burned-in scale bars and labels painted over if ``ignore_annotations``.
 
     With both pixel sizes known, the image is rescaled to the model's pixel size times
     ``zoom``, so structures keep their size in nm. Otherwise it is resized so its long side is
@@ -106,6 +112,8 @@ def classifier_input(
     exports) then shows each field of view at one common working scale. ``working_size`` None
     keeps the older rule (``zoom`` alone), for model files that predate it.
     """
+    if ignore_annotations:
+        image = fill_annotations(image)
     if (pixel_size_nm and model_pixel_size_nm) or working_size is None:
         return prepare_image(image, pixel_size_nm, model_pixel_size_nm, zoom)
     return prepare_image(image, zoom=working_size / max(np.shape(image)))
@@ -313,7 +321,9 @@ def train_classifier(
         if stop_requested(stop):
             yield Progress(JOB, i, total, message="stopped; nothing saved", done=True)
             return
-        prepared.append(classifier_input(image, px, model_px, zoom, working))
+        prepared.append(
+            classifier_input(image, px, model_px, zoom, working, config.ignore_annotations)
+        )
         measured = (
             [measured_features(segment, image, px, working, MORPH_NAMES)] if segment else None
         )
@@ -372,6 +382,7 @@ def train_classifier(
         scales=list(config.scales),
         descriptors=config.descriptors,
         spectrum=config.descriptors,
+        ignore_annotations=config.ignore_annotations,
         blocks=blocks,
         measurements=segment is not None,
         measurement_names=list(MORPH_NAMES) if segment is not None else [],

@@ -91,6 +91,8 @@ class ClassifierMeta(HeadMeta):
     """Hand-made image descriptors appended to the features."""
     spectrum: bool = False
     """The scale spectrum appended after the descriptors (files from 2026-12-07 on)."""
+    ignore_annotations: bool = False
+    """Burned-in scale bars and labels painted over before features (files from 2026-12-07 on)."""
     blocks: list[int] | None = None
     """Sizes of the feature blocks in order: encoder scales, descriptors, spectrum, measurements."""
     measurements: bool = False
@@ -111,6 +113,7 @@ class ClassifierMeta(HeadMeta):
             scales=_scales(read),
             descriptors=bool(read.get("descriptors", False)),
             spectrum=bool(read.get("spectrum", False)),
+            ignore_annotations=bool(read.get("ignore_annotations", False)),
             blocks=read.listing("blocks") or None,
             measurements=bool(read.get("measurements", False)),
             measurement_names=read.texts("measurement_names", 0) or [],

@@ -130,7 +130,9 @@ class Predictor:
         sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
         working = settings.working_size
         prepared = [
-            classifier_input(image, px, self.pixel_size_nm, settings.zoom, working)
+            classifier_input(
+                image, px, self.pixel_size_nm, settings.zoom, working, settings.ignore_annotations
+            )
             for image, px in zip(images, sizes, strict=True)
         ]
         measured = None
