@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "descriptors and the scale spectrum, so that `napari-nanowire export` can write the "
         "classifier as TorchScript or BioImage.IO (unless --measurements is also given). The "
         "cost: on the synthetic benchmark, accuracy 0.53 instead of 0.69 at 8 labels a class; "
-        "on a real particle sample (EMPS) 0.37 instead of 0.46 at 4 (benchmarks/RESULTS.md)",
+        "on a real particle sample (EMPS) 0.40 instead of 0.48 at 4 (benchmarks/RESULTS.md)",
     )
     p.add_argument(
         "--measurements",

@@ -165,11 +165,11 @@ def fill_annotations(image: np.ndarray) -> np.ndarray:
 
     For features that must describe the specimen: a scale bar's glyphs are a row of small
     bright blobs, which a particle-size spectrum reads as many small particles. On the 150
-    EMPS figures (annotations found in 120) the classifier gained 0.01-0.03 accuracy at 1-8
-    labels a class (benchmarks/RESULTS.md, issue 12). The fill is a normalised convolution of
-    the pixels outside the region, widened until it reaches the region's middle, computed on
-    blocks that bring the long side to about :data:`FILL_SIDE` px: smooth, like an empty
-    stretch of support film.
+    EMPS figures (annotations found in 120) the classifier gained 0.01-0.02 accuracy on
+    average at 1-8 labels a class (benchmarks/RESULTS.md, issue 12). The fill is a normalised
+    convolution of the pixels outside the region, widened until it reaches the region's
+    middle, computed on blocks that bring the long side to about :data:`FILL_SIDE` px: smooth,
+    like an empty stretch of support film.
     """
     region, found = find_annotations(image)
     if not found:
