@@ -84,6 +84,7 @@ from napari_nanowire.core.heads.morph_features import (
     mask_features,
     scale_spectrum,
 )
+from napari_nanowire.core.heads.scalebar import fill_annotations
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
 from napari_nanowire.core.io import file_frames
 from napari_nanowire.core.model.encoders import build_encoder, load_encoder
@@ -507,7 +508,8 @@ def read_emps(root: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]
 
 
 def emps_pictures(images, masks, y, sets, s: Settings, path: Path, n: int = 4) -> None:
-    """Side-by-side picture: image | true instances and class | predicted class, confidence.
+    """Side-by-side picture: image | true instances and class | predicted class, confidence
+    (on the image as the classifier saw it: burned-in scale bars and labels painted over).
 
     One split at ``n`` labels a class, the product's features; 16 test images spread over the
     confidence range (most and least confident first and last).
@@ -536,7 +538,7 @@ def emps_pictures(images, masks, y, sets, s: Settings, path: Path, n: int = 4) -
         ax_truth.imshow(masks[i] > 0, cmap="gray")
         ax_truth.set_title(f"truth: {EMPS_CLASSES[y[i]]} ({masks[i].max()} particles)", fontsize=8)
         guess = int(probs[j].argmax())
-        ax_pred.imshow(images[i], cmap="gray", alpha=0.6)
+        ax_pred.imshow(fill_annotations(images[i]), cmap="gray", alpha=0.6)  # as classified
         color = "green" if guess == y[i] else "red"
         ax_pred.set_title(
             f"predicted: {EMPS_CLASSES[guess]} p={probs[j].max():.2f}", fontsize=8, color=color
