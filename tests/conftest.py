@@ -19,6 +19,16 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def no_kept_features():
+    """Every test starts without classifier features kept by an earlier one (see
+    core/heads/feature_cache.py): a test that patches a feature function must not leave its
+    features to the next."""
+    from napari_nanowire.core.heads.feature_cache import FEATURES
+
+    FEATURES.clear()
+
+
 @pytest.fixture(scope="module")
 def client():
     """A dask LocalCluster of two single-thread worker processes, as on a small cluster."""

@@ -27,6 +27,7 @@ from ..model.metadata import ClassifierMeta, ModelMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
+from .feature_cache import FEATURES, extractor_digest
 from .features import (
     add_head,
     encoder_from,
@@ -43,7 +44,14 @@ from .linear import (
     fit_linear_head,
     head_logits,
 )
-from .morph_features import MORPH_NAMES, image_descriptors, mask_features, scale_spectrum
+from .morph_features import (
+    DESCRIPTOR_SIZE,
+    MORPH_NAMES,
+    SPECTRUM_SIZE,
+    image_descriptors,
+    mask_features,
+    scale_spectrum,
+)
 from .scalebar import fill_annotations
 
 JOB = "classifier"
@@ -119,27 +127,83 @@ def classifier_input(
     return prepare_image(image, zoom=working_size / max(np.shape(image)))
 
 
-def image_features(
-    encoder: Encoder,
-    prepared: list[np.ndarray],
-    tile: int,
-    max_tiles: int,
-    scales: Sequence[float],
-    device: torch.device | str,
-    descriptors: bool = False,
-    measured: list[np.ndarray] | None = None,
-    spectrum: bool = False,
-) -> tuple[np.ndarray, list[int]]:
-    """The classifier's input and the size of each of its blocks: multi-scale pooled encoder
-    features, then (if asked) image descriptors, the scale spectrum and mask measurements."""
-    blocks = [multiscale_features(encoder, prepared, tile, max_tiles, tuple(scales), device)]
-    if descriptors:
-        blocks.append(np.stack([image_descriptors(image) for image in prepared]))
-    if spectrum:
-        blocks.append(np.stack([scale_spectrum(image) for image in prepared]))
-    if measured is not None:
-        blocks.append(np.stack(measured))
-    return np.concatenate(blocks, 1).astype(np.float32), [b.shape[1] for b in blocks]
+@dataclass(frozen=True)
+class FeatureRecipe:
+    """How a classifier turns an image into features, mask measurements aside: the input's
+    scale (:func:`classifier_input`), then multi-scale pooled encoder features, and (if asked)
+    the image descriptors and the scale spectrum. Training and prediction take it from one
+    place, so an image gets the same features in both, which :mod:`.feature_cache` relies on.
+    """
+
+    model_pixel_size_nm: float | None
+    zoom: float
+    working_size: int | None
+    tile: int
+    max_tiles: int
+    scales: tuple[float, ...]
+    descriptors: bool
+    spectrum: bool
+    ignore_annotations: bool
+
+    @classmethod
+    def of(cls, settings: ClassifierMeta, model_pixel_size_nm: float | None) -> FeatureRecipe:
+        """The recipe of a model file's classifier."""
+        return cls(
+            model_pixel_size_nm,
+            settings.zoom,
+            settings.working_size,
+            int(settings.tile or 64),
+            settings.max_tiles,
+            tuple(settings.scales),
+            settings.descriptors,
+            settings.spectrum,
+            settings.ignore_annotations,
+        )
+
+    def prepare(self, image: np.ndarray, pixel_size_nm: float | None) -> np.ndarray:
+        """The image as the encoder and the descriptors see it."""
+        return classifier_input(
+            image,
+            pixel_size_nm,
+            self.model_pixel_size_nm,
+            self.zoom,
+            self.working_size,
+            self.ignore_annotations,
+        )
+
+    def compute(
+        self, encoder: Encoder, prepared: list[np.ndarray], device: torch.device | str
+    ) -> np.ndarray:
+        """(N, D) float32 features of prepared images."""
+        scales = self.scales
+        blocks = [multiscale_features(encoder, prepared, self.tile, self.max_tiles, scales, device)]
+        if self.descriptors:
+            blocks.append(np.stack([image_descriptors(image) for image in prepared]))
+        if self.spectrum:
+            blocks.append(np.stack([scale_spectrum(image) for image in prepared]))
+        return np.concatenate(blocks, 1).astype(np.float32)
+
+    def features(
+        self,
+        encoder: Encoder,
+        images: Sequence[np.ndarray],
+        pixel_sizes_nm: Sequence[float | None],
+        device: torch.device | str,
+        extractor: bytes,
+    ) -> np.ndarray:
+        """(N, D) features of raw images, kept in :data:`.feature_cache.FEATURES` under
+        ``extractor`` (:func:`.feature_cache.extractor_digest` of ``encoder`` and this recipe)."""
+
+        def compute(raw: list[np.ndarray], sizes: list[float | None]) -> np.ndarray:
+            prepared = [self.prepare(image, px) for image, px in zip(raw, sizes, strict=True)]
+            return self.compute(encoder, prepared, device)
+
+        return FEATURES.features(extractor, images, pixel_sizes_nm, compute)
+
+    def blocks(self, encoder_dim: int) -> list[int]:
+        """The size of each block of :meth:`compute`'s features, in order."""
+        sizes = [encoder_dim * len(self.scales)]
+        return sizes + [DESCRIPTOR_SIZE] * self.descriptors + [SPECTRUM_SIZE] * self.spectrum
 
 
 def measured_features(
@@ -186,8 +250,9 @@ def segmenter_for(
 
 
 def column_weights(blocks: Sequence[int], config: ClassifierConfig) -> np.ndarray:
-    """The head's column weights for :func:`image_features`' blocks: equal say per block, the
-    two descriptor blocks' (texture and shape, scale spectrum) times ``config.descriptor_weight``.
+    """The head's column weights for the feature blocks (:meth:`FeatureRecipe.blocks`, then
+    measurements): equal say per block, the two descriptor blocks' (texture and shape, scale
+    spectrum) times ``config.descriptor_weight``.
 
     2 by default: with the tiny SimCLR encoder the 57 descriptors carry more of the morphology
     than 768 encoder features. On synthetic data (4 data and encoder seeds, 1-16 labels a
@@ -313,32 +378,32 @@ def train_classifier(
     start = time.perf_counter()
 
     segment = segmenter_for(model, base_path, config)
+    recipe = FeatureRecipe(
+        model_px,
+        zoom,
+        working,
+        tile,
+        config.max_tiles,
+        tuple(config.scales),
+        config.descriptors,
+        config.descriptors,
+        config.ignore_annotations,
+    )
+    extractor = extractor_digest(encoder, recipe)
+    blocks = recipe.blocks(encoder.out_dim) + [len(MORPH_NAMES)] * (segment is not None)
     n = len(images)
     total = n + fine_tune_steps(n, config)
-    prepared, feats = [], []
+    feats = []
     rate = Rate(n)
     for i, (image, px) in enumerate(zip(images, sizes, strict=True)):
         if stop_requested(stop):
             yield Progress(JOB, i, total, message="stopped; nothing saved", done=True)
             return
-        prepared.append(
-            classifier_input(image, px, model_px, zoom, working, config.ignore_annotations)
-        )
-        measured = (
-            [measured_features(segment, image, px, working, MORPH_NAMES)] if segment else None
-        )
-        block, blocks = image_features(
-            encoder,
-            prepared[-1:],
-            tile,
-            config.max_tiles,
-            config.scales,
-            device,
-            config.descriptors,
-            measured,
-            spectrum=config.descriptors,
-        )
-        feats.append(block)
+        row = recipe.features(encoder, [image], [px], device, extractor)
+        if segment:
+            measured = measured_features(segment, image, px, working, MORPH_NAMES)
+            row = np.concatenate([row, measured[None].astype(np.float32)], 1)
+        feats.append(row)
         speed, eta = rate.update(1)
         yield Progress(JOB, i + 1, total, images_per_s=speed, eta_s=eta)
     features = np.concatenate(feats)
@@ -347,22 +412,14 @@ def train_classifier(
     if config.fine_tune:
         # Crops see one scale, so the encoder is tuned with a head of its own on that scale's
         # features; the classifier's head is then fitted on the tuned encoder's features.
+        prepared = [recipe.prepare(image, px) for image, px in zip(images, sizes, strict=True)]
         crop_head, _ = fit_linear_head(features[:, : encoder.out_dim], targets, len(class_names))
         for event in _fine_tune(
             encoder, crop_head, prepared, targets, config, tile, device, stop, n
         ):
             history.append(event.loss)
             yield event
-        features, _ = image_features(
-            encoder,
-            prepared,
-            tile,
-            config.max_tiles,
-            config.scales,
-            device,
-            config.descriptors,
-            spectrum=config.descriptors,
-        )
+        features = recipe.compute(encoder, prepared, device)
     stopped = stop_requested(stop)
     fit = {
         "epochs": config.epochs,

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..errors import NanowireError
-from ..heads.classify import classifier_input, image_features, measured_features
+from ..heads.classify import FeatureRecipe, measured_features
+from ..heads.feature_cache import extractor_digest
 from ..heads.features import encoder_from
 from ..heads.linear import LinearHead, class_probabilities
 from ..heads.morph_features import MORPH_NAMES
@@ -46,6 +47,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.pixel_size_nm = self.meta.pixel_size_nm
         self.encoder = encoder_from(model, path)
+        self._extractor: bytes | None = None  # digest of encoder and feature recipe, when used
         self.head: LinearHead | None = None
         if "classifier" in self.heads:
             self.class_names = list(self.meta.class_names or ())
@@ -124,37 +126,24 @@ class Predictor:
     def classify(
         self, images: Sequence[np.ndarray], pixel_sizes_nm: Sequence[float | None] | None = None
     ) -> ClassPrediction:
-        """Class probabilities of 2D images (features pooled over tiles, as in training)."""
+        """Class probabilities of 2D images (features pooled over tiles, as in training; kept
+        for the next prediction of the same images, see :mod:`..heads.feature_cache`)."""
         self.require("classifier")
         settings = self.meta.classifier
         sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
-        working = settings.working_size
-        prepared = [
-            classifier_input(
-                image, px, self.pixel_size_nm, settings.zoom, working, settings.ignore_annotations
-            )
-            for image, px in zip(images, sizes, strict=True)
-        ]
-        measured = None
+        recipe = FeatureRecipe.of(settings, self.pixel_size_nm)
+        if self._extractor is None:
+            self._extractor = extractor_digest(self.encoder, recipe)
+        feats = recipe.features(self.encoder, images, sizes, self.device, self._extractor)
         if settings.measurements:
             self.require("segmenter")
             segment = lambda image, px: self.segment(image, px).mask  # noqa: E731
             names = settings.measurement_names or MORPH_NAMES
             measured = [
-                measured_features(segment, image, px, working, names)
+                measured_features(segment, image, px, settings.working_size, names)
                 for image, px in zip(images, sizes, strict=True)
             ]
-        feats, _ = image_features(
-            self.encoder,
-            prepared,
-            settings.tile,
-            settings.max_tiles,
-            settings.scales,
-            self.device,
-            settings.descriptors,
-            measured,
-            settings.spectrum,
-        )
+            feats = np.concatenate([feats, np.stack(measured).astype(np.float32)], 1)
         probs = class_probabilities(self.head, feats, settings.temperature)
         _check_finite_output(probs, self.path)
         return ClassPrediction(self.class_names, probs, feats)
