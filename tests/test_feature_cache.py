@@ -102,3 +102,17 @@ def test_another_encoder_or_setting_is_never_served_kept_features(trained):
     model.tensors[name] = model.tensors[name] + 1.0  # a changed encoder, e.g. after fine-tuning
     changed = Predictor(model, str(out), "cpu").classify(unseen[:1], [PX]).features
     assert not np.allclose(changed, before)
+
+
+def test_one_pass_over_files_keeps_no_features(trained, tmp_path):
+    """predict over files (the CLI, dask) sees each frame once: nothing is kept."""
+    from napari_nanowire.core.io import write_tiff
+    from napari_nanowire.core.predict.files import predict_files
+
+    out, _, unseen = trained
+    FEATURES.clear()
+    paths = [write_tiff(tmp_path / f"u{i}.tif", image, PX) for i, image in enumerate(unseen)]
+    list(predict_files(out, paths, tmp_path / "out", device="cpu"))
+    assert len(FEATURES) == 0
+    Predictor.load(out, "cpu").classify(unseen, [PX] * 4)
+    assert len(FEATURES) == 4

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             yield i, found.frame, found.pixel_size_nm
 
     predictor = Predictor.load(args.model, args.device)
+    predictor.features_kept = None  # one pass over the collection
     stop = threading.Event()
     result = {}
 

@@ -27,7 +27,7 @@ from ..model.metadata import ClassifierMeta, ModelMeta
 from ..model.modelfile import ModelFile, load_model, save_model
 from ..model.preprocess import median_known
 from ..progress import Progress, Rate, stop_requested
-from .feature_cache import FEATURES, extractor_digest
+from .feature_cache import FEATURES, FeatureCache, extractor_digest
 from .features import (
     add_head,
     encoder_from,
@@ -190,15 +190,18 @@ class FeatureRecipe:
         pixel_sizes_nm: Sequence[float | None],
         device: torch.device | str,
         extractor: bytes,
+        kept: FeatureCache | None = FEATURES,
     ) -> np.ndarray:
-        """(N, D) features of raw images, kept in :data:`.feature_cache.FEATURES` under
-        ``extractor`` (:func:`.feature_cache.extractor_digest` of ``encoder`` and this recipe)."""
+        """(N, D) features of raw images, kept in ``kept`` (None: not kept) under ``extractor``
+        (:func:`.feature_cache.extractor_digest` of ``encoder`` and this recipe)."""
 
         def compute(raw: list[np.ndarray], sizes: list[float | None]) -> np.ndarray:
             prepared = [self.prepare(image, px) for image, px in zip(raw, sizes, strict=True)]
             return self.compute(encoder, prepared, device)
 
-        return FEATURES.features(extractor, images, pixel_sizes_nm, compute)
+        if kept is None:
+            return compute(list(images), list(pixel_sizes_nm))
+        return kept.features(extractor, images, pixel_sizes_nm, compute)
 
     def blocks(self, encoder_dim: int) -> list[int]:
         """The size of each block of :meth:`compute`'s features, in order."""

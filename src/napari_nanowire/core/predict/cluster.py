@@ -46,6 +46,7 @@ def _predictor(model_path: str, sha256: str, segment_options: dict | None = None
             )
         _PREDICTORS.clear()  # one model at a time: do not keep old ones in worker memory
         predictor = Predictor(parse_model(data, model_path), model_path)
+        predictor.features_kept = None  # each frame once: keeping features only grows memory
         if segment_options:
             predictor.configure(**segment_options)
         _PREDICTORS[key] = predictor

@@ -130,6 +130,7 @@ def predict_files(
     if not paths:
         raise NanowireError("No images given: pass at least one image file or folder.")
     predictor = Predictor.load(model_path, device)
+    predictor.features_kept = None  # one pass: keeping features would only grow memory
     if segment_options:
         predictor.configure(**segment_options)
     out = Path(out_dir)

@@ -15,7 +15,7 @@ import numpy as np
 from ..devices import resolve_device
 from ..errors import NanowireError
 from ..heads.classify import FeatureRecipe, measured_features
-from ..heads.feature_cache import extractor_digest
+from ..heads.feature_cache import FEATURES, FeatureCache, extractor_digest
 from ..heads.features import encoder_from
 from ..heads.linear import LinearHead, class_probabilities
 from ..heads.morph_features import MORPH_NAMES
@@ -48,6 +48,9 @@ class Predictor:
         self.pixel_size_nm = self.meta.pixel_size_nm
         self.encoder = encoder_from(model, path)
         self._extractor: bytes | None = None  # digest of encoder and feature recipe, when used
+        self.features_kept: FeatureCache | None = FEATURES
+        """Where classifier features are kept between runs (:mod:`..heads.feature_cache`);
+        None for one pass over a large collection, where keeping them only costs memory."""
         self.head: LinearHead | None = None
         if "classifier" in self.heads:
             self.class_names = list(self.meta.class_names or ())
@@ -134,7 +137,9 @@ class Predictor:
         recipe = FeatureRecipe.of(settings, self.pixel_size_nm)
         if self._extractor is None:
             self._extractor = extractor_digest(self.encoder, recipe)
-        feats = recipe.features(self.encoder, images, sizes, self.device, self._extractor)
+        feats = recipe.features(
+            self.encoder, images, sizes, self.device, self._extractor, self.features_kept
+        )
         if settings.measurements:
             self.require("segmenter")
             segment = lambda image, px: self.segment(image, px).mask  # noqa: E731
