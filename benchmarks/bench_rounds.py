@@ -14,9 +14,6 @@ Usage: python benchmarks/bench_rounds.py [--images DIR] [--limit N] [--rounds R]
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, save_model
 from napari_nanowire.core.predict import Predictor, classify_frames
+from record import write_record
 
 OUT = Path(__file__).parent / "out" / "bench_rounds.json"
 CLASSES = ("a", "b", "c", "d")
@@ -104,23 +102,15 @@ def main() -> None:
             f"| {a['round']} | {a['labelled']} | {a['train_s']:.1f} / {b['train_s']:.1f} | "
             f"{a['predict_s']:.2f} / {b['predict_s']:.2f} | {speed_up:.0f}x |"
         )
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(
-        json.dumps(
-            {
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "machine": platform.processor() or platform.machine(),
-                "images": str(args.images or "synthetic"),
-                "count": len(images),
-                "kept": ours,
-                "recomputed": peer,
-                "max_probability_difference": difference,
-            },
-            indent=1,
-        )
-    )
     print(f"largest difference of a probability, kept against recomputed: {difference:.1e}")
-    print(f"wrote {OUT}")
+    write_record(
+        OUT,
+        images=str(args.images or "synthetic"),
+        count=len(images),
+        kept=ours,
+        recomputed=peer,
+        max_probability_difference=difference,
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,6 @@ Usage: python benchmarks/bench_spectrum.py [--images DIR] [--limit N] [--model F
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from napari_nanowire.core.heads import morph_features
 from napari_nanowire.core.heads.classify import classifier_input
 from napari_nanowire.core.io import file_frames
 from napari_nanowire.core.predict import Predictor
+from record import write_record
 
 OUT = Path(__file__).parent / "out" / "bench_spectrum.json"
 WORKING = 256
@@ -95,20 +93,7 @@ def main() -> None:
             "speed_up": peer_s / ours_s,
             "max_relative_difference": difference,
         }
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(
-        json.dumps(
-            {
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "machine": platform.processor() or platform.machine(),
-                "images": str(args.images or "synthetic"),
-                "count": len(images),
-                "rows": result,
-            },
-            indent=1,
-        )
-    )
-    print(f"wrote {OUT}")
+    write_record(OUT, images=str(args.images or "synthetic"), count=len(images), rows=result)
 
 
 if __name__ == "__main__":
