@@ -10,6 +10,7 @@ import torch
 
 from napari_nanowire.cli.main import main
 from napari_nanowire.core.data.synthetic import generate_dataset
+from napari_nanowire.core.errors import NanowireError
 from napari_nanowire.core.heads.classify import classifier_input
 from napari_nanowire.core.io import file_frames, write_tiff
 from napari_nanowire.core.model.encoders import build_encoder
@@ -23,6 +24,8 @@ def test_uncalibrated_images_of_any_size_meet_at_one_working_scale():
     assert classifier_input(tall, None, 2.0, 1.0, 60).shape == (60, 20)
     # Calibrated images keep their size in nm: 4 nm/px shown at the model's 2 nm/px, zoom 0.5.
     assert classifier_input(wide, 4.0, 2.0, 0.5, 60).shape == (50, 120)
+    with pytest.raises(NanowireError, match="2D grayscale"):  # not an error from the scale bars
+        classifier_input(np.zeros((40, 40, 3)), None, None, 1.0, 60, ignore_annotations=True)
 
 
 def test_file_frames_give_one_item_per_image_of_any_size(tmp_path):

@@ -120,7 +120,7 @@ def classifier_input(
     exports) then shows each field of view at one common working scale. ``working_size`` None
     keeps the older rule (``zoom`` alone), for model files that predate it.
     """
-    if ignore_annotations:
+    if ignore_annotations and np.ndim(image) == 2:  # else prepare_image says what is wrong
         image = fill_annotations(image)
     if (pixel_size_nm and model_pixel_size_nm) or working_size is None:
         return prepare_image(image, pixel_size_nm, model_pixel_size_nm, zoom)
