@@ -152,7 +152,7 @@ class FeatureRecipe:
             model_pixel_size_nm,
             settings.zoom,
             settings.working_size,
-            int(settings.tile or 64),
+            settings.tile,
             settings.max_tiles,
             tuple(settings.scales),
             settings.descriptors,

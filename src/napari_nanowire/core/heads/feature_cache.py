@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 MAX_BYTES = 256 * 2**20
@@ -33,7 +34,7 @@ def extractor_digest(encoder: nn.Module, settings: object) -> bytes:
     digest.update(json.dumps(fields, sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.digest()
 
 
