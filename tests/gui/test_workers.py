@@ -7,6 +7,7 @@ training); the timings themselves live there, not here.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -153,6 +154,45 @@ def test_newer_events_arriving_while_older_ones_are_relayed_are_shown_after_them
     qtbot.waitUntil(lambda: not runner.running, timeout=30_000)
     runner._stop.set()
     assert [event.step for event in shown] == [1, 2, 3, 4]
+
+
+def test_the_result_comes_after_the_last_events_when_it_arrives_while_they_are_relayed(
+    qtbot, monkeypatch
+):
+    # A fast job (a collection classified from kept features) can end while its last events
+    # are relayed to napari's activity bar, which processes Qt events: the result was shown
+    # there, before the widget had those events, whose last progress line then replaced it
+    # (the Predict status said "8 of 8 images classified" instead of the estimated accuracy).
+    from qtpy.QtWidgets import QApplication
+
+    runner, shown, at_done, order = JobRunner(), [], [], []
+    relay = runner._relay
+
+    def relay_while_the_job_ends(event):
+        relay(event)
+        if event.step == 3:
+            runner._done.wait(30)
+            deadline = time.monotonic() + 1.0  # the worker's "returned" and "finished" land here
+            while time.monotonic() < deadline and not at_done:
+                QApplication.processEvents()
+                time.sleep(0.01)
+
+    monkeypatch.setattr(runner, "_relay", relay_while_the_job_ends)
+
+    def job(stop):
+        for step in (1, 2, 3):
+            yield Progress("test", step, 3)
+        return "result"
+
+    run(
+        qtbot,
+        runner,
+        job,
+        on_progress=lambda event: (shown.append(event), order.append("progress")),
+        on_done=lambda _: (at_done.append(len(shown)), order.append("done")),
+        on_finish=lambda: order.append("finish"),
+    )
+    assert at_done == [3] and order[-2:] == ["done", "finish"]
 
 
 def test_the_curve_shows_held_out_figures_not_accuracy_on_the_training_labels(qtbot):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import label_all, small_settings, wait_for_job
+from napari_nanowire.core.heads.calibrate import accuracy_summary
+from napari_nanowire.core.model.modelfile import load_model
 
 
 def paint_strokes(masks, tiny_items, slices) -> None:
@@ -42,6 +44,9 @@ def test_label_train_predict_segment_measure(viewer, dock, qtbot, tiny_items):
     predict.suggest.value = 1
     assert predict.classify()
     wait_for_job(qtbot, predict)
+    model = load_model(train.state.models["classifier"])
+    estimate = accuracy_summary(model.meta.classifier.metrics)  # e.g. "50%, likely 22% to 78%"
+    assert f"Estimated accuracy: {estimate};" in predict.status.text() and "likely" in estimate
     points = viewer.layers["tiny predictions"]
     features = points.features
     assert list(features["image"]) == [item.name for item in tiny_items]

@@ -58,11 +58,14 @@ def classify_slices(path: Path, slices: Slices, stop) -> Iterator[Progress]:
 
     Slices are read one at a time, so a lazy (dask or memory-mapped) stack is never loaded
     whole and the images of a series are read from their files, each with its pixel size.
-    Returns the :class:`ClassPrediction`, or None when stopped.
+    Returns the :class:`ClassPrediction` and the classifier's held-out metrics (its estimated
+    accuracy), or None when stopped.
     """
     from napari_nanowire.core.predict import Predictor, classify_frames
 
-    return (yield from classify_frames(Predictor.load(path), slices.items(), len(slices), stop))
+    predictor = Predictor.load(path)
+    prediction = yield from classify_frames(predictor, slices.items(), len(slices), stop)
+    return None if prediction is None else (prediction, predictor.meta.classifier.metrics)
 
 
 def segment_slices(
@@ -241,9 +244,13 @@ class PredictWidget(QWidget):
             event, f"{event.step} of {event.total_steps} images {event.message}"
         )
 
-    def _show_classes(self, layer: Image, prediction: ClassPrediction) -> None:
-        """Table, canvas text and suggestions from the prediction of every slice."""
+    def _show_classes(self, layer: Image, result: tuple[ClassPrediction, dict]) -> None:
+        """Table, canvas text and suggestions from the prediction of every slice, and the
+        classifier's estimated accuracy, by which to read its per-slice confidences."""
+        from napari_nanowire.core.heads.calibrate import accuracy_summary
         from napari_nanowire.core.predict import NEXT_MARK, ranked_table
+
+        prediction, metrics = result
 
         names = self.state.names_of(layer)
         self.predictions = ranked_table(prediction, names, slice_labels(layer), self.suggest.value)
@@ -255,7 +262,8 @@ class PredictWidget(QWidget):
         marked = int(self.predictions[NEXT_MARK].notna().sum())
         self.status.setText(
             f"Classified {len(names)} slices; {marked} marked '{NEXT_MARK}' (typical of what no "
-            "label covers yet)."
+            f"label covers yet). Estimated accuracy: {accuracy_summary(metrics)}; the "
+            "percentages on the slices are confidences calibrated on your labelled slices."
         )
 
     def _show_on_canvas(self, layer: Image) -> Points:

@@ -229,6 +229,7 @@ class JobRunner:
         self._on_progress: Callable[[Progress], None] | None = None
         self._pending: list[Progress] = []
         self._showing = False  # a _show_pending call is delivering events
+        self._after_showing: list[Callable[[], None]] = []  # the job's end, held until then
         self._show = qthrottled(self._show_pending, timeout=SHOW_EVERY_MS)
         self._owner: _Watcher | None = None  # watches the widget that started the job
         self._cancelled = object()  # replaced at each cancel: no events reach widgets after it
@@ -275,15 +276,29 @@ class JobRunner:
             """``callback``, dropped once this job is cancelled or over."""
             return lambda *args: callback(*args) if self._token is token else None
 
+        def after_events(callback: Callable) -> Callable:
+            """``callback`` for the job's end, run after the progress events being handed to
+            the widget, if the end arrives while they are (napari's progress bar processes Qt
+            events): a fast job's result was shown, then overwritten by its last progress line."""
+            return lambda *args: (
+                self._after_showing.append(lambda: callback(*args))
+                if self._showing
+                else callback(*args)
+            )
+
         worker.yielded.connect(live(self._receive))
         for ended in (worker.returned, worker.errored, worker.finished):
-            ended.connect(live(self._flush))  # connected first: runs before the others
+            ended.connect(after_events(live(self._flush)))  # connected first: runs first
         if on_done is not None:
-            worker.returned.connect(live(lambda result: self._safely(title, on_done, result)))
-        worker.errored.connect(live(lambda err: report_error(title, getattr(err, "error", err))))
+            on_result = live(lambda result: self._safely(title, on_done, result))
+            worker.returned.connect(after_events(on_result))
+        worker.errored.connect(
+            after_events(live(lambda err: report_error(title, getattr(err, "error", err))))
+        )
         if on_finish is not None:
-            worker.finished.connect(live(lambda: self._safely(title, lambda _: on_finish(), None)))
-        worker.finished.connect(live(self._end))
+            on_end = live(lambda: self._safely(title, lambda _: on_finish(), None))
+            worker.finished.connect(after_events(on_end))
+        worker.finished.connect(after_events(live(self._end)))
         self.worker = worker
         if owner is not None:
             self._watch_owner(owner)
@@ -372,6 +387,8 @@ class JobRunner:
                         self._safely(self.title, on_progress, event)
         finally:
             self._showing = False
+            while self._after_showing:
+                self._after_showing.pop(0)()
 
     def _relay(self, event: Progress) -> None:
         """Mirror a progress event in napari's activity dock (what changed only)."""

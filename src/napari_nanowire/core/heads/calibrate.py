@@ -182,6 +182,16 @@ def accuracy_interval(accuracy: float, images: int) -> tuple[float, float]:
     return max(float(centre - half), 0.0), min(float(centre + half), 1.0)
 
 
+def accuracy_summary(metrics: dict) -> str:
+    """A classifier's estimated accuracy with its plausible range ("67%, likely 39% to 86%"),
+    or "unknown" when no labelled image could be held out."""
+    if "cv_accuracy" not in metrics:
+        return "unknown"
+    low, high = metrics.get("cv_accuracy_low"), metrics.get("cv_accuracy_high")
+    plausible = f", likely {low:.0%} to {high:.0%}" if low is not None else ""
+    return f"{metrics['cv_accuracy']:.0%}{plausible}"
+
+
 def describe_confidence(metrics: dict) -> str:
     """What the labelled images say about accuracy and confidence, in one or two sentences.
 
@@ -198,10 +208,8 @@ def describe_confidence(metrics: dict) -> str:
             f"it); confidences tempered with a prior temperature of {PRIOR_TEMPERATURE:g}, not "
             "calibrated on your images"
         )
-    low, high = metrics.get("cv_accuracy_low"), metrics.get("cv_accuracy_high")
-    plausible = f", likely {low:.0%} to {high:.0%}" if low is not None else ""
     text = (
-        f"estimated accuracy on new images: {metrics['cv_accuracy']:.0%}{plausible} (each of "
+        f"estimated accuracy on new images: {accuracy_summary(metrics)} (each of "
         f"{metrics['cv_images']} labelled images predicted by a classifier trained without "
         f"it); confidences calibrated with temperature {metrics['temperature']:.2f}, "
         f"held-out calibration error {metrics['cv_ece_raw']:.2f} -> {metrics['cv_ece']:.2f}"
