@@ -29,6 +29,7 @@ from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, save_model
 from napari_nanowire.core.predict import Predictor, classify_frames
+from napari_nanowire.core.progress import result_of
 from record import write_record
 
 OUT = Path(__file__).parent / "out" / "bench_rounds.json"
@@ -38,12 +39,8 @@ CLASSES = ("a", "b", "c", "d")
 def classify_all(model: Path, images: list[np.ndarray]) -> np.ndarray:
     """Class probabilities of every image, through the Predict widget's path."""
     items = ((i, image, None) for i, image in enumerate(images))
-    jobs = classify_frames(Predictor.load(model, "cpu"), items, len(images))
-    while True:
-        try:
-            next(jobs)
-        except StopIteration as end:
-            return end.value.probabilities
+    prediction = result_of(classify_frames(Predictor.load(model, "cpu"), items, len(images)))
+    return prediction.probabilities
 
 
 def run_rounds(

@@ -24,6 +24,7 @@ from napari_nanowire.core.heads.preview import preview_slice
 from napari_nanowire.core.model.encoders import build_encoder
 from napari_nanowire.core.model.metadata import ModelMeta
 from napari_nanowire.core.model.modelfile import ModelFile, save_model
+from napari_nanowire.core.progress import result_of
 
 
 def encoder_file(folder: Path, name: str = "tiny") -> Path:
@@ -45,11 +46,7 @@ def run(size: int, folder: Path, encoder: Path) -> list[dict]:
     for attempt in ("first (from encoder)", "second (continued)"):
         began = time.perf_counter()
         job = preview_slice(start, images, masks, images[0], out, [1.0] * 3, 1.0, ["wire"])
-        try:
-            while True:
-                next(job)
-        except StopIteration as end:
-            result = end.value
+        result = result_of(job)
         total = time.perf_counter() - began
         load = os.getloadavg()[0]
         rows.append(

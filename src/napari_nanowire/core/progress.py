@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -52,6 +54,15 @@ class Rate:
         per_step = elapsed / self.steps
         eta = per_step * max(self.total_steps - self.steps, 0)
         return self.items / elapsed, eta
+
+
+def result_of(job: Generator[Progress, Any, Any]) -> Any:
+    """What a job returns, its events passed over (for scripts that show no progress)."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as end:
+            return end.value
 
 
 def stop_requested(stop: threading.Event | None) -> bool:
