@@ -16,7 +16,8 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +27,11 @@ MAX_BYTES = 256 * 2**20
 """Most bytes of features kept (75 000 images of the tiny encoder's 852 features)."""
 
 
-def extractor_digest(encoder: nn.Module, settings: object) -> bytes:
+def extractor_digest(encoder: nn.Module, settings: Any) -> bytes:
     """A digest of everything but the image that sets its features: the encoder's weights and
-    buffers and the feature settings (a dataclass)."""
+    buffers and the feature settings (a dataclass instance)."""
     digest = hashlib.blake2b(digest_size=16)
-    fields = asdict(settings) if is_dataclass(settings) else settings
-    digest.update(json.dumps(fields, sort_keys=True).encode())
+    digest.update(json.dumps(asdict(settings), sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
@@ -95,10 +95,10 @@ class FeatureCache:
         return row
 
     def _keep(self, key: tuple[bytes, bytes], row: np.ndarray) -> None:
+        if key in self._items:  # computed meanwhile by another thread
+            return
         row = np.array(row, copy=True)
         row.flags.writeable = False
-        if key in self._items:
-            return
         self._items[key] = row
         self._bytes += row.nbytes
         while self._bytes > self.max_bytes and self._items:
