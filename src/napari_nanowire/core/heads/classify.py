@@ -146,6 +146,25 @@ class FeatureRecipe:
     ignore_annotations: bool
 
     @classmethod
+    def for_training(
+        cls, config: ClassifierConfig, meta: ModelMeta, model_pixel_size_nm: float | None
+    ) -> FeatureRecipe:
+        """The recipe of a new classifier trained under ``config`` on a file with ``meta``:
+        tiles of the encoder's pretraining size (:func:`feature_zoom`), working size 4 tiles."""
+        tile = int(config.tile or meta.image_size or 64)
+        return cls(
+            model_pixel_size_nm,
+            feature_zoom(meta, tile),
+            int(config.working_size or 4 * tile),
+            tile,
+            config.max_tiles,
+            tuple(config.scales),
+            config.descriptors,
+            config.descriptors,
+            config.ignore_annotations,
+        )
+
+    @classmethod
     def of(cls, settings: ClassifierMeta, model_pixel_size_nm: float | None) -> FeatureRecipe:
         """The recipe of a model file's classifier."""
         return cls(
@@ -159,6 +178,13 @@ class FeatureRecipe:
             settings.spectrum,
             settings.ignore_annotations,
         )
+
+    def stored(self) -> dict:
+        """The recipe as :class:`ClassifierMeta` fields (the inverse of :meth:`of`; the model's
+        pixel size is the file's own)."""
+        fields = asdict(self)
+        del fields["model_pixel_size_nm"]
+        return {**fields, "scales": list(self.scales)}
 
     def prepare(self, image: np.ndarray, pixel_size_nm: float | None) -> np.ndarray:
         """The image as the encoder and the descriptors see it."""
@@ -375,23 +401,10 @@ def train_classifier(
     targets = np.array([class_names.index(str(label)) for label in labels])
     sizes = list(pixel_sizes_nm) if pixel_sizes_nm is not None else [None] * len(images)
     model_px = model.meta.pixel_size_nm or median_known(sizes)
-    tile = int(config.tile or model.meta.image_size or 64)
-    zoom = feature_zoom(model.meta, tile)
-    working = int(config.working_size or 4 * tile)
     start = time.perf_counter()
 
     segment = segmenter_for(model, base_path, config)
-    recipe = FeatureRecipe(
-        model_px,
-        zoom,
-        working,
-        tile,
-        config.max_tiles,
-        tuple(config.scales),
-        config.descriptors,
-        config.descriptors,
-        config.ignore_annotations,
-    )
+    recipe = FeatureRecipe.for_training(config, model.meta, model_px)
     extractor = extractor_digest(encoder, recipe)
     blocks = recipe.blocks(encoder.out_dim) + [len(MORPH_NAMES)] * (segment is not None)
     n = len(images)
@@ -404,7 +417,7 @@ def train_classifier(
             return
         row = recipe.features(encoder, [image], [px], device, extractor)
         if segment:
-            measured = measured_features(segment, image, px, working, MORPH_NAMES)
+            measured = measured_features(segment, image, px, recipe.working_size, MORPH_NAMES)
             row = np.concatenate([row, measured[None].astype(np.float32)], 1)
         feats.append(row)
         speed, eta = rate.update(1)
@@ -418,7 +431,7 @@ def train_classifier(
         prepared = [recipe.prepare(image, px) for image, px in zip(images, sizes, strict=True)]
         crop_head, _ = fit_linear_head(features[:, : encoder.out_dim], targets, len(class_names))
         for event in _fine_tune(
-            encoder, crop_head, prepared, targets, config, tile, device, stop, n
+            encoder, crop_head, prepared, targets, config, recipe.tile, device, stop, n
         ):
             history.append(event.loss)
             yield event
@@ -436,17 +449,10 @@ def train_classifier(
     metrics["train_accuracy"] = float((predicted == targets).mean())
     head_meta = ClassifierMeta(
         settings=asdict(config),
-        tile=tile,
-        zoom=zoom,
-        working_size=working,
-        scales=list(config.scales),
-        descriptors=config.descriptors,
-        spectrum=config.descriptors,
-        ignore_annotations=config.ignore_annotations,
+        **recipe.stored(),
         blocks=blocks,
         measurements=segment is not None,
         measurement_names=list(MORPH_NAMES) if segment is not None else [],
-        max_tiles=config.max_tiles,
         n_images=len(images),
         class_counts=np.bincount(targets, minlength=len(class_names)).tolist(),
         temperature=metrics["temperature"],
