@@ -57,6 +57,7 @@ import pandas as pd
 import torch
 from scipy import ndimage
 from scipy.special import softmax
+from scipy.stats import mannwhitneyu
 from skimage.draw import line
 from skimage.measure import regionprops
 from skimage.morphology import skeletonize
@@ -66,13 +67,12 @@ from napari_nanowire.core.data.synthetic import CLASSES, generate_dataset
 from napari_nanowire.core.heads.calibrate import expected_calibration_error, fit_temperature
 from napari_nanowire.core.heads.classify import (
     ClassifierConfig,
+    FeatureRecipe,
     classifier_input,
     column_weights,
-    feature_zoom,
     measurement_pixel_size,
     train_classifier,
 )
-from napari_nanowire.core.heads.features import multiscale_features
 from napari_nanowire.core.heads.linear import (
     block_weights,
     cross_validate,
@@ -82,7 +82,6 @@ from napari_nanowire.core.heads.linear import (
 from napari_nanowire.core.heads.morph_features import (
     image_descriptors,
     mask_features,
-    scale_spectrum,
 )
 from napari_nanowire.core.heads.scalebar import fill_annotations
 from napari_nanowire.core.heads.segment import SegmenterConfig, iou_dice, train_segmenter
@@ -189,23 +188,18 @@ def pretrain_encoders(
 
 
 def encoder_features(path: Path, images, pixel_sizes, s: Settings) -> dict[str, np.ndarray]:
-    """Feature blocks as the classifier computes them (same input scale, zoom and tiles).
+    """Feature blocks as the product's classifier computes them (its :class:`FeatureRecipe`).
 
     ``single``: pooled tiles at the working scale only (the classifier before issue 12);
     ``multi``: scales 1, 1/2, 1/4 concatenated; ``descriptors``: the hand-made image
-    descriptors of the same prepared images.
+    descriptors of the same prepared images; ``spectrum``: their scale spectrum.
     """
     encoder, model = load_encoder(path)
-    tile = model.meta.image_size
-    zoom = feature_zoom(model.meta, tile)
-    model_px = model.meta.pixel_size_nm
-    prepared = [
-        classifier_input(image, px, model_px, zoom, 4 * tile, ClassifierConfig.ignore_annotations)
-        for image, px in zip(images, pixel_sizes, strict=True)
-    ]
-    multi = multiscale_features(encoder, prepared, tile, 16, SCALES, s.device)
-    descriptors = np.stack([image_descriptors(image) for image in prepared])
-    spectrum = np.stack([scale_spectrum(image) for image in prepared])
+    config = ClassifierConfig(scales=SCALES)
+    recipe = FeatureRecipe.for_training(config, model.meta, model.meta.pixel_size_nm)
+    feats = recipe.features(encoder, images, pixel_sizes, s.device, b"", kept=None)
+    ends = np.cumsum(recipe.blocks(encoder.out_dim))[:-1]
+    multi, descriptors, spectrum = np.split(feats, ends, 1)
     return {
         "single": multi[:, : encoder.out_dim],
         "multi": multi,
@@ -318,6 +312,7 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                         ),
                         ece_raw=expected_calibration_error(softmax(logits, 1), y_test),
                         confidence=float(probs.max(1).mean()),
+                        **(confidence_columns(probs, y_test) if calibrated else {}),
                     )
                 )
                 if calibrated:
@@ -327,6 +322,34 @@ def classification(sets: dict, pool_y, test_y, s, n_classes: int, test_of=None) 
                     )
         print(f"classification: {n} label(s) a class done")
     return pd.DataFrame(rows)
+
+
+TOP_SHARE = 0.2
+"""The most confident share of test images whose accuracy :func:`confidence_columns` gives."""
+
+
+def confidence_columns(probs: np.ndarray, targets: np.ndarray) -> dict:
+    """Whether the confidence tells right from wrong answers (the issue's first report: wrong
+    0.988, right 0.990): median confidence of each, the chance that a right answer is the more
+    confident of a right and a wrong one (AUROC), and accuracy and mean confidence of the most
+    confident :data:`TOP_SHARE` of the images (what a user who trusts only those gets)."""
+    confidence = probs.max(1)
+    right = probs.argmax(1) == targets
+    both = right.any() and (~right).any()
+    auroc = (
+        mannwhitneyu(confidence[right], confidence[~right]).statistic
+        / (right.sum() * (~right).sum())
+        if both
+        else np.nan
+    )
+    top = np.argsort(-confidence)[: max(1, round(TOP_SHARE * len(targets)))]
+    return {
+        "confidence_right": float(np.median(confidence[right])) if right.any() else np.nan,
+        "confidence_wrong": float(np.median(confidence[~right])) if (~right).any() else np.nan,
+        "auroc": float(auroc),
+        "accuracy_top": float(right[top].mean()),
+        "confidence_top": float(confidence[top].mean()),
+    }
 
 
 SUGGESTION_ROUNDS = 3
@@ -668,6 +691,16 @@ def run_emps(root: Path, s: Settings, args) -> dict:
     return result
 
 
+TRUST = {
+    "confidence_right": "confidence when right",
+    "confidence_wrong": "when wrong",
+    "auroc": "AUROC",
+    "accuracy_top": f"accuracy of the most confident {TOP_SHARE:.0%}",
+    "confidence_top": "their mean confidence",
+}
+"""The :func:`confidence_columns` reported, with their table headings."""
+
+
 def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
     """Print accuracy, ECE and the majority rate as markdown; return them for the JSON."""
     linear = table[table["head"] == "linear"]
@@ -710,6 +743,9 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
     print(markdown(best_t, "labels_per_class", ["method"]))
     print(f"\n{title}: share of draws whose accuracy lies in the estimate's range")
     print(in_range.dropna(how="all").round(2).to_string())
+    trust = linear[linear["method"] == PRODUCT].groupby("labels_per_class")[list(TRUST)].median()
+    print(f"\n{title}: does the confidence tell right from wrong? ({PRODUCT}, medians)")
+    print(trust.rename(columns=TRUST).round(2).to_string())
     print(f"\nmost-common-class rate of the test images: {majority.round(3).to_dict()}")
     return {
         "accuracy": acc.to_dict("records"),
@@ -728,6 +764,7 @@ def report_classification(table: pd.DataFrame, title: str, times: dict) -> dict:
         .reset_index(name="share")
         .to_dict("records"),
         "majority_rate": majority.to_dict(),
+        "confidence_right_wrong": trust.reset_index().to_dict("records"),
         "temperature": summarise(linear, ["method", "labels_per_class"], "temperature").to_dict(
             "records"
         ),
