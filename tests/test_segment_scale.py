@@ -189,6 +189,31 @@ def test_scale_bar_and_its_text_are_found_and_nothing_else():
         assert find_annotations(micrograph_with_bar(seed, bar=False))[1] == []
 
 
+def with_dark_glyphs(heights: list[int], x: int, y: int = 232) -> np.ndarray:
+    """A figure with a white bar (rows 200-205, columns 220-300) and, with their bottoms on row
+    ``y``, dark glyphs of ``heights`` from column ``x``: the other polarity, 27 px under the
+    bar, beyond where :func:`_with_text` looks."""
+    image = micrograph_with_bar(bar=False)
+    image[200:205, 220:300] = 255
+    for k, h in enumerate(heights):
+        image[y - h : y, x + 11 * k : x + 11 * k + 7] = 0
+    return image
+
+
+def test_the_bars_length_written_further_off_in_the_other_polarity_is_found_as_text():
+    region, found = find_annotations(with_dark_glyphs([10] * 5, 226))
+    assert [a.kind for a in found] == ["bar", "text"]
+    assert region[227, 229] and region[227, 273] and not region[100:190, :].any()
+    filled = fill_annotations(with_dark_glyphs([10] * 5, 226))
+    assert filled[222:232, 226:280].min() > 60  # the text is grey like the film around it
+    for heights, x in (
+        ([10] * 5, 20),  # the same line beside the bar, not over or under it
+        ([10, 10], 240),  # two blobs: not a line of text
+        ([4, 16, 6, 18, 5], 226),  # blobs of unlike heights
+    ):
+        assert [a.kind for a in find_annotations(with_dark_glyphs(heights, x))[1]] == ["bar"]
+
+
 def test_the_soft_bar_of_a_resized_figure_is_found_and_an_elongated_highlight_is_not():
     for seed in range(3):  # a bar blurred by resizing: its top and bottom rows are soft
         soft = ndimage.gaussian_filter(micrograph_with_bar(seed).astype(float), 1.5)
