@@ -34,6 +34,8 @@ OPENBLAS_NUM_THREADS=1 too: the cross-validation refits are many tiny numpy prob
 
 Usage: .venv/bin/python benchmarks/label_efficiency.py [--full] [--quick] [--classify-only]
        .venv/bin/python benchmarks/label_efficiency.py --emps ../shared/data/emps_train_sample
+       (add --encoder resnet18 --image-size 112 --init imagenet to start from ImageNet weights,
+       which must be in the torch cache; see README, "Starting from pretrained weights")
 Writes benchmarks/out/label_efficiency*.json and *.csv and the plot
 benchmarks/label_efficiency.png (synthetic, with segmentation).
 """
@@ -111,6 +113,9 @@ class Settings:
     test_per_class: int = 25
     encoder: str = "tiny"
     image_size: int = 64
+    init: str | None = None
+    """Starting weights of the pretrained encoders: None (random), "imagenet" or a state-dict
+    file (``pretrain --init``); with it the starting weights without SSL are compared too."""
     ssl_methods: tuple[str, ...] = ("simclr", "barlow")
     ssl_epochs: int = 200
     ssl_batch: int = 64
@@ -162,7 +167,8 @@ QUICK = Settings(
 def pretrain_encoders(
     images, pixel_sizes, s: Settings, workdir: Path
 ) -> tuple[dict[str, Path], dict]:
-    """Encoders pretrained on the unlabelled images (``s.ssl_methods``), plus a random one."""
+    """Encoders pretrained on the unlabelled images (``s.ssl_methods``), plus a random one and,
+    with ``s.init``, the starting weights themselves ("start")."""
     paths, seconds = {}, {}
     for method in s.ssl_methods:
         config = PretrainConfig(
@@ -173,6 +179,7 @@ def pretrain_encoders(
             image_size=s.image_size,
             device=s.device,
             seed=s.seed,
+            init=s.init,
         )
         paths[method] = workdir / f"{method}.nwmodel"
         start = time.perf_counter()
@@ -180,10 +187,13 @@ def pretrain_encoders(
             last = event
         seconds[method] = round(time.perf_counter() - start, 1)
         print(f"pretrained {method}: {last.step} steps in {seconds[method]:.0f} s, {last.metrics}")
-    random_file = load_model(paths[s.ssl_methods[0]])  # same meta (input size, zoom)
-    torch.manual_seed(s.seed)
-    random_file.set_part("encoder", build_encoder(s.encoder))
-    paths["random"] = save_model(random_file, workdir / "random.nwmodel")
+    for name, init in (("random", None), ("start", s.init)):
+        if name == "start" and s.init is None:
+            continue
+        other = load_model(paths[s.ssl_methods[0]])  # same meta (input size, zoom)
+        torch.manual_seed(s.seed)
+        other.set_part("encoder", build_encoder(s.encoder, init))
+        paths[name] = save_model(other, workdir / f"{name}.nwmodel")
     return paths, seconds
 
 
@@ -946,6 +956,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pool-per-class", type=int, help="override the unlabelled pool size")
     p.add_argument("--seed", type=int, help="override the seed (data, pretraining, label draws)")
     p.add_argument("--classify-only", action="store_true", help="skip segmentation")
+    p.add_argument("--encoder", help="override the encoder (tiny, resnet18, resnet50)")
+    p.add_argument("--image-size", type=int, help="override the encoder's input tile (px)")
+    p.add_argument(
+        "--init",
+        help="start SSL from these weights: imagenet (torchvision's, from the torch cache) or a "
+        "ResNet state-dict file; also compares the starting weights without SSL ('start')",
+    )
     p.add_argument(
         "--fine-tune-splits",
         type=int,
@@ -979,7 +996,17 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     s = FULL if args.full else QUICK if args.quick else Settings()
     overrides = {
-        k: getattr(args, k) for k in ("device", "ssl_epochs", "pool_per_class", "splits", "seed")
+        k: getattr(args, k)
+        for k in (
+            "device",
+            "ssl_epochs",
+            "pool_per_class",
+            "splits",
+            "seed",
+            "encoder",
+            "image_size",
+            "init",
+        )
     }
     if args.ssl_methods:
         overrides["ssl_methods"] = tuple(args.ssl_methods.split(","))
