@@ -190,9 +190,9 @@ def test_scale_bar_and_its_text_are_found_and_nothing_else():
 
 
 def with_dark_glyphs(heights: list[int], x: int, y: int = 232) -> np.ndarray:
-    """A figure with a white bar (rows 200-205, columns 220-300) and, with their bottoms on row
-    ``y``, dark glyphs of ``heights`` from column ``x``: the other polarity, 27 px under the
-    bar, beyond where :func:`_with_text` looks."""
+    """A figure with a white bar (rows 200-205, columns 220-300) and dark glyphs of
+    ``heights`` from column ``x``, their bottoms on row ``y``: the other polarity, 17 px and
+    more under the bar (by default), beyond where :func:`_with_text` looks."""
     image = micrograph_with_bar(bar=False)
     image[200:205, 220:300] = 255
     for k, h in enumerate(heights):
