@@ -207,7 +207,8 @@ def encoder_features(path: Path, images, pixel_sizes, s: Settings) -> dict[str, 
     encoder, model = load_encoder(path)
     config = ClassifierConfig(scales=SCALES)
     recipe = FeatureRecipe.for_training(config, model.meta, model.meta.pixel_size_nm)
-    feats = recipe.features(encoder, images, pixel_sizes, s.device, b"", kept=None)
+    prepared = [recipe.prepare(image, px) for image, px in zip(images, pixel_sizes, strict=True)]
+    feats = recipe.compute(encoder, prepared, s.device)
     ends = np.cumsum(recipe.blocks(encoder.out_dim))[:-1]
     multi, descriptors, spectrum = np.split(feats, ends, 1)
     return {
