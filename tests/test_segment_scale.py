@@ -214,6 +214,15 @@ def test_the_bars_length_written_further_off_in_the_other_polarity_is_found_as_t
         assert [a.kind for a in find_annotations(with_dark_glyphs(heights, x))[1]] == ["bar"]
 
 
+def test_specks_that_barely_stand_out_from_a_white_film_are_not_text():
+    image = with_dark_glyphs([], 0)  # the bar alone
+    for film, kinds in ((238, ["bar"]), (120, ["bar", "text"])):
+        image[212:240, 200:310] = film  # white film under the bar (not painted: < 240), or grey
+        for k in range(5):  # five specks a little brighter than it (painted: >= 240)
+            image[222:232, 226 + 11 * k : 233 + 11 * k] = 247
+        assert [a.kind for a in find_annotations(image)[1]] == kinds
+
+
 def test_the_soft_bar_of_a_resized_figure_is_found_and_an_elongated_highlight_is_not():
     for seed in range(3):  # a bar blurred by resizing: its top and bottom rows are soft
         soft = ndimage.gaussian_filter(micrograph_with_bar(seed).astype(float), 1.5)
