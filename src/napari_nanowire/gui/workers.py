@@ -276,29 +276,27 @@ class JobRunner:
             """``callback``, dropped once this job is cancelled or over."""
             return lambda *args: callback(*args) if self._token is token else None
 
-        def after_events(callback: Callable) -> Callable:
-            """``callback`` for the job's end, run after the progress events being handed to
-            the widget, if the end arrives while they are (napari's progress bar processes Qt
-            events): a fast job's result was shown, then overwritten by its last progress line."""
+        def at_end(callback: Callable) -> Callable:
+            """``callback`` for the job's end (:func:`live`), run after the progress events
+            being handed to the widget, if the end arrives while they are (napari's progress
+            bar processes Qt events): a fast job's result was shown, then overwritten by its
+            last progress line."""
+            alive = live(callback)
             return lambda *args: (
-                self._after_showing.append(lambda: callback(*args))
-                if self._showing
-                else callback(*args)
+                self._after_showing.append(lambda: alive(*args)) if self._showing else alive(*args)
             )
 
         worker.yielded.connect(live(self._receive))
         for ended in (worker.returned, worker.errored, worker.finished):
-            ended.connect(after_events(live(self._flush)))  # connected first: runs first
+            ended.connect(at_end(self._flush))  # connected first: runs first
         if on_done is not None:
-            on_result = live(lambda result: self._safely(title, on_done, result))
-            worker.returned.connect(after_events(on_result))
-        worker.errored.connect(
-            after_events(live(lambda err: report_error(title, getattr(err, "error", err))))
-        )
+            worker.returned.connect(at_end(lambda result: self._safely(title, on_done, result)))
+        worker.errored.connect(at_end(lambda err: report_error(title, getattr(err, "error", err))))
         if on_finish is not None:
-            on_end = live(lambda: self._safely(title, lambda _: on_finish(), None))
-            worker.finished.connect(after_events(on_end))
-        worker.finished.connect(after_events(live(self._end)))
+            worker.finished.connect(
+                at_end(lambda: self._safely(title, lambda _: on_finish(), None))
+            )
+        worker.finished.connect(at_end(self._end))
         self.worker = worker
         if owner is not None:
             self._watch_owner(owner)
