@@ -97,7 +97,6 @@ HERE = Path(__file__).parent
 OUT = HERE / "out"
 PLOT = HERE / "label_efficiency.png"
 SEG_COLORS = {"simclr": "#0072b2", "barlow": "#009e73", "random": "#d55e00"}
-SCALES = (1.0, 0.5, 0.25)
 PRODUCT = "simclr multi+desc+spec"
 """The classifier's default features (multi-scale tiles and descriptors) on a SimCLR encoder."""
 
@@ -187,9 +186,7 @@ def pretrain_encoders(
             last = event
         seconds[method] = round(time.perf_counter() - start, 1)
         print(f"pretrained {method}: {last.step} steps in {seconds[method]:.0f} s, {last.metrics}")
-    for name, init in (("random", None), ("start", s.init)):
-        if name == "start" and s.init is None:
-            continue
+    for name, init in {"random": None, **({"start": s.init} if s.init else {})}.items():
         other = load_model(paths[s.ssl_methods[0]])  # same meta (input size, zoom)
         torch.manual_seed(s.seed)
         other.set_part("encoder", build_encoder(s.encoder, init))
@@ -205,8 +202,7 @@ def encoder_features(path: Path, images, pixel_sizes, s: Settings) -> dict[str, 
     descriptors of the same prepared images; ``spectrum``: their scale spectrum.
     """
     encoder, model = load_encoder(path)
-    config = ClassifierConfig(scales=SCALES)
-    recipe = FeatureRecipe.for_training(config, model.meta, model.meta.pixel_size_nm)
+    recipe = FeatureRecipe.for_training(ClassifierConfig(), model.meta, model.meta.pixel_size_nm)
     prepared = [recipe.prepare(image, px) for image, px in zip(images, pixel_sizes, strict=True)]
     feats = recipe.compute(encoder, prepared, s.device)
     ends = np.cumsum(recipe.blocks(encoder.out_dim))[:-1]
