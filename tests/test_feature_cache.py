@@ -92,9 +92,8 @@ def test_another_encoder_or_setting_is_never_served_kept_features(trained):
     digest = extractor_digest(predictor.encoder, recipe)
     other = build_encoder("tiny")
     assert extractor_digest(other, recipe) != digest
-    painted = FeatureRecipe.of(predictor.meta.classifier, predictor.pixel_size_nm)
-    assert painted.ignore_annotations  # the default: images with scale bars differ without
-    keep_bars = FeatureRecipe(**{**vars(painted), "ignore_annotations": False})
+    assert recipe.ignore_annotations  # the default: images with scale bars differ without
+    keep_bars = FeatureRecipe(**{**vars(recipe), "ignore_annotations": False})
     assert extractor_digest(predictor.encoder, keep_bars) != digest
     before = predictor.classify(unseen[:1], [PX]).features
     model = predictor.model
